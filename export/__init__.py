@@ -1,0 +1,1 @@
+"""Export PtychoPINN to TorchScript, ONNX and torch.export with a fixed float32 signature."""

@@ -1,0 +1,157 @@
+"""The one description of what goes into and comes out of an exported artifact.
+
+Exporters, the manifest, every parity runner's input check and the reference generator read
+this. Shapes are fixed at export time (batch ``B`` included); every tensor is float32; complex
+values never cross an artifact boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from export.errors import SignatureError
+from ptycho_torch.config import ModelConfig
+
+__all__ = ["HEADS", "Signature", "TensorSpec", "make_signature"]
+
+HEADS = ("object", "physics")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named, fixed-shape float32 tensor."""
+
+    name: str
+    shape: tuple[int, ...]
+    layout: str  # meaning of each axis, e.g. "B,C,N,N"
+    dtype: str = "float32"
+
+    def describe(self) -> str:
+        """``float32[4, 1, 64, 64]``."""
+        return f"{self.dtype}[{', '.join(map(str, self.shape))}]"
+
+    def check(self, value: Any, role: str = "input") -> None:
+        """Raise :class:`SignatureError` unless ``value`` has exactly this dtype and shape."""
+        dtype = _dtype_name(value)
+        shape = tuple(int(d) for d in getattr(value, "shape", ()))
+        if dtype == self.dtype and shape == self.shape:
+            return
+        found = f"{dtype}[{', '.join(map(str, shape))}]"
+        fix = []
+        if dtype != self.dtype:
+            fix.append(f"cast it with .astype(np.{self.dtype})")
+        if shape != self.shape:
+            fix.append(f"reshape or re-batch it to {list(self.shape)} (axes {self.layout})")
+        raise SignatureError(
+            f"{role} {self.name!r}: expected {self.describe()} ({self.layout}), got {found}; "
+            + " and ".join(fix)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "layout": self.layout,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
+        return cls(name=d["name"], shape=tuple(d["shape"]), layout=d["layout"], dtype=d["dtype"])
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Inputs and outputs of one exported head."""
+
+    head: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.outputs]
+
+    def check_feed(self, feed: Mapping[str, Any]) -> None:
+        """Check names, dtypes and shapes of a feed; report every problem at once."""
+        problems = []
+        missing = [n for n in self.input_names if n not in feed]
+        extra = sorted(set(feed) - set(self.input_names))
+        if missing:
+            problems.append(f"missing input(s) {missing}")
+        if extra:
+            problems.append(f"unexpected input(s) {extra}")
+        for spec in self.inputs:
+            if spec.name in feed:
+                try:
+                    spec.check(feed[spec.name])
+                except SignatureError as exc:
+                    problems.append(str(exc))
+        if problems:
+            expected = ", ".join(f"{s.name}: {s.describe()}" for s in self.inputs)
+            raise SignatureError(
+                "feed does not match the signature of the "
+                f"{self.head!r} head ({expected}): " + "; ".join(problems)
+            )
+
+    def check_outputs(self, outputs: Mapping[str, Any]) -> None:
+        """Same check for a runner's outputs (used where a backend must honour the contract)."""
+        for spec in self.outputs:
+            if spec.name not in outputs:
+                raise SignatureError(f"output {spec.name!r} missing; got {sorted(outputs)}")
+            spec.check(outputs[spec.name], role="output")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "head": self.head,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Signature:
+        return cls(
+            head=d["head"],
+            inputs=tuple(TensorSpec.from_dict(s) for s in d["inputs"]),
+            outputs=tuple(TensorSpec.from_dict(s) for s in d["outputs"]),
+        )
+
+
+def make_signature(config: ModelConfig, batch: int, head: str = "object") -> Signature:
+    """The signature of ``head`` for a model config and a fixed batch size.
+
+    Object head: ``diffraction`` -> ``amplitude``, ``phase``. Physics head: also ``positions``
+    (patch offsets ``(x, y)`` in pixels relative to the group centre) in and ``pred_amplitude``
+    (the simulated diffraction amplitude) out.
+    """
+    if head not in HEADS:
+        raise SignatureError(f"unknown head {head!r}; expected one of {list(HEADS)}")
+    if not isinstance(batch, int) or batch < 1:
+        raise SignatureError(f"batch must be an int >= 1, got {batch!r}")
+    n, c, out = config.N, config.C, config.out_channels
+    image = "B,C,N,N"
+    inputs = [TensorSpec("diffraction", (batch, c, n, n), image)]
+    outputs = [
+        TensorSpec("amplitude", (batch, out, n, n), image),
+        TensorSpec("phase", (batch, out, n, n), image),
+    ]
+    if head == "physics":
+        inputs.append(TensorSpec("positions", (batch, c, 2), "B,C,xy"))
+        outputs.append(TensorSpec("pred_amplitude", (batch, c, n, n), image))
+    return Signature(head=head, inputs=tuple(inputs), outputs=tuple(outputs))
+
+
+def _dtype_name(value: Any) -> str:
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return type(value).__name__
+    text = str(dtype)
+    return text.removeprefix("torch.") if text.startswith("torch.") else str(np.dtype(dtype))

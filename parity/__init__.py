@@ -1,0 +1,1 @@
+"""Parity of every backend against the TensorFlow reference, with CI reports."""

@@ -1,0 +1,137 @@
+"""Frozen, validated configuration for the PtychoPINN model, data and training."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "AMP_ACTIVATIONS",
+    "SUPPORTED_N",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+]
+
+SUPPORTED_N = (64, 128, 256)
+AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape and head options of the network (ARCHITECTURE.md, "The network")."""
+
+    N: int = 64  # diffraction pattern / object patch size in pixels
+    gridsize: int = 1  # patches per sample along each axis; C = gridsize**2 channels
+    n_filters_scale: int = 2  # s: multiplies every filter count
+    amp_activation: str = "sigmoid"  # activation of the amplitude centre path
+    object_big: bool = True  # decoder predicts C patches (else one shared patch)
+    probe_big: bool = True  # outer (border) path of the decoder head is present
+    pad_object: bool = True  # the "pad object / big probe" head (centre conv + zero pad)
+    intensity_scale: float = 1.0  # initial value of exp(log_scale)
+    intensity_scale_trainable: bool = False  # whether log_scale receives gradients
+    probe_scale: float = 1.0  # the probe is divided by this before illumination
+
+    def __post_init__(self) -> None:
+        _require(
+            self.N in SUPPORTED_N,
+            f"ModelConfig.N must be one of {SUPPORTED_N}, got {self.N!r}",
+        )
+        _require(
+            isinstance(self.gridsize, int) and self.gridsize >= 1,
+            f"ModelConfig.gridsize must be an int >= 1, got {self.gridsize!r}",
+        )
+        _require(
+            isinstance(self.n_filters_scale, int) and self.n_filters_scale >= 1,
+            f"ModelConfig.n_filters_scale must be an int >= 1, got {self.n_filters_scale!r}",
+        )
+        _require(
+            self.amp_activation in AMP_ACTIVATIONS,
+            f"ModelConfig.amp_activation must be one of {AMP_ACTIVATIONS}, "
+            f"got {self.amp_activation!r}",
+        )
+        _require(
+            self.intensity_scale > 0,
+            f"ModelConfig.intensity_scale must be > 0, got {self.intensity_scale!r}",
+        )
+        _require(
+            self.probe_scale > 0,
+            f"ModelConfig.probe_scale must be > 0, got {self.probe_scale!r}",
+        )
+
+    @property
+    def C(self) -> int:
+        """Channels per sample: gridsize**2 patches."""
+        return self.gridsize * self.gridsize
+
+    @property
+    def out_channels(self) -> int:
+        """Channels the decoder heads produce."""
+        return self.C if self.object_big else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        _require(not unknown, f"unknown ModelConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How NPZ scans become training samples."""
+
+    batch_size: int = 16  # samples per optimisation step
+    neighbours: int = 6  # nearest scan points a group is drawn from (gridsize > 1)
+    val_fraction: float = 0.1  # held-out fraction of samples
+    seed: int = 0  # grouping and split seed
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, f"DataConfig.batch_size must be >= 1, got {self.batch_size}")
+        _require(self.neighbours >= 1, f"DataConfig.neighbours must be >= 1, got {self.neighbours}")
+        _require(
+            0.0 <= self.val_fraction < 1.0,
+            f"DataConfig.val_fraction must be in [0, 1), got {self.val_fraction}",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings."""
+
+    epochs: int = 10  # passes over the training samples
+    learning_rate: float = 1e-3  # Adam step size
+    mae_weight: float = 0.0  # weight of the amplitude MAE term added to the Poisson NLL
+    nll_weight: float = 1.0  # weight of the Poisson NLL term
+    seed: int = 0  # torch seed for initialisation and shuffling
+
+    def __post_init__(self) -> None:
+        _require(self.epochs >= 1, f"TrainConfig.epochs must be >= 1, got {self.epochs}")
+        _require(
+            self.learning_rate > 0,
+            f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}",
+        )
+        _require(
+            self.mae_weight >= 0 and self.nll_weight >= 0,
+            "TrainConfig loss weights must be >= 0, "
+            f"got mae_weight={self.mae_weight}, nll_weight={self.nll_weight}",
+        )
+        _require(
+            self.mae_weight + self.nll_weight > 0,
+            "TrainConfig: at least one of mae_weight, nll_weight must be > 0",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

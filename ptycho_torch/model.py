@@ -1,0 +1,253 @@
+"""The PtychoPINN network (ARCHITECTURE.md, "The network"), in the nanoGPT manner.
+
+Layout is NCHW: ``(B, C, N, N)`` with ``C = gridsize**2`` patches per sample.
+``predict`` is the exported object head (real tensors only, no data-dependent branching);
+``forward`` is the physics forward used for training.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ptycho_torch.config import ModelConfig
+from ptycho_torch.physics import diffraction_amplitude, overlap_constraint
+
+__all__ = [
+    "PtychoPINN",
+    "conv_parameter_count",
+    "decoder_filters",
+    "encoder_filters",
+]
+
+
+def encoder_filters(config: ModelConfig) -> list[int]:
+    """Filters per encoder block: N=64 -> [32s, 64s, 128s], one more block per doubling of N."""
+    base = config.n_filters_scale * (2048 // config.N)
+    blocks = int(math.log2(config.N // 8))
+    return [base * 2**i for i in range(blocks)]
+
+
+def decoder_filters(config: ModelConfig) -> list[int]:
+    """Filters per decoder block: N=64 -> [64s, 32s]; the output is at N/2 x N/2."""
+    blocks = len(encoder_filters(config)) - 1
+    return [32 * config.n_filters_scale * 2 ** (blocks - 1 - i) for i in range(blocks)]
+
+
+def _conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)  # TF padding="same"
+
+
+class ConvPair(nn.Module):
+    """``conv3x3 + ReLU``, twice."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = _conv3x3(in_channels, out_channels)
+        self.conv2 = _conv3x3(out_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.conv2(torch.relu(self.conv1(x))))
+
+
+class DownBlock(nn.Module):
+    """Encoder block: conv pair, then 2x2 max pool."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.convs = ConvPair(in_channels, out_channels)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(self.convs(x))
+
+
+class UpBlock(nn.Module):
+    """Decoder block: conv pair, then nearest-neighbour upsampling by 2."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.convs = ConvPair(in_channels, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.convs(x)
+        return x.repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)  # nearest x2
+
+
+class PiTanh(nn.Module):
+    """Phase activation: ``pi * tanh(x)``, range (-pi, pi)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return math.pi * torch.tanh(x)
+
+
+def make_activation(name: str) -> nn.Module:
+    """The amplitude activation by name; the config has already rejected unknown names."""
+    table: dict[str, type[nn.Module]] = {
+        "sigmoid": nn.Sigmoid,
+        "swish": nn.SiLU,
+        "softplus": nn.Softplus,
+        "relu": nn.ReLU,
+        "pi_tanh": PiTanh,
+    }
+    if name not in table:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(table)}")
+    return table[name]()
+
+
+class OuterPath(nn.Module):
+    """Up block, conv and SiLU (swish): the object outside the central N/2 square."""
+
+    def __init__(self, in_channels: int, filters: int, out_channels: int) -> None:
+        super().__init__()
+        self.up = UpBlock(in_channels, filters)
+        self.conv = _conv3x3(filters, out_channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.silu(self.conv(self.up(x)))
+
+
+class DecoderHead(nn.Module):
+    """Last stage of a decoder: (B, K, N/2, N/2) -> (B, out, N, N).
+
+    With ``pad_object``: the first K-4 channels go through conv + activation and are zero-padded
+    by N/4 on every side; with ``probe_big`` the last 4 channels go through an up block, conv and
+    SiLU, and are kept only outside the central N/2 square (border mask). Without ``pad_object``:
+    up block on all channels, conv, activation.
+    """
+
+    __constants__ = ["pad_object", "probe_big", "c_outer", "pad"]  # TorchScript folds branches
+
+    def __init__(self, config: ModelConfig, in_channels: int, activation: str) -> None:
+        super().__init__()
+        n, out = config.N, config.out_channels
+        self.c_outer = 4
+        self.pad = n // 4
+        self.pad_object = config.pad_object
+        self.probe_big = config.probe_big and config.pad_object
+        self.activation = make_activation(activation)
+        outer_filters = config.n_filters_scale * (2048 // n)
+        if not self.pad_object:
+            # the "outer" path then is the whole head: up block, conv (activation applied below)
+            self.centre_conv: nn.Module = nn.Identity()
+            self.outer: nn.Module = nn.Sequential(
+                UpBlock(in_channels, outer_filters), _conv3x3(outer_filters, out)
+            )
+        else:
+            self.centre_conv = _conv3x3(in_channels - self.c_outer, out)
+            self.outer = (
+                OuterPath(self.c_outer, outer_filters, out) if self.probe_big else nn.Identity()
+            )
+        mask = torch.ones(n, n)
+        mask[self.pad : n - self.pad, self.pad : n - self.pad] = 0.0
+        self.register_buffer("border_mask", mask, persistent=False)  # (N, N)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, K, N/2, N/2)
+        if not self.pad_object:
+            return self.activation(self.outer(x))  # (B, out, N, N)
+        k = x.shape[1]
+        centre = self.activation(self.centre_conv(x[:, : k - self.c_outer]))
+        p = self.pad
+        centre = nn.functional.pad(centre, (p, p, p, p))  # (B, out, N, N)
+        if not self.probe_big:
+            return centre
+        return centre + self.outer(x[:, k - self.c_outer :]) * self.border_mask
+
+
+class Decoder(nn.Module):
+    """Up blocks from the encoder's bottleneck to N/2, then the head."""
+
+    def __init__(self, config: ModelConfig, in_channels: int, activation: str) -> None:
+        super().__init__()
+        blocks = []
+        for filters in decoder_filters(config):
+            blocks.append(UpBlock(in_channels, filters))
+            in_channels = filters
+        self.blocks = nn.Sequential(*blocks)
+        self.head = DecoderHead(config, in_channels, activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.blocks(x))
+
+
+class PtychoPINN(nn.Module):
+    """Encoder and two decoders (amplitude, phase), plus the physics forward model.
+
+    Buffers ``probe_re``/``probe_im`` hold the probe (N, N) so that it is saved with the weights
+    and baked into exported physics heads; ``log_scale`` is the intensity scale's logarithm.
+    """
+
+    def __init__(self, config: ModelConfig, probe: np.ndarray | Tensor | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.N = config.N
+        self.C = config.C
+        self.out_channels = config.out_channels
+        self.canvas = config.N + 2 * (config.N // 2)  # room for offsets up to N/2
+        self.log_scale = nn.Parameter(
+            torch.tensor(math.log(config.intensity_scale), dtype=torch.float32),
+            requires_grad=config.intensity_scale_trainable,
+        )
+        blocks = []
+        in_channels = config.C
+        for filters in encoder_filters(config):
+            blocks.append(DownBlock(in_channels, filters))
+            in_channels = filters
+        self.encoder = nn.Sequential(*blocks)
+        self.amplitude_decoder = Decoder(config, in_channels, config.amp_activation)
+        self.phase_decoder = Decoder(config, in_channels, "pi_tanh")
+        self.register_buffer("probe_re", torch.ones(config.N, config.N))
+        self.register_buffer("probe_im", torch.zeros(config.N, config.N))
+        if probe is not None:
+            self.set_probe(probe)
+
+    def set_probe(self, probe: np.ndarray | Tensor) -> None:
+        """Store a complex ``(N, N)`` probe, divided by ``config.probe_scale``."""
+        p = torch.as_tensor(np.asarray(probe) if not isinstance(probe, Tensor) else probe)
+        if tuple(p.shape) != (self.N, self.N):
+            raise ValueError(f"probe must have shape ({self.N}, {self.N}), got {tuple(p.shape)}")
+        p = p.to(torch.complex64) / self.config.probe_scale
+        with torch.no_grad():
+            self.probe_re.copy_(p.real)
+            self.probe_im.copy_(p.imag)
+
+    def predict(self, diffraction: Tensor) -> tuple[Tensor, Tensor]:
+        """Object head: ``(B, C, N, N)`` amplitudes in, ``(amplitude, phase)`` out.
+
+        Both outputs are ``(B, out_channels, N, N)`` float32; out_channels is C when object_big.
+        """
+        x = diffraction / torch.exp(self.log_scale)  # intensity scaler
+        z = self.encoder(x)  # (B, F, N/2**k, N/2**k)
+        return self.amplitude_decoder(z), self.phase_decoder(z)
+
+    def simulate(self, amplitude: Tensor, phase: Tensor, offsets: Tensor) -> Tensor:
+        """Physics forward: object patches -> predicted diffraction amplitude ``(B, C, N, N)``.
+
+        Args:
+            amplitude, phase: ``(B, out_channels, N, N)`` from :meth:`predict`.
+            offsets: ``(B, C, 2)`` patch offsets ``(x, y)`` in pixels (relative to the group).
+        """
+        re = amplitude * torch.cos(phase)  # object = amplitude * exp(i * phase)
+        im = amplitude * torch.sin(phase)
+        if self.out_channels != self.C:
+            re = re.expand(-1, self.C, -1, -1)
+            im = im.expand(-1, self.C, -1, -1)
+        if self.C > 1:
+            re, im = overlap_constraint(re, im, offsets, self.canvas)
+        pred = diffraction_amplitude(re, im, self.probe_re, self.probe_im)
+        return pred * torch.exp(self.log_scale)  # inverse intensity scaler
+
+    def forward(self, diffraction: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Training forward: ``(amplitude, phase, pred_amplitude)``, each ``(B, ., N, N)``."""
+        amplitude, phase = self.predict(diffraction)
+        return amplitude, phase, self.simulate(amplitude, phase, offsets)
+
+
+def conv_parameter_count(model: nn.Module) -> int:
+    """Number of convolution weights and biases (excludes the intensity scale)."""
+    return sum(
+        p.numel() for m in model.modules() if isinstance(m, nn.Conv2d) for p in m.parameters()
+    )
