@@ -1,0 +1,131 @@
+"""The stored reference: float32 output arrays (NPZ) plus provenance (JSON sidecar).
+
+``reference.npz`` holds one float32 array per signature output, in the signature layout
+(NCHW). ``reference.json`` beside it holds the provenance: schema version, generator, head,
+signature, ``weights_sha256`` (:func:`ptycho_torch.checkpoint.model_state_sha256` of the weights
+the reference was computed with), ``inputs_sha256`` (:func:`ptycho_torch.digest.arrays_sha256`
+of the input feed), and the environment that produced it (framework versions, device, TF32 and
+oneDNN settings). Loaded back, a reference replays like a runner (see ``parity.runners``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.errors import ReferenceFormatError
+
+__all__ = [
+    "REFERENCE_SCHEMA",
+    "REQUIRED_PROVENANCE",
+    "Reference",
+    "load_reference",
+    "provenance_path",
+    "save_reference",
+]
+
+REFERENCE_SCHEMA = 1
+REQUIRED_PROVENANCE = (
+    "schema",
+    "generator",
+    "head",
+    "signature",
+    "weights_sha256",
+    "inputs_sha256",
+)
+
+
+@dataclass
+class Reference:
+    """Reference outputs and where they came from."""
+
+    outputs: dict[str, np.ndarray]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def provenance_path(npz_path: str | Path) -> Path:
+    """``reference.npz`` -> ``reference.json``."""
+    return Path(npz_path).with_suffix(".json")
+
+
+def save_reference(
+    path: str | Path, outputs: Mapping[str, np.ndarray], provenance: Mapping[str, Any]
+) -> Reference:
+    """Write ``path`` (NPZ) and its JSON sidecar atomically; every array must be float32."""
+    path = Path(path)
+    prov = {"schema": REFERENCE_SCHEMA, **dict(provenance)}
+    missing = [k for k in REQUIRED_PROVENANCE if k not in prov]
+    if missing:
+        raise ReferenceFormatError(f"reference provenance lacks {missing}")
+    arrays = {}
+    for name, value in outputs.items():
+        a = np.asarray(value)
+        if a.dtype != np.float32:
+            raise ReferenceFormatError(
+                f"reference output {name!r} must be float32, got {a.dtype}; cast before saving"
+            )
+        arrays[name] = np.ascontiguousarray(a)
+    prov["outputs"] = {k: {"dtype": "float32", "shape": list(v.shape)} for k, v in arrays.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    _atomic_write(
+        provenance_path(path),
+        lambda f: f.write((json.dumps(prov, indent=2, sort_keys=True) + "\n").encode()),
+    )
+    return Reference(outputs=arrays, provenance=prov, path=path)
+
+
+def load_reference(path: str | Path) -> Reference:
+    """Read a reference back (``allow_pickle=False``); clear errors for every malformed part."""
+    path = Path(path)
+    side = provenance_path(path)
+    if not path.is_file():
+        raise ReferenceFormatError(
+            f"reference {path} does not exist; make one with `python -m parity reference` "
+            "or pass --reference PATH"
+        )
+    if not side.is_file():
+        raise ReferenceFormatError(
+            f"reference {path} has no provenance file {side.name} beside it; "
+            "regenerate it with `python -m parity reference`"
+        )
+    try:
+        prov = json.loads(side.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReferenceFormatError(f"cannot read reference provenance {side}: {exc}") from None
+    if not isinstance(prov, dict):
+        raise ReferenceFormatError(f"{side} must hold a JSON object, found {type(prov).__name__}")
+    missing = [k for k in REQUIRED_PROVENANCE if k not in prov]
+    if missing:
+        raise ReferenceFormatError(f"reference provenance {side} lacks {missing}")
+    if prov["schema"] != REFERENCE_SCHEMA:
+        raise ReferenceFormatError(
+            f"reference {path} has schema {prov['schema']!r}; this version reads {REFERENCE_SCHEMA}"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            outputs = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise ReferenceFormatError(
+            f"cannot read reference arrays {path} (pickled or corrupt NPZ?): {exc}"
+        ) from None
+    return Reference(outputs=outputs, provenance=prov, path=path)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
