@@ -1,0 +1,94 @@
+"""Load exported artifacts back as checked callables: ``feed dict -> output dict`` (NumPy).
+
+Each loader reads the signature stored with the artifact and checks every feed against it
+before the backend sees it. This matters most for ``.pt2``: in torch 2.13 the module of a
+loaded ExportedProgram guards shapes but not dtypes (float64 reaches ``Conv2d`` and fails with
+the cryptic bias-type error; int64 runs silently), so load ``.pt2`` files through
+:func:`load_program`, not bare ``torch.export.load``.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from export.errors import ExportError
+from export.exporters import SIGNATURE_EXTRA_FILE
+from export.signature import Signature
+
+__all__ = ["LoadedArtifact", "load_program", "load_torchscript", "read_onnx_signature"]
+
+
+@dataclass
+class LoadedArtifact:
+    """A loaded artifact: its signature, the device it runs on and a checked ``__call__``."""
+
+    path: Path
+    kind: str
+    signature: Signature
+    device: str
+    _fn: Callable[..., object]
+
+    def __call__(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.signature.check_feed(feed)
+        args = [
+            torch.from_numpy(np.ascontiguousarray(feed[n])).to(self.device)
+            for n in self.signature.input_names
+        ]
+        with torch.inference_mode():
+            out = self._fn(*args)
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        if len(outs) != len(self.signature.outputs):
+            raise ExportError(
+                f"{self.kind} artifact {self.path} returned {len(outs)} outputs, "
+                f"signature has {self.signature.output_names}"
+            )
+        return {n: t.detach().cpu().numpy() for n, t in zip(self.signature.output_names, outs)}
+
+
+def load_torchscript(path: str | Path, device: str = "cpu") -> LoadedArtifact:
+    """``torch.jit.load`` with the signature from the file's extra files."""
+    path = Path(path)
+    extra = {SIGNATURE_EXTRA_FILE: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    signature = _signature_from_text(extra[SIGNATURE_EXTRA_FILE], path)
+    return LoadedArtifact(path, "torchscript", signature, device, module)
+
+
+def load_program(path: str | Path, device: str = "cpu") -> LoadedArtifact:
+    """``torch.export.load`` with the signature from the file's extra files."""
+    path = Path(path)
+    extra = {SIGNATURE_EXTRA_FILE: ""}
+    program = torch.export.load(path, extra_files=extra)
+    signature = _signature_from_text(extra[SIGNATURE_EXTRA_FILE], path)
+    module = program.module()
+    if device != "cpu":
+        module = module.to(device)
+    return LoadedArtifact(path, "exported-program", signature, device, module)
+
+
+def read_onnx_signature(path: str | Path) -> Signature:
+    """The signature stored in an ONNX file's ``metadata_props``."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    return _signature_from_text(props.get("ptychopinn.signature", ""), Path(path))
+
+
+def _signature_from_text(text: str | bytes, path: Path) -> Signature:
+    if isinstance(text, bytes):
+        text = text.decode()
+    if not text:
+        raise ExportError(
+            f"{path} carries no PtychoPINN signature; it was not written by `python -m export build`"
+        )
+    return Signature.from_dict(json.loads(text))

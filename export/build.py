@@ -1,0 +1,316 @@
+"""``python -m export build``: checkpoint -> TorchScript, ONNX, torch.export + manifest, atomically.
+
+Every artifact is written into a temporary folder beside ``out``, checked (float32 contract,
+loaded back and run against eager) and only then swapped into place, so a failed or
+interrupted build leaves the previous artifacts untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from export.artifacts import load_program, load_torchscript
+from export.contract import check_onnx_contract, check_program_contract
+from export.errors import BuildError, ExportError
+from export.exporters import DEFAULT_OPSET, export_onnx, export_program, export_torchscript
+from export.inputs import load_feed, save_feed
+from export.manifest import MANIFEST_SCHEMA, file_entry, package_versions, sha256_file
+from export.signature import HEADS, Signature, make_signature
+from export.wrapper import wrap
+from ptycho_torch.checkpoint import load_model, model_state_sha256
+from ptycho_torch.digest import arrays_sha256
+
+__all__ = ["DEMO_DIR", "BuildOptions", "BuildResult", "ReferenceMaker", "build"]
+
+log = logging.getLogger(__name__)
+
+DEMO_DIR = Path(__file__).resolve().parent / "demo"
+ARTIFACT_FILES = ("model.ts", "model.onnx", "model.pt2", "inputs.npz")
+REFERENCE_FILES = ("reference.npz", "reference.json")
+# Sanity bound for "the artifact loads and computes the same thing as eager" during the build;
+# the real, per-output parity verdict with its tolerance table is the parity step's job.
+LOADBACK_ATOL = 1e-4
+
+ReferenceMaker = Callable[[Path, Path, Path, str], None]
+"""(checkpoint, inputs.npz, out reference.npz, head) -> None; writes reference.npz + .json."""
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What ``python -m export build`` was asked to do."""
+
+    checkpoint: Path = DEMO_DIR / "model.pt"  # Lightning .ckpt or slim model file
+    inputs: Path = DEMO_DIR / "inputs.npz"  # feed NPZ or scan NPZ (data contract)
+    out: Path = Path("artifacts")  # artifacts folder, replaced atomically
+    batch: int | None = None  # fixed batch size; default: the feed's, or 4 for a scan
+    head: str = "object"  # "object" or "physics"
+    opset: int = DEFAULT_OPSET  # ONNX opset
+    force: bool = False  # allow replacing a non-artifacts folder
+    reference: str = "auto"  # "auto", "none" or a path to a reference.npz
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ExportError(f"--head must be one of {list(HEADS)}, got {self.head!r}")
+        if not 17 <= self.opset <= 23:
+            raise ExportError(f"--opset must be between 17 and 23 (DFT needs 17), got {self.opset}")
+
+
+@dataclass
+class BuildResult:
+    """Where the artifacts are and what the build measured."""
+
+    out: Path
+    manifest: dict[str, Any]
+    signature: Signature
+    seconds: float
+    steps: list[tuple[str, str, float]] = field(default_factory=list)
+
+
+class _Progress:
+    def __init__(self, total: int) -> None:
+        self.total, self.index, self.steps = total, 0, []  # type: ignore[var-annotated]
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[list[str]]:
+        self.index += 1
+        notes: list[str] = []
+        start = time.perf_counter()
+        log.info("[%d/%d] %s ...", self.index, self.total, title)
+        yield notes
+        seconds = time.perf_counter() - start
+        verdict = "; ".join(notes) if notes else "ok"
+        log.info("[%d/%d] %s: %s (%.1f s)", self.index, self.total, title, verdict, seconds)
+        self.steps.append((title, verdict, seconds))
+
+
+def build(options: BuildOptions, make_reference: ReferenceMaker | None = None) -> BuildResult:
+    """Export, check and publish the artifacts. Raises :class:`ExportError` subclasses."""
+    start = time.perf_counter()
+    out = options.out.resolve()
+    _check_out_dir(out, options.force)
+    progress = _Progress(7)
+    torch.manual_seed(0)
+    with progress.step(f"load checkpoint {options.checkpoint}") as notes:
+        model = load_model(options.checkpoint)
+        weights_sha = model_state_sha256(model)
+        notes.append(f"N={model.N} C={model.C} weights {weights_sha[:12]}")
+    with progress.step(f"read inputs {options.inputs}") as notes:
+        feed = load_feed(options.inputs, model.config, options.batch, options.head)
+        signature = make_signature(model.config, int(feed["diffraction"].shape[0]), options.head)
+        signature.check_feed(feed)
+        notes.append(", ".join(f"{s.name}: {s.describe()}" for s in signature.inputs))
+    wrapper = wrap(model, signature)
+    example = tuple(torch.from_numpy(feed[n]) for n in signature.input_names)
+    with torch.inference_mode():
+        eager = dict(zip(signature.output_names, (t.numpy() for t in wrapper(*example))))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        manifest = _export_all(
+            options,
+            model,
+            signature,
+            example,
+            feed,
+            eager,
+            weights_sha,
+            tmp,
+            progress,
+            make_reference,
+        )
+        with progress.step(f"publish {out}") as notes:
+            _swap_into_place(tmp, out)
+            notes.append(f"{len(manifest['files'])} files")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return BuildResult(out, manifest, signature, time.perf_counter() - start, progress.steps)
+
+
+def _export_all(
+    options: BuildOptions,
+    model: torch.nn.Module,
+    signature: Signature,
+    example: tuple[torch.Tensor, ...],
+    feed: dict[str, np.ndarray],
+    eager: dict[str, np.ndarray],
+    weights_sha: str,
+    tmp: Path,
+    progress: _Progress,
+    make_reference: ReferenceMaker | None,
+) -> dict[str, Any]:
+    wrapper = wrap(model, signature)  # type: ignore[arg-type]
+    config = model.config  # type: ignore[attr-defined]
+    metadata = {
+        "ptychopinn.signature": json.dumps(signature.to_dict(), sort_keys=True),
+        "ptychopinn.model_config": json.dumps(config.to_dict(), sort_keys=True),
+        "ptychopinn.weights_sha256": weights_sha,
+        "ptychopinn.head": signature.head,
+    }
+    exporters: dict[str, str] = {}
+    with progress.step("TorchScript -> model.ts") as notes:
+        exporters["model.ts"] = export_torchscript(wrapper, signature, tmp / "model.ts")
+        notes.append(exporters["model.ts"])
+    with progress.step(f"ONNX (dynamo, opset {options.opset}) -> model.onnx") as notes:
+        export_onnx(wrapper, example, signature, tmp / "model.onnx", options.opset, metadata)
+        exporters["model.onnx"] = f"torch.onnx.export(dynamo=True, opset_version={options.opset})"
+        model_proto = onnx.load(str(tmp / "model.onnx"))
+        contract = {"model.onnx": check_onnx_contract(model_proto, signature)}
+        notes.append(
+            f"{len(model_proto.graph.node)} nodes, onnx.checker full check passed, float32 contract ok"
+        )
+    with progress.step("torch.export -> model.pt2") as notes:
+        export_program(wrapper, example, signature, tmp / "model.pt2")
+        exporters["model.pt2"] = "torch.export.export(strict=False)"
+        program = torch.export.load(tmp / "model.pt2")
+        contract["model.pt2"] = check_program_contract(program, signature)
+        notes.append("float32 contract ok")
+    with progress.step("load back and compare with eager") as notes:
+        save_feed(tmp / "inputs.npz", feed)
+        loadback = _load_back(tmp, signature, feed, eager)
+        notes.append(", ".join(f"{k} max_abs={v:.1e}" for k, v in loadback.items()))
+    reference = _place_reference(options, weights_sha, tmp, make_reference)
+    files = {
+        name: file_entry(tmp / name) for name in ARTIFACT_FILES + reference if (tmp / name).exists()
+    }
+    manifest = {
+        "schema_version": MANIFEST_SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "head": signature.head,
+        "signature": signature.to_dict(),
+        "files": files,
+        "versions": package_versions(),
+        "opset": options.opset,
+        "exporters": exporters,
+        "torchscript_note": (
+            "scripted, not traced: every branch in the model depends on the frozen config only, "
+            "and the input check is kept in the artifact"
+        ),
+        "checkpoint": {
+            "path": str(options.checkpoint),
+            "sha256": sha256_file(options.checkpoint),
+            "weights_sha256": weights_sha,
+        },
+        "inputs_sha256": arrays_sha256(feed),
+        "model_config": config.to_dict(),
+        "precision_policy": {
+            "dtype": "float32 inputs, weights and outputs; no float64/float16/complex in the ONNX graph",
+            "tf32": "off for parity (torch matmul/cuDNN, ONNX Runtime CUDA use_tf32=0, TensorFlow)",
+        },
+        "contract": contract,
+        "loadback_max_abs_vs_eager": loadback,
+        "reference": (
+            json.loads((tmp / "reference.json").read_text()) if "reference.json" in files else None
+        ),
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def _load_back(
+    tmp: Path, signature: Signature, feed: dict[str, np.ndarray], eager: dict[str, np.ndarray]
+) -> dict[str, float]:
+    from export.host import OnnxHost
+
+    runs = {
+        "model.ts": load_torchscript(tmp / "model.ts")(feed),
+        "model.pt2": load_program(tmp / "model.pt2")(feed),
+        "model.onnx": OnnxHost(tmp / "model.onnx").run(feed),
+    }
+    errors = {}
+    for artifact, outputs in runs.items():
+        signature.check_outputs(outputs)
+        errors[artifact] = max(
+            float(np.max(np.abs(outputs[n].astype(np.float64) - eager[n])))
+            for n in signature.output_names
+        )
+        if not errors[artifact] <= LOADBACK_ATOL:
+            raise BuildError(
+                f"{artifact} loaded back differs from eager by {errors[artifact]:.3g} "
+                f"(> {LOADBACK_ATOL:g}); the export is wrong"
+            )
+    return errors
+
+
+def _place_reference(
+    options: BuildOptions, weights_sha: str, tmp: Path, make_reference: ReferenceMaker | None
+) -> tuple[str, ...]:
+    """Put reference.npz/.json into the build folder; return the names written."""
+    choice = options.reference
+    if choice == "none":
+        log.info("reference: none requested (--reference none); parity runs pairwise only")
+        return ()
+    if choice != "auto":
+        source = Path(choice)
+        _copy_reference(source, tmp)
+        return REFERENCE_FILES
+    inputs_sha = arrays_sha256(dict(np.load(tmp / "inputs.npz", allow_pickle=False)))
+    bundled = DEMO_DIR / f"reference-{options.head}.npz"
+    if bundled.is_file():
+        prov = json.loads(bundled.with_suffix(".json").read_text())
+        if prov.get("weights_sha256") == weights_sha and prov.get("inputs_sha256") == inputs_sha:
+            _copy_reference(bundled, tmp)
+            log.info(
+                "reference: bundled TensorFlow reference for the demo model (%s)", bundled.name
+            )
+            return REFERENCE_FILES
+    if make_reference is None:
+        log.warning(
+            "reference: no TensorFlow reference for these weights/inputs and TensorFlow is not "
+            "installed; install the 'tf' extra or pass --reference PATH"
+        )
+        return ()
+    log.info("reference: generating with the TensorFlow twin")
+    make_reference(options.checkpoint, tmp / "inputs.npz", tmp / "reference.npz", options.head)
+    return REFERENCE_FILES
+
+
+def _copy_reference(source: Path, tmp: Path) -> None:
+    side = source.with_suffix(".json")
+    if not source.is_file() or not side.is_file():
+        raise ExportError(f"reference {source} (with {side.name} beside it) does not exist")
+    shutil.copyfile(source, tmp / "reference.npz")
+    shutil.copyfile(side, tmp / "reference.json")
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ExportError(f"--out {out} exists and is not a folder")
+    if (out / "manifest.json").is_file() or not any(out.iterdir()):
+        return  # previous artifacts: replaced atomically at the end
+    if not force:
+        raise ExportError(
+            f"--out {out} holds files that are not build artifacts (no manifest.json); "
+            "choose another folder or pass --force to replace it"
+        )
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp`` with two renames; the old folder is deleted only afterwards."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{int(time.time() * 1000)}")
+        out.rename(old)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        if old is not None:
+            old.rename(out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,193 @@
+"""Torch-free runtime for inference hosts: NumPy and ONNX Runtime only.
+
+``OnnxHost`` loads ``model.onnx``, reads the signature the build stored in its metadata, checks
+every feed (names, float32, fixed shapes) with a message that says what to do, and reports the
+execution providers the session really uses. ``python -m export.host verify ARTIFACTS`` checks
+the file hashes in ``manifest.json`` and replays ``inputs.npz`` against ``reference.npz``.
+
+This module deliberately re-implements the small feed check of ``export.signature`` because
+importing that package would import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+__all__ = ["HostError", "OnnxHost", "main", "provider_chain", "verify_artifacts"]
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class HostError(Exception):
+    """Bad input to the host runtime (exit code 2) or, with ``exit_code=3``, an environment gap."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def provider_chain(device: str) -> list[Any]:
+    """Execution providers for a device, with TF32 off on CUDA."""
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "cuda":
+        return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+    raise HostError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+
+
+class OnnxHost:
+    """An ONNX Runtime session bound to the artifact's fixed float32 signature."""
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise HostError(f"ONNX model {self.path} does not exist")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # the CUDA provider's load failure is reported below instead
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=provider_chain(device)
+            )
+        except Exception as exc:  # noqa: BLE001
+            raise HostError(f"ONNX Runtime cannot load {self.path}: {exc}") from None
+        self.device = device
+        self.providers = list(self.session.get_providers())
+        if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
+            raise HostError(
+                f"requested CUDA but ONNX Runtime runs {self.providers} "
+                f"(available: {ort.get_available_providers()}); install CUDA 12 and cuDNN 9 "
+                "libraries for onnxruntime-gpu, or run with --device cpu",
+                exit_code=3,
+            )
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "ptychopinn.signature" not in meta:
+            raise HostError(f"{self.path} carries no PtychoPINN signature in its metadata")
+        self.signature: dict[str, Any] = json.loads(meta["ptychopinn.signature"])
+        self.metadata = dict(meta)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s["name"] for s in self.signature["inputs"]]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s["name"] for s in self.signature["outputs"]]
+
+    def check_feed(self, feed: Mapping[str, Any]) -> None:
+        """Raise :class:`HostError` listing every name, dtype or shape problem of ``feed``."""
+        problems = []
+        extra = sorted(set(feed) - set(self.input_names))
+        if extra:
+            problems.append(f"unexpected input(s) {extra}")
+        for spec in self.signature["inputs"]:
+            name, shape = spec["name"], tuple(spec["shape"])
+            if name not in feed:
+                problems.append(f"missing input {name!r}")
+                continue
+            value = feed[name]
+            dtype = str(getattr(value, "dtype", type(value).__name__))
+            got_shape = tuple(getattr(value, "shape", ()))
+            if dtype != "float32" or got_shape != shape:
+                problems.append(
+                    f"input {name!r}: expected float32{list(shape)} ({spec['layout']}), "
+                    f"got {dtype}{list(got_shape)}"
+                )
+        if problems:
+            raise HostError(
+                "; ".join(problems)
+                + ". Cast with .astype(np.float32) and batch to the exported size."
+            )
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check the feed, run the session, return outputs by name."""
+        self.check_feed(feed)
+        outputs = self.session.run(self.output_names, {n: feed[n] for n in self.input_names})
+        return dict(zip(self.output_names, outputs))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_artifacts(
+    directory: str | Path, device: str = "cpu", atol: float = 1e-5
+) -> dict[str, Any]:
+    """Check manifest hashes, run ``inputs.npz`` and compare with ``reference.npz``.
+
+    Returns a summary dict; raises :class:`HostError` on any mismatch.
+    """
+    directory = Path(directory)
+    manifest_path = directory / "manifest.json"
+    if not manifest_path.is_file():
+        raise HostError(
+            f"{directory} has no manifest.json; pass the folder `python -m export build` wrote"
+        )
+    manifest = json.loads(manifest_path.read_text())
+    for name, entry in manifest.get("files", {}).items():
+        path = directory / name
+        if not path.is_file():
+            raise HostError(f"{name} listed in the manifest is missing from {directory}")
+        if _sha256(path) != entry["sha256"]:
+            raise HostError(
+                f"{name} does not match its sha256 in manifest.json: the file was changed"
+            )
+    host = OnnxHost(directory / "model.onnx", device=device)
+    with np.load(directory / "inputs.npz", allow_pickle=False) as data:
+        feed = {k: data[k] for k in data.files}
+    outputs = host.run(feed)
+    summary: dict[str, Any] = {"providers": host.providers, "files": len(manifest.get("files", {}))}
+    ref_path = directory / "reference.npz"
+    if ref_path.is_file():
+        with np.load(ref_path, allow_pickle=False) as data:
+            for name in host.output_names:
+                err = float(np.max(np.abs(outputs[name].astype(np.float64) - data[name])))
+                summary[f"max_abs[{name}]"] = err
+                if not err <= atol:
+                    raise HostError(
+                        f"output {name!r} differs from reference.npz by {err:.3g} > {atol:g}", 1
+                    )
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m export.host", description=__doc__.splitlines()[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    verify = sub.add_parser(
+        "verify", help="check hashes and replay the parity batch with ONNX Runtime"
+    )
+    verify.add_argument("artifacts", type=Path, help="folder written by `python -m export build`")
+    verify.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    verify.add_argument("--atol", type=float, default=1e-5, help="max abs error vs reference.npz")
+    args = parser.parse_args(argv)
+    try:
+        summary = verify_artifacts(args.artifacts, device=args.device, atol=args.atol)
+    except HostError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"verified {args.artifacts}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

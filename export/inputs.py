@@ -1,0 +1,95 @@
+"""The fixed parity batch: read a feed NPZ (signature names) or cut one from a scan NPZ."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from export.errors import SignatureError
+from ptycho_torch.config import ModelConfig
+
+__all__ = ["load_feed", "save_feed"]
+
+log = logging.getLogger(__name__)
+
+
+def load_feed(
+    path: Path, config: ModelConfig, batch: int | None, head: str
+) -> dict[str, np.ndarray]:
+    """Read the parity batch for ``head`` as float32 arrays in the signature layout.
+
+    Two layouts are accepted:
+    - a *feed* NPZ whose keys are the signature's input names (``diffraction`` of shape
+      ``(B, C, N, N)``, plus ``positions`` ``(B, C, 2)`` for the physics head), as the build
+      writes to ``inputs.npz``;
+    - a *scan* NPZ in the data contract (``diffraction`` of shape ``(n, N, N)``): the first
+      ``batch`` samples are taken, grouped into ``C`` channels by ``ptycho_torch.data``.
+
+    Non-float32 values are cast to float32 here, once, with a logged note.
+    """
+    if not path.is_file():
+        raise SignatureError(f"inputs file {path} does not exist; pass --inputs PATH to an NPZ")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise SignatureError(
+            f"cannot read inputs {path} as an NPZ without pickles: {exc}"
+        ) from None
+    if "diffraction" not in arrays:
+        raise SignatureError(f"inputs {path} has no 'diffraction' array; found {sorted(arrays)}")
+    diffraction = arrays["diffraction"]
+    if diffraction.ndim == 4:
+        feed = {"diffraction": diffraction}
+        if head == "physics":
+            if "positions" not in arrays:
+                raise SignatureError(
+                    f"inputs {path} has no 'positions' array, which the physics head needs "
+                    "(float32[B, C, 2], pixel offsets (x, y) of each patch in its group)"
+                )
+            feed["positions"] = arrays["positions"]
+        if batch is not None and batch != diffraction.shape[0]:
+            if batch > diffraction.shape[0]:
+                raise SignatureError(
+                    f"--batch {batch} but inputs {path} holds {diffraction.shape[0]} samples"
+                )
+            feed = {k: v[:batch] for k, v in feed.items()}
+    elif diffraction.ndim == 3:
+        feed = _feed_from_scan(path, config, batch or 4, head)
+    else:
+        raise SignatureError(
+            f"inputs {path}: 'diffraction' must be (B, C, N, N) or a scan (n, N, N), "
+            f"got shape {diffraction.shape}"
+        )
+    for name, value in list(feed.items()):
+        if value.dtype != np.float32:
+            if not np.issubdtype(value.dtype, np.floating) and not np.issubdtype(
+                value.dtype, np.integer
+            ):
+                raise SignatureError(
+                    f"inputs {path}: {name!r} has dtype {value.dtype}, expected float32"
+                )
+            log.info(
+                "inputs: casting %r from %s to float32 at the loading boundary", name, value.dtype
+            )
+            feed[name] = value.astype(np.float32)
+    return {k: np.ascontiguousarray(v) for k, v in feed.items()}
+
+
+def _feed_from_scan(
+    path: Path, config: ModelConfig, batch: int, head: str
+) -> dict[str, np.ndarray]:
+    from ptycho_torch.data import group_scan, load_npz
+
+    data = load_npz(path)
+    diffraction, offsets = group_scan(data, config.gridsize, count=batch)
+    feed = {"diffraction": diffraction}
+    if head == "physics":
+        feed["positions"] = offsets
+    return feed
+
+
+def save_feed(path: Path, feed: dict[str, np.ndarray]) -> None:
+    np.savez(path, **feed)
