@@ -119,6 +119,7 @@ def build(options: BuildOptions, make_reference: ReferenceMaker | None = None) -
         eager = dict(zip(signature.output_names, (t.numpy() for t in wrapper(*example))))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
     try:
         manifest = _export_all(
             options,

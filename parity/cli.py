@@ -1,0 +1,137 @@
+"""``python -m parity``: check, reference. Parses arguments and maps errors to exit codes.
+
+Exit codes (shared by every CLI of the project): 0 pass, 1 parity failure, 2 usage or bad
+input, 3 environment (requested device or provider unavailable), 4 stale reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["add_check_arguments", "main", "run_check_command"]
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ENV, EXIT_STALE = 0, 1, 2, 3, 4
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Progress lines on stderr; quiet the frameworks' own chatter."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
+    for noisy in ("torch", "onnxscript", "onnx_ir", "tensorflow", "absl", "lightning", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def add_check_arguments(parser: argparse.ArgumentParser, artifacts_required: bool = True) -> None:
+    """Options shared by ``parity check`` and ``export build``."""
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto: cpu, plus cuda when torch and ONNX Runtime both have it; "
+                        "cuda: cpu and cuda, exit 3 if CUDA is unavailable (default: auto)")
+    parser.add_argument("--tolerances", type=Path, help="JSON file overriding the default tolerance table")
+    parser.add_argument("--report-dir", type=Path, help="where report.{json,md,html} and junit.xml go (default: ARTIFACTS/report)")
+    parser.add_argument("--calibrate", type=Path, metavar="FILE",
+                        help="also measure each pair's noise floor and write a tolerances file")
+    parser.add_argument("--tf-twin", action="store_true", help="also run the live TensorFlow twin (needs the 'tf' extra)")
+
+
+def run_check_command(args: argparse.Namespace, artifacts: Path) -> int:
+    """Run the check from parsed arguments; print the verdict; return the exit code."""
+    from parity.check import CheckOptions, run_check
+
+    report = run_check(
+        CheckOptions(
+            artifacts=artifacts,
+            reference=getattr(args, "reference_file", None),
+            inputs=getattr(args, "inputs_file", None),
+            checkpoint=getattr(args, "checkpoint_file", None),
+            device=args.device,
+            tolerances=args.tolerances,
+            report_dir=args.report_dir,
+            calibrate=args.calibrate,
+            tf_twin=args.tf_twin,
+        )
+    )
+    report_dir = args.report_dir or artifacts / "report"
+    failed = [c for c in report.comparisons if c.status != "pass"]
+    print(
+        f"parity {report.verdict.upper()}: {len(report.comparisons) - len(failed)}/{len(report.comparisons)} "
+        f"comparisons passed; reports in {report_dir}/ (report.md, report.html, report.json, junit.xml)"
+    )
+    for note in report.errors:
+        print(f"note: {note}")
+    return report.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m parity", description="Parity of exported PtychoPINN artifacts against the TensorFlow reference.")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="compare every backend against the reference and write reports")
+    check.add_argument("--artifacts", type=Path, required=True, help="folder written by `python -m export build`")
+    check.add_argument("--reference", dest="reference_file", type=Path, help="reference.npz (default: ARTIFACTS/reference.npz)")
+    check.add_argument("--inputs", dest="inputs_file", type=Path, help="inputs NPZ (default: ARTIFACTS/inputs.npz); may hold many batches")
+    check.add_argument("--checkpoint", dest="checkpoint_file", type=Path, help="checkpoint for the eager runner (default: from the manifest)")
+    add_check_arguments(check)
+    ref = sub.add_parser("reference", help="run the TensorFlow twin and write reference.npz + reference.json")
+    ref.add_argument("--checkpoint", type=Path, required=True)
+    ref.add_argument("--inputs", type=Path, required=True, help="feed NPZ (e.g. ARTIFACTS/inputs.npz)")
+    ref.add_argument("--out", type=Path, required=True, help="reference.npz to write (provenance goes beside it as .json)")
+    ref.add_argument("--head", choices=["object", "physics"], default="object")
+    keras = sub.add_parser("import-keras", help="convert a Keras weights file of this architecture into a PyTorch model file")
+    keras.add_argument("--weights", type=Path, required=True, help="Keras .weights.h5 written from the twin layout")
+    keras.add_argument("--config", type=Path, required=True, help="JSON file with the ModelConfig fields")
+    keras.add_argument("--out", type=Path, required=True, help="model file for --checkpoint of `export build`")
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    return guarded(lambda: _dispatch(args))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        return run_check_command(args, args.artifacts)
+    if args.command == "reference":
+        from parity.tf_twin.generate import generate_reference
+
+        reference = generate_reference(args.checkpoint, args.inputs, args.out, head=args.head)
+        print(f"wrote {args.out} and {args.out.with_suffix('.json').name} "
+              f"(weights {reference.provenance['weights_sha256'][:12]}, inputs {reference.provenance['inputs_sha256'][:12]})")
+        return EXIT_PASS
+    if args.command == "import-keras":
+        import json
+
+        from parity.tf_twin.weights import keras_weights_to_model_file
+        from ptycho_torch.config import ModelConfig
+
+        config = ModelConfig.from_dict(json.loads(args.config.read_text()))
+        keras_weights_to_model_file(args.weights, config, args.out)
+        print(f"wrote {args.out}")
+        return EXIT_PASS
+    raise AssertionError(args.command)
+
+
+def guarded(action: "object") -> int:
+    """Run ``action()``; user errors become one ``error:`` line and their exit code."""
+    from export.errors import ExportError
+    from parity.errors import ParityError
+    from ptycho_torch.errors import PtychoError
+
+    try:
+        return int(action())  # type: ignore[operator]
+    except ParityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (ExportError, PtychoError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("tensorflow", "keras"):
+            print(f"error: {exc.name} is not installed; install the 'tf' extra: pip install -e '.[tf]'", file=sys.stderr)
+            return EXIT_ENV
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
