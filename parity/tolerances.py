@@ -101,7 +101,9 @@ class Tolerance:
                 raise ValueError(f"Tolerance.{name} must be finite and >= 0, got {value!r}")
             object.__setattr__(self, name, float(value))
         if self.max_fraction_out > 1.0:
-            raise ValueError(f"Tolerance.max_fraction_out must be <= 1, got {self.max_fraction_out}")
+            raise ValueError(
+                f"Tolerance.max_fraction_out must be <= 1, got {self.max_fraction_out}"
+            )
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict for JSON."""
@@ -199,7 +201,9 @@ class ToleranceTable:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base: ToleranceTable | None = None) -> ToleranceTable:
+    def from_dict(
+        cls, data: Mapping[str, Any], base: ToleranceTable | None = None
+    ) -> ToleranceTable:
         """Merge ``data`` (possibly partial) onto ``base`` (default: the default table).
 
         Raises:
@@ -211,7 +215,9 @@ class ToleranceTable:
         _check_keys(data, _FILE_KEYS, "tolerance file")
         schema = data.get("schema", TOLERANCE_SCHEMA)
         if schema != TOLERANCE_SCHEMA:
-            raise ValueError(f"tolerance file schema {schema!r}; this version reads {TOLERANCE_SCHEMA}")
+            raise ValueError(
+                f"tolerance file schema {schema!r}; this version reads {TOLERANCE_SCHEMA}"
+            )
         table = copy.deepcopy(base if base is not None else cls.default())
         overrides = data.get("tolerances", {})
         _check_keys(overrides, tuple(table.entries), "output in 'tolerances'")
@@ -251,6 +257,13 @@ class ToleranceTable:
             return cls.from_dict(data)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
+
+    @staticmethod
+    def calibrate(
+        comparisons: Iterable[OutputComparison], margin: float = 10.0
+    ) -> tuple[ToleranceTable, list[str]]:
+        """Same as the module-level :func:`calibrate`."""
+        return calibrate(comparisons, margin)
 
     def save(self, path: str | Path) -> Path:
         """Write the complete table (with ``measured`` and ``notes`` when present) as JSON."""
