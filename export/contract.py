@@ -58,7 +58,14 @@ def check_onnx_contract(model: onnx.ModelProto, signature: Signature) -> list[st
                     f"graph {kind} {value.name!r} is {_type_name(elem)}{dims}, "
                     f"expected {spec.describe()}"
                 )
-    inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    if problems:
+        raise DtypeContractError(
+            "ONNX artifact breaks the float32 contract: " + "; ".join(problems)
+        )
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except onnx.shape_inference.InferenceError as exc:
+        raise DtypeContractError(f"ONNX artifact fails strict type inference: {exc}") from None
     for graph_name, graph in _graphs(inferred.graph, "main"):
         for init in graph.initializer:
             if init.data_type in FORBIDDEN_ONNX_TYPES:

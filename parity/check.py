@@ -79,7 +79,9 @@ def resolve_devices(device: str) -> list[str]:
         import onnxruntime as ort
         import torch
 
-        has_cuda = torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+        has_cuda = (
+            torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+        )
         return ["cpu", "cuda"] if has_cuda else ["cpu"]
     raise ParityError(f"--device must be auto, cpu or cuda, got {device!r}")
 
@@ -98,7 +100,9 @@ def run_check(options: CheckOptions) -> ParityReport:
         reference = load_reference(reference_path)
     elif options.reference is not None or options.require_reference:
         raise ReferenceFormatError(f"reference {reference_path} does not exist")
-    table = ToleranceTable.load(options.tolerances) if options.tolerances else ToleranceTable.default()
+    table = (
+        ToleranceTable.load(options.tolerances) if options.tolerances else ToleranceTable.default()
+    )
     devices = resolve_devices(options.device)
     log.info("parity: %s head, devices %s, inputs %s", signature.head, devices, inputs_path)
 
@@ -107,7 +111,9 @@ def run_check(options: CheckOptions) -> ParityReport:
         inputs_sha = _streamed_sha256(inputs, signature.input_names)
         if reference is not None:
             _check_fresh(reference.provenance, manifest, inputs_sha, reference_path)
-        runners = _make_runners(artifacts, checkpoint, signature, devices, reference, options.tf_twin)
+        runners = _make_runners(
+            artifacts, checkpoint, signature, devices, reference, options.tf_twin
+        )
         _check_weights(checkpoint, manifest)
         for runner in runners:
             runner.activate()
@@ -186,7 +192,9 @@ def _streamed_sha256(inputs: NpzRows, names: list[str], rows: int = 256) -> str:
     return h.hexdigest()
 
 
-def _check_fresh(provenance: dict[str, Any], manifest: dict[str, Any], inputs_sha: str, path: Path) -> None:
+def _check_fresh(
+    provenance: dict[str, Any], manifest: dict[str, Any], inputs_sha: str, path: Path
+) -> None:
     problems = []
     weights = manifest["checkpoint"]["weights_sha256"]
     if provenance.get("weights_sha256") != weights:
@@ -194,12 +202,15 @@ def _check_fresh(provenance: dict[str, Any], manifest: dict[str, Any], inputs_sh
             f"weights_sha256 {str(provenance.get('weights_sha256'))[:12]} != artifacts' {weights[:12]}"
         )
     if provenance.get("inputs_sha256") != inputs_sha:
-        problems.append(f"inputs_sha256 {str(provenance.get('inputs_sha256'))[:12]} != inputs' {inputs_sha[:12]}")
+        problems.append(
+            f"inputs_sha256 {str(provenance.get('inputs_sha256'))[:12]} != inputs' {inputs_sha[:12]}"
+        )
     if provenance.get("head") != manifest["head"]:
         problems.append(f"head {provenance.get('head')!r} != artifacts' {manifest['head']!r}")
     if problems:
         raise StaleReferenceError(
-            f"reference {path} is stale: " + "; ".join(problems)
+            f"reference {path} is stale: "
+            + "; ".join(problems)
             + ". Regenerate it with `python -m parity reference --checkpoint CKPT --inputs "
             "ARTIFACTS/inputs.npz --out reference.npz` (needs the 'tf' extra)"
         )
@@ -230,12 +241,16 @@ def _make_runners(
             EagerRunner(f"eager[{device}]", signature, device, checkpoint),
             TorchScriptRunner(f"torchscript[{device}]", signature, device, artifacts / "model.ts"),
             ExportedProgramRunner(f"pt2[{device}]", signature, device, artifacts / "model.pt2"),
-            OnnxRuntimeRunner(f"onnxruntime[{device}]", signature, device, artifacts / "model.onnx"),
+            OnnxRuntimeRunner(
+                f"onnxruntime[{device}]", signature, device, artifacts / "model.onnx"
+            ),
         ]
     if tf_twin:
         runners.append(TfTwinRunner("tf-twin[cpu]", signature, checkpoint))
     if reference is not None:
-        runners.append(ReferenceRunner(REFERENCE_NAME, signature, reference.path, reference.provenance))
+        runners.append(
+            ReferenceRunner(REFERENCE_NAME, signature, reference.path, reference.provenance)
+        )
     return runners
 
 
@@ -257,12 +272,18 @@ def _make_pairs(runners: list[Runner], table: ToleranceTable, signature: Signatu
         for spec in signature.outputs:
             tolerance = table.lookup(spec.name, pair.pair_class, pair.device)
             pair.accumulators[spec.name] = ComparisonAccumulator(
-                spec.name, pair.left.name, pair.right.name, tolerance, wrap_phase=spec.name == "phase"
+                spec.name,
+                pair.left.name,
+                pair.right.name,
+                tolerance,
+                wrap_phase=spec.name == "phase",
             )
     return pairs
 
 
-def _stream(inputs: NpzRows, n: int, signature: Signature, runners: list[Runner], pairs: list[_Pair]) -> None:
+def _stream(
+    inputs: NpzRows, n: int, signature: Signature, runners: list[Runner], pairs: list[_Pair]
+) -> None:
     batch = signature.inputs[0].shape[0]
     chunks = (n + batch - 1) // batch
     for index, start in enumerate(range(0, n, batch)):
@@ -276,7 +297,9 @@ def _stream(inputs: NpzRows, n: int, signature: Signature, runners: list[Runner]
             left, right = outputs[pair.left.name], outputs[pair.right.name]
             for name in signature.output_names:
                 weight = right.get("amplitude") if name == "phase" else None
-                pair.accumulators[name].update(left[name], right[name], sample_offset=start, weight=weight)
+                pair.accumulators[name].update(
+                    left[name], right[name], sample_offset=start, weight=weight
+                )
                 _track_worst(pair, name, left[name], right[name], start)
         if chunks > 1:
             log.info("parity: chunk %d/%d (samples %d-%d)", index + 1, chunks, start, stop - 1)
@@ -303,7 +326,9 @@ def _track_worst(pair: _Pair, name: str, left: np.ndarray, right: np.ndarray, st
         pair.worst[name] = (float(per_sample[i]), start + i, left[i].copy(), right[i].copy())
 
 
-def _write_reports(report: ParityReport, report_dir: Path, pairs: list[_Pair], signature: Signature) -> None:
+def _write_reports(
+    report: ParityReport, report_dir: Path, pairs: list[_Pair], signature: Signature
+) -> None:
     from parity.report import render_error_map, write_all
 
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -311,20 +336,30 @@ def _write_reports(report: ParityReport, report_dir: Path, pairs: list[_Pair], s
     maps_dir.mkdir(exist_ok=True)
     for pair in pairs:
         if pair.pair_class != "vs-reference" and not any(
-            c.status != "pass" for c in report.comparisons if c.left == pair.left.name and c.right == pair.right.name
+            c.status != "pass"
+            for c in report.comparisons
+            if c.left == pair.left.name and c.right == pair.right.name
         ):
             continue  # maps for every runner vs the reference, and for failing pairs
         for name, (err, sample, left, right) in pair.worst.items():
-            safe = f"{name}_{pair.left.name}_vs_{pair.right.name}".replace("[", "-").replace("]", "")
+            safe = f"{name}_{pair.left.name}_vs_{pair.right.name}".replace("[", "-").replace(
+                "]", ""
+            )
             png = maps_dir / f"{safe}.png"
             render_error_map(
-                left, right, name == "phase",
+                left,
+                right,
+                name == "phase",
                 f"{name}: {pair.left.name} vs {pair.right.name}, sample {sample} (max err {err:.2e})",
                 png,
             )
             report.error_maps.append(
-                {"output": name, "left": pair.left.name, "right": pair.right.name, "sample": sample,
-                 "png": str(png.relative_to(report_dir))}
+                {
+                    "output": name,
+                    "left": pair.left.name,
+                    "right": pair.right.name,
+                    "sample": sample,
+                    "png": str(png.relative_to(report_dir)),
+                }
             )
     write_all(report, report_dir)
-

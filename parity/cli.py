@@ -21,21 +21,50 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ENV, EXIT_STALE = 0, 1, 2, 3, 4
 def configure_logging(verbose: bool = False) -> None:
     """Progress lines on stderr; quiet the frameworks' own chatter."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr)
-    for noisy in ("torch", "onnxscript", "onnx_ir", "tensorflow", "absl", "lightning", "matplotlib", "PIL"):
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+    for noisy in (
+        "torch",
+        "onnxscript",
+        "onnx_ir",
+        "tensorflow",
+        "absl",
+        "lightning",
+        "matplotlib",
+        "PIL",
+    ):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def add_check_arguments(parser: argparse.ArgumentParser, artifacts_required: bool = True) -> None:
     """Options shared by ``parity check`` and ``export build``."""
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="auto: cpu, plus cuda when torch and ONNX Runtime both have it; "
-                        "cuda: cpu and cuda, exit 3 if CUDA is unavailable (default: auto)")
-    parser.add_argument("--tolerances", type=Path, help="JSON file overriding the default tolerance table")
-    parser.add_argument("--report-dir", type=Path, help="where report.{json,md,html} and junit.xml go (default: ARTIFACTS/report)")
-    parser.add_argument("--calibrate", type=Path, metavar="FILE",
-                        help="also measure each pair's noise floor and write a tolerances file")
-    parser.add_argument("--tf-twin", action="store_true", help="also run the live TensorFlow twin (needs the 'tf' extra)")
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="auto: cpu, plus cuda when torch and ONNX Runtime both have it; "
+        "cuda: cpu and cuda, exit 3 if CUDA is unavailable (default: auto)",
+    )
+    parser.add_argument(
+        "--tolerances", type=Path, help="JSON file overriding the default tolerance table"
+    )
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        help="where report.{json,md,html} and junit.xml go (default: ARTIFACTS/report)",
+    )
+    parser.add_argument(
+        "--calibrate",
+        type=Path,
+        metavar="FILE",
+        help="also measure each pair's noise floor and write a tolerances file",
+    )
+    parser.add_argument(
+        "--tf-twin",
+        action="store_true",
+        help="also run the live TensorFlow twin (needs the 'tf' extra)",
+    )
 
 
 def run_check_command(args: argparse.Namespace, artifacts: Path) -> int:
@@ -67,24 +96,64 @@ def run_check_command(args: argparse.Namespace, artifacts: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m parity", description="Parity of exported PtychoPINN artifacts against the TensorFlow reference.")
+    parser = argparse.ArgumentParser(
+        prog="python -m parity",
+        description="Parity of exported PtychoPINN artifacts against the TensorFlow reference.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="compare every backend against the reference and write reports")
-    check.add_argument("--artifacts", type=Path, required=True, help="folder written by `python -m export build`")
-    check.add_argument("--reference", dest="reference_file", type=Path, help="reference.npz (default: ARTIFACTS/reference.npz)")
-    check.add_argument("--inputs", dest="inputs_file", type=Path, help="inputs NPZ (default: ARTIFACTS/inputs.npz); may hold many batches")
-    check.add_argument("--checkpoint", dest="checkpoint_file", type=Path, help="checkpoint for the eager runner (default: from the manifest)")
+    check = sub.add_parser(
+        "check", help="compare every backend against the reference and write reports"
+    )
+    check.add_argument(
+        "--artifacts", type=Path, required=True, help="folder written by `python -m export build`"
+    )
+    check.add_argument(
+        "--reference",
+        dest="reference_file",
+        type=Path,
+        help="reference.npz (default: ARTIFACTS/reference.npz)",
+    )
+    check.add_argument(
+        "--inputs",
+        dest="inputs_file",
+        type=Path,
+        help="inputs NPZ (default: ARTIFACTS/inputs.npz); may hold many batches",
+    )
+    check.add_argument(
+        "--checkpoint",
+        dest="checkpoint_file",
+        type=Path,
+        help="checkpoint for the eager runner (default: from the manifest)",
+    )
     add_check_arguments(check)
-    ref = sub.add_parser("reference", help="run the TensorFlow twin and write reference.npz + reference.json")
+    ref = sub.add_parser(
+        "reference", help="run the TensorFlow twin and write reference.npz + reference.json"
+    )
     ref.add_argument("--checkpoint", type=Path, required=True)
-    ref.add_argument("--inputs", type=Path, required=True, help="feed NPZ (e.g. ARTIFACTS/inputs.npz)")
-    ref.add_argument("--out", type=Path, required=True, help="reference.npz to write (provenance goes beside it as .json)")
+    ref.add_argument(
+        "--inputs", type=Path, required=True, help="feed NPZ (e.g. ARTIFACTS/inputs.npz)"
+    )
+    ref.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="reference.npz to write (provenance goes beside it as .json)",
+    )
     ref.add_argument("--head", choices=["object", "physics"], default="object")
-    keras = sub.add_parser("import-keras", help="convert a Keras weights file of this architecture into a PyTorch model file")
-    keras.add_argument("--weights", type=Path, required=True, help="Keras .weights.h5 written from the twin layout")
-    keras.add_argument("--config", type=Path, required=True, help="JSON file with the ModelConfig fields")
-    keras.add_argument("--out", type=Path, required=True, help="model file for --checkpoint of `export build`")
+    keras = sub.add_parser(
+        "import-keras",
+        help="convert a Keras weights file of this architecture into a PyTorch model file",
+    )
+    keras.add_argument(
+        "--weights", type=Path, required=True, help="Keras .weights.h5 written from the twin layout"
+    )
+    keras.add_argument(
+        "--config", type=Path, required=True, help="JSON file with the ModelConfig fields"
+    )
+    keras.add_argument(
+        "--out", type=Path, required=True, help="model file for --checkpoint of `export build`"
+    )
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     return guarded(lambda: _dispatch(args))
@@ -97,8 +166,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from parity.tf_twin.generate import generate_reference
 
         reference = generate_reference(args.checkpoint, args.inputs, args.out, head=args.head)
-        print(f"wrote {args.out} and {args.out.with_suffix('.json').name} "
-              f"(weights {reference.provenance['weights_sha256'][:12]}, inputs {reference.provenance['inputs_sha256'][:12]})")
+        print(
+            f"wrote {args.out} and {args.out.with_suffix('.json').name} "
+            f"(weights {reference.provenance['weights_sha256'][:12]}, inputs {reference.provenance['inputs_sha256'][:12]})"
+        )
         return EXIT_PASS
     if args.command == "import-keras":
         import json
@@ -113,7 +184,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
-def guarded(action: "object") -> int:
+def guarded(action: object) -> int:
     """Run ``action()``; user errors become one ``error:`` line and their exit code."""
     from export.errors import ExportError
     from parity.errors import ParityError
@@ -129,7 +200,10 @@ def guarded(action: "object") -> int:
         return EXIT_USAGE
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in ("tensorflow", "keras"):
-            print(f"error: {exc.name} is not installed; install the 'tf' extra: pip install -e '.[tf]'", file=sys.stderr)
+            print(
+                f"error: {exc.name} is not installed; install the 'tf' extra: pip install -e '.[tf]'",
+                file=sys.stderr,
+            )
             return EXIT_ENV
         raise
     except KeyboardInterrupt:

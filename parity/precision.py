@@ -86,10 +86,16 @@ def environment_fingerprint() -> dict[str, Any]:
         try:
             import subprocess
 
-            env["driver"] = subprocess.run(
-                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=10, check=False,
-            ).stdout.strip() or None
+            env["driver"] = (
+                subprocess.run(
+                    ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=False,
+                ).stdout.strip()
+                or None
+            )
         except (OSError, subprocess.SubprocessError):
             env["driver"] = None
     return env

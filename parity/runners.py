@@ -59,7 +59,9 @@ class Runner(ABC):
     def deactivate(self) -> None:  # noqa: B027 - optional hook
         """Release the backend."""
 
-    def infer(self, feed: Mapping[str, np.ndarray], samples: slice | None = None) -> dict[str, np.ndarray]:
+    def infer(
+        self, feed: Mapping[str, np.ndarray], samples: slice | None = None
+    ) -> dict[str, np.ndarray]:
         """Check ``feed`` against the signature, then run. ``samples`` locates the rows in the set."""
         self.signature.check_feed(feed)
         start = time.perf_counter()
@@ -68,7 +70,9 @@ class Runner(ABC):
         return outputs
 
     @abstractmethod
-    def _infer(self, feed: Mapping[str, np.ndarray], samples: slice | None) -> dict[str, np.ndarray]: ...
+    def _infer(
+        self, feed: Mapping[str, np.ndarray], samples: slice | None
+    ) -> dict[str, np.ndarray]: ...
 
     def info(self) -> RunnerInfo:
         return RunnerInfo(
@@ -99,7 +103,9 @@ class _TorchRunner(Runner):
         self.path = path
         self._fn: Any = None
 
-    def _infer(self, feed: Mapping[str, np.ndarray], samples: slice | None) -> dict[str, np.ndarray]:
+    def _infer(
+        self, feed: Mapping[str, np.ndarray], samples: slice | None
+    ) -> dict[str, np.ndarray]:
         return self._fn(feed)
 
 
@@ -119,7 +125,10 @@ class EagerRunner(_TorchRunner):
         names = self.signature.output_names
 
         def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            args = [torch.from_numpy(np.ascontiguousarray(feed[n])).to(device) for n in self.signature.input_names]
+            args = [
+                torch.from_numpy(np.ascontiguousarray(feed[n])).to(device)
+                for n in self.signature.input_names
+            ]
             with torch.inference_mode():
                 return {n: t.cpu().numpy() for n, t in zip(names, module(*args))}
 
@@ -172,7 +181,9 @@ class OnnxRuntimeRunner(Runner):
             # DFT has no CUDA kernel: say which nodes ONNX Runtime places on the CPU.
             self.detail["note"] = "ops without a CUDA kernel (e.g. DFT) run on the CPU provider"
 
-    def _infer(self, feed: Mapping[str, np.ndarray], samples: slice | None) -> dict[str, np.ndarray]:
+    def _infer(
+        self, feed: Mapping[str, np.ndarray], samples: slice | None
+    ) -> dict[str, np.ndarray]:
         return self._host.run(feed)
 
 
@@ -181,7 +192,9 @@ class ReferenceRunner(Runner):
 
     kind = "tf-reference"
 
-    def __init__(self, name: str, signature: Signature, path: Path, provenance: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, signature: Signature, path: Path, provenance: dict[str, Any]
+    ) -> None:
         super().__init__(name, signature, str(provenance.get("device", "cpu")))
         self.path = path
         self.provenance = provenance
@@ -191,7 +204,9 @@ class ReferenceRunner(Runner):
         self._rows = NpzRows(self.path)
         missing = [n for n in self.signature.output_names if n not in self._rows.keys]
         if missing:
-            raise ReferenceFormatError(f"reference {self.path} lacks output(s) {missing}; it holds {self._rows.keys}")
+            raise ReferenceFormatError(
+                f"reference {self.path} lacks output(s) {missing}; it holds {self._rows.keys}"
+            )
         self.detail = {
             "generator": self.provenance.get("generator"),
             "tensorflow": self.provenance.get("tensorflow_version"),
@@ -207,7 +222,9 @@ class ReferenceRunner(Runner):
         assert self._rows is not None
         return self._rows.shape(self.signature.output_names[0])[0]
 
-    def _infer(self, feed: Mapping[str, np.ndarray], samples: slice | None) -> dict[str, np.ndarray]:
+    def _infer(
+        self, feed: Mapping[str, np.ndarray], samples: slice | None
+    ) -> dict[str, np.ndarray]:
         assert self._rows is not None
         batch = feed[self.signature.input_names[0]].shape[0]
         sl = samples or slice(0, batch)
@@ -229,7 +246,9 @@ class TfTwinRunner(Runner):
 
         self._config, self._state = read_checkpoint(self.path)
 
-    def _infer(self, feed: Mapping[str, np.ndarray], samples: slice | None) -> dict[str, np.ndarray]:
+    def _infer(
+        self, feed: Mapping[str, np.ndarray], samples: slice | None
+    ) -> dict[str, np.ndarray]:
         from parity.tf_twin.generate import twin_predict
 
         return twin_predict(self._config, self._state, dict(feed), self.signature.head)

@@ -1,0 +1,199 @@
+"""Atomic, deterministic builds; the float32 contract scan; CLI errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from export import build as build_module
+from export.build import BuildOptions, BuildResult, build
+from export.contract import check_onnx_contract
+from export.errors import BuildError, DtypeContractError, ExportError
+from export.manifest import sha256_file
+
+
+def test_two_builds_of_the_same_checkpoint_give_byte_identical_onnx(
+    built: BuildResult, model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    again = build(
+        BuildOptions(checkpoint=model_file, inputs=feed_file, out=tmp_path / "a", reference="none")
+    )
+    assert sha256_file(again.out / "model.onnx") == sha256_file(built.out / "model.onnx")
+
+
+@pytest.mark.parametrize("failure", [BuildError("boom"), KeyboardInterrupt()])
+def test_failed_or_interrupted_build_keeps_previous_artifacts(
+    model_file: Path,
+    feed_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: BaseException,
+) -> None:
+    out = tmp_path / "artifacts"
+    build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(build_module, "export_program", explode)
+    with pytest.raises(type(failure)):
+        build(
+            BuildOptions(
+                checkpoint=model_file, inputs=feed_file, out=out, batch=1, reference="none"
+            )
+        )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["artifacts"]  # no temporary folders left
+
+
+def test_refuses_to_replace_a_folder_that_is_not_artifacts(
+    model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(ExportError, match="--force"):
+        build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+def _with_double_cast(model: onnx.ModelProto) -> onnx.ModelProto:
+    graph = model.graph
+    first = graph.node[0]
+    source = first.input[0]
+    graph.node.insert(
+        0,
+        helper.make_node(
+            "Cast", [source], ["as_double"], to=onnx.TensorProto.DOUBLE, name="sneaky_cast"
+        ),
+    )
+    graph.node.insert(
+        1,
+        helper.make_node(
+            "Cast", ["as_double"], ["back_to_float"], to=onnx.TensorProto.FLOAT, name="cast_back"
+        ),
+    )
+    for node in graph.node[2:]:
+        for i, name in enumerate(node.input):
+            if name == source:
+                node.input[i] = "back_to_float"
+    return model
+
+
+def test_contract_scan_names_a_float64_cast(built: BuildResult) -> None:
+    model = _with_double_cast(onnx.load(str(built.out / "model.onnx")))
+    with pytest.raises(DtypeContractError, match="sneaky_cast.*float64|as_double.*double"):
+        check_onnx_contract(model, built.signature)
+
+
+def test_contract_scan_rejects_float64_graph_input(built: BuildResult) -> None:
+    model = onnx.load(str(built.out / "model.onnx"))
+    model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
+    with pytest.raises(DtypeContractError, match="graph input 'diffraction' is double"):
+        check_onnx_contract(model, built.signature)
+
+
+def test_scan_npz_is_cut_into_a_batch(model_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ptycho_torch.data")
+    from ptycho_torch.simulate import simulate_to_npz  # type: ignore[attr-defined]
+
+    scan = simulate_to_npz(tmp_path / "scan.npz", seed=3, n_images=16)  # noqa: F841
+    result = build(
+        BuildOptions(
+            checkpoint=model_file,
+            inputs=tmp_path / "scan.npz",
+            out=tmp_path / "a",
+            batch=3,
+            reference="none",
+        )
+    )
+    with np.load(result.out / "inputs.npz") as data:
+        assert (
+            data["diffraction"].shape == (3, 1, 64, 64) and data["diffraction"].dtype == np.float32
+        )
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "export", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def test_cli_missing_checkpoint_exits_2_without_traceback(tmp_path: Path) -> None:
+    proc = _cli(
+        "build",
+        "--checkpoint",
+        str(tmp_path / "nope.ckpt"),
+        "--out",
+        str(tmp_path / "a"),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "error: checkpoint" in proc.stderr and "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_pickled_inputs_exit_2(model_file: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, diffraction=np.array([object()], dtype=object))
+    proc = _cli(
+        "build",
+        "--checkpoint",
+        str(model_file),
+        "--inputs",
+        str(bad),
+        "--out",
+        str(tmp_path / "a"),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_builds_without_parity(model_file: Path, feed_file: Path, tmp_path: Path) -> None:
+    proc = _cli(
+        "build",
+        "--checkpoint",
+        str(model_file),
+        "--inputs",
+        str(feed_file),
+        "--out",
+        "arts",
+        "--no-parity",
+        "--reference",
+        "none",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "build OK" in proc.stdout
+    assert "[7/7] publish" in proc.stderr
+    assert json.loads((tmp_path / "arts" / "manifest.json").read_text())["head"] == "object"
+
+
+def test_host_verify_checks_hashes(built: BuildResult, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built.out, copy)
+    ok = subprocess.run(
+        [sys.executable, "-m", "export.host", "verify", str(copy)], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    data = (copy / "inputs.npz").read_bytes()
+    (copy / "inputs.npz").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    bad = subprocess.run(
+        [sys.executable, "-m", "export.host", "verify", str(copy)], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "inputs.npz does not match its sha256" in bad.stderr
