@@ -262,9 +262,7 @@ def _make_pairs(runners: list[Runner], table: ToleranceTable, signature: Signatu
         if runner is reference:
             continue
         device = runner.actual_device
-        if isinstance(runner, EagerRunner) or isinstance(runner, TfTwinRunner):
-            pass
-        elif device in eager:
+        if not isinstance(runner, (EagerRunner, TfTwinRunner)) and device in eager:
             pairs.append(_Pair(eager[device], runner, "torch-vs-artifact", device))
         if reference is not None:
             pairs.append(_Pair(runner, reference, "vs-reference", device))
