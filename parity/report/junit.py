@@ -1,0 +1,90 @@
+"""``junit.xml``: one testsuite per report, one testcase per output per pair.
+
+Testcases are named ``phase[eager vs onnxruntime-cpu]`` (brackets inside runner names become
+dashes); a failing comparison carries ``<failure message=... type=...>`` with its metrics, and
+every entry of ``report.errors`` on a failing run becomes an ``<error>`` testcase.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from parity.report.table import failure_detail, fmt, pair_slug
+from parity.results import OutputComparison, ParityReport
+
+__all__ = ["testcase_name", "write_junit"]
+
+# Characters XML 1.0 cannot carry even escaped.
+_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def testcase_name(c: OutputComparison) -> str:
+    """``phase[eager vs onnxruntime-cpu]``."""
+    return f"{c.output}[{pair_slug(c.left)} vs {pair_slug(c.right)}]"
+
+
+def write_junit(report: ParityReport, directory: str | Path) -> Path:
+    """Write ``junit.xml`` into ``directory`` and return its path."""
+    names = [testcase_name(c) for c in report.comparisons]
+    duplicated = {n for n in names if names.count(n) > 1}
+    error_cases = report.errors if report.verdict != "pass" else []
+    suite = ET.Element(
+        "testsuite",
+        name=_clean(f"parity.{report.head}"),
+        tests=str(len(report.comparisons) + len(error_cases)),
+        failures=str(len(report.failed_comparisons)),
+        errors=str(len(error_cases)),
+        skipped="0",
+        time=f"{sum(r.seconds for r in report.runners):.3f}",
+        timestamp=_clean(report.created),
+    )
+    props = ET.SubElement(suite, "properties")
+    for key, value in (
+        ("verdict", report.verdict),
+        ("exit_code", report.exit_code),
+        ("artifacts_dir", report.artifacts_dir),
+    ):
+        ET.SubElement(props, "property", name=key, value=_clean(str(value)))
+    for c, name in zip(report.comparisons, names):
+        if name in duplicated:
+            name = f"{name}@{c.device}"
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=_clean(f"parity.{report.head}.{c.output}"),
+            name=_clean(name),
+        )
+        if not c.passed:
+            message = (
+                f"{', '.join(c.failures) or 'fail'}: max_abs={fmt(c.max_abs)} "
+                f"max_rel={fmt(c.max_rel)} atol={c.tolerance.atol:g} rtol={c.tolerance.rtol:g} "
+                f"out={c.n_out}/{c.n_elements}"
+            )
+            failure = ET.SubElement(
+                case, "failure", message=_clean(message), type=_clean(",".join(c.failures))
+            )
+            failure.text = _clean("\n".join(failure_detail(c)))
+        else:
+            out = ET.SubElement(case, "system-out")
+            out.text = _clean(c.log_line())
+    for i, text in enumerate(error_cases):
+        case = ET.SubElement(
+            suite, "testcase", classname=f"parity.{_clean(report.head)}", name=f"error[{i}]"
+        )
+        error = ET.SubElement(case, "error", message=_clean(text.splitlines()[0] if text else ""))
+        error.text = _clean(text)
+    root = ET.Element("testsuites", name="parity")
+    root.append(suite)
+    for attr in ("tests", "failures", "errors"):
+        root.set(attr, suite.get(attr, "0"))
+    ET.indent(root)
+    path = Path(directory) / "junit.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    return path
+
+
+def _clean(text: str) -> str:
+    return _INVALID_XML.sub("\ufffd", text)

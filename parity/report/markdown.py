@@ -1,0 +1,122 @@
+"""``report.md``: a verdict line and one table a reviewer reads in ten seconds, then details.
+
+When ``GITHUB_STEP_SUMMARY`` is set (GitHub Actions), the same Markdown is appended to that
+file so the table shows on the workflow run's summary page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from parity.report.table import cell_text, failure_detail, pair_rows, verdict_line
+from parity.results import ParityReport
+
+__all__ = ["render_markdown", "write_markdown"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_VALUE_CHARS = 120
+
+
+def render_markdown(report: ParityReport) -> str:
+    """The Markdown text of the report."""
+    outputs, rows = pair_rows(report)
+    lines = [f"## {verdict_line(report)}", ""]
+    if rows:
+        lines.append(
+            "| pair | device | "
+            + " | ".join(f"{_cell(o)} (max abs / max rel)" for o in outputs)
+            + " |"
+        )
+        lines.append("|---|---|" + "---|" * len(outputs))
+        for row in rows:
+            cells = [cell_text(row.cells.get(o)) for o in outputs]
+            lines.append(
+                f"| {_cell(row.label)} | {_cell(row.device)} | "
+                + " | ".join(_cell(c) for c in cells)
+                + " |"
+            )
+        lines.append("")
+    if report.errors:
+        lines += ["### Errors and notes", ""]
+        lines += [f"- {_inline(e)}" for e in report.errors]
+        lines.append("")
+    failed = report.failed_comparisons
+    if failed:
+        maps = {(m.output, m.left, m.right): m for m in report.maps()}
+        lines += ["### Failures", ""]
+        for c in failed:
+            lines.append(f"**{_inline(c.label())}** ({_inline(c.device)}): {', '.join(c.failures)}")
+            lines += [f"- {_inline(d)}" for d in failure_detail(c)]
+            m = maps.get((c.output, c.left, c.right))
+            if m is not None:
+                lines.append(f"- error map (sample {m.sample}): [{m.png}]({m.png})")
+            lines.append("")
+    lines += ["### Run", ""]
+    if report.runners:
+        lines += [
+            "| runner | kind | requested | actual | providers | seconds |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in report.runners:
+            lines.append(
+                f"| {_cell(r.name)} | {_cell(r.kind)} | {_cell(r.requested_device)} | "
+                f"{_cell(r.actual_device)} | {_cell(', '.join(r.providers) or '—')} | {r.seconds:.2f} |"
+            )
+        lines.append("")
+    lines.append(f"- **precision**: {_pairs(report.precision)}")
+    lines.append(f"- **artifacts**: `{_inline(report.artifacts_dir)}`, created {report.created}")
+    lines += ["", "<details><summary>Environment and reference provenance</summary>", ""]
+    lines += [f"- environment `{_inline(k)}`: {_value(v)}" for k, v in report.environment.items()]
+    lines += [
+        f"- reference `{_inline(k)}`: {_value(v)}" for k, v in report.reference_provenance.items()
+    ]
+    lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+def write_markdown(report: ParityReport, directory: str | Path) -> str:
+    """Write ``report.md`` into ``directory``; also append it to ``$GITHUB_STEP_SUMMARY`` if set.
+
+    Returns:
+        The Markdown text.
+    """
+    text = render_markdown(report)
+    path = Path(directory) / "report.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        try:
+            with open(summary, "a", encoding="utf-8") as f:
+                f.write(text + "\n")
+        except OSError as exc:  # a summary is a convenience; the report itself is written
+            logger.warning("cannot append to GITHUB_STEP_SUMMARY=%s: %s", summary, exc)
+    return text
+
+
+def _inline(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _cell(text: object) -> str:
+    return _inline(text).replace("|", "\\|")
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    text = _inline(text)
+    if len(text) > _MAX_VALUE_CHARS:
+        text = text[: _MAX_VALUE_CHARS - 1] + "…"
+    return f"`{text.replace('`', chr(39))}`"
+
+
+def _pairs(mapping: Mapping[str, Any]) -> str:
+    if not mapping:
+        return "not recorded"
+    return ", ".join(f"{_inline(k)}={_value(v)}" for k, v in mapping.items())
