@@ -81,13 +81,18 @@ def load_feed(
 def _feed_from_scan(
     path: Path, config: ModelConfig, batch: int, head: str
 ) -> dict[str, np.ndarray]:
-    from ptycho_torch.data import group_scan, load_npz
+    from ptycho_torch.data import group_scan_points, load_npz
 
-    data = load_npz(path)
-    diffraction, offsets = group_scan(data, config.gridsize, count=batch)
-    feed = {"diffraction": diffraction}
+    data = load_npz(path)  # the data contract, float32 at this boundary
+    if data.N != config.N:
+        raise SignatureError(f"inputs {path} holds {data.N}x{data.N} patterns, the model expects N={config.N}")
+    if data.n < batch:
+        raise SignatureError(f"--batch {batch} but the scan {path} holds only {data.n} patterns")
+    groups = group_scan_points(data.xcoords, data.ycoords, config.gridsize)
+    indices = groups.indices[:batch]  # (B, C)
+    feed = {"diffraction": data.diffraction[indices]}  # (B, C, N, N)
     if head == "physics":
-        feed["positions"] = offsets
+        feed["positions"] = groups.offsets[:batch]
     return feed
 
 

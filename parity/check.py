@@ -127,7 +127,6 @@ def run_check(options: CheckOptions) -> ParityReport:
     for pair in pairs:
         for name in signature.output_names:
             comparison = pair.accumulators[name].finish()
-            comparison.pair_class, comparison.device = pair.pair_class, pair.device
             comparisons.append(comparison)
             log.info("%s", comparison.log_line())
     failed = [c for c in comparisons if c.status != "pass"]
@@ -275,6 +274,8 @@ def _make_pairs(runners: list[Runner], table: ToleranceTable, signature: Signatu
                 pair.right.name,
                 tolerance,
                 wrap_phase=spec.name == "phase",
+                pair_class=pair.pair_class,
+                device=pair.device,
             )
     return pairs
 

@@ -234,7 +234,7 @@ class ReferenceRunner(Runner):
 class TfTwinRunner(Runner):
     """The live TensorFlow twin with the checkpoint's weights (optional; needs TensorFlow)."""
 
-    kind = "tf-twin"
+    kind = "tf-live"
 
     def __init__(self, name: str, signature: Signature, path: Path) -> None:
         super().__init__(name, signature, "cpu")

@@ -102,10 +102,9 @@ def test_contract_scan_rejects_float64_graph_input(built: BuildResult) -> None:
 
 
 def test_scan_npz_is_cut_into_a_batch(model_file: Path, tmp_path: Path) -> None:
-    pytest.importorskip("ptycho_torch.data")
-    from ptycho_torch.simulate import simulate_to_npz  # type: ignore[attr-defined]
+    from ptycho_torch.simulate import SimulationConfig, simulate_scan, write_npz
 
-    scan = simulate_to_npz(tmp_path / "scan.npz", seed=3, n_images=16)  # noqa: F841
+    write_npz(simulate_scan(SimulationConfig(seed=3, n_images=16)), tmp_path / "scan.npz")
     result = build(
         BuildOptions(
             checkpoint=model_file,
