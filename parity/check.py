@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from export.signature import Signature
-from parity.compare import ComparisonAccumulator
+from parity.compare import ComparisonAccumulator, wrap_to_pi
 from parity.errors import ParityError, ReferenceFormatError, StaleReferenceError
 from parity.npz_stream import NpzRows
 from parity.precision import apply_precision_policy, environment_fingerprint
@@ -91,6 +91,7 @@ def run_check(options: CheckOptions) -> ParityReport:
     precision = apply_precision_policy()
     artifacts = options.artifacts
     manifest = _read_manifest(artifacts)
+    _check_hashes(artifacts, manifest)
     signature = Signature.from_dict(manifest["signature"])
     inputs_path = options.inputs or artifacts / "inputs.npz"
     checkpoint = options.checkpoint or Path(manifest["checkpoint"]["path"])
@@ -160,6 +161,20 @@ def _read_manifest(artifacts: Path) -> dict[str, Any]:
             f"{artifacts} has no manifest.json; pass --artifacts DIR written by `python -m export build`"
         )
     return json.loads(path.read_text())
+
+
+def _check_hashes(artifacts: Path, manifest: dict[str, Any]) -> None:
+    from export.manifest import sha256_file
+
+    for name, entry in manifest.get("files", {}).items():
+        path = artifacts / name
+        if not path.is_file():
+            raise ParityError(f"{name} is listed in {artifacts}/manifest.json but missing")
+        if sha256_file(path) != entry["sha256"]:
+            raise StaleReferenceError(
+                f"{path} changed after the build (sha256 differs from manifest.json); "
+                "rebuild with `python -m export build`"
+            )
 
 
 def _check_inputs(inputs: NpzRows, signature: Signature, path: Path) -> int:
@@ -315,9 +330,9 @@ def _pad(rows: np.ndarray, batch: int) -> np.ndarray:
 def _track_worst(pair: _Pair, name: str, left: np.ndarray, right: np.ndarray, start: int) -> None:
     if left.shape != right.shape:
         return
-    diff = np.abs(left.astype(np.float64) - right.astype(np.float64))
-    if name == "phase":
-        diff = np.abs(np.angle(np.exp(1j * (left.astype(np.float64) - right.astype(np.float64)))))
+    with np.errstate(invalid="ignore"):
+        diff = left.astype(np.float64) - right.astype(np.float64)
+        diff = np.abs(wrap_to_pi(diff) if name == "phase" else diff)
     per_sample = np.nan_to_num(diff.reshape(diff.shape[0], -1).max(axis=1), nan=np.inf)
     i = int(np.argmax(per_sample))
     best = pair.worst.get(name)
