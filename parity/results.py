@@ -274,7 +274,7 @@ class ParityReport:
     schema: int = REPORT_SCHEMA
 
     def __post_init__(self) -> None:
-        self.error_maps = self.maps()
+        self.error_maps = list(self.maps())
 
     def maps(self) -> list[ErrorMap]:
         """Error maps as :class:`ErrorMap` (entries appended as plain dicts are accepted)."""

@@ -56,9 +56,10 @@ def render_error_map(
         x, y = a[ch], b[ch]
         err = np.abs(wrap_to_pi(x - y) if wrap_phase else x - y)
         limits = (-np.pi, np.pi) if wrap_phase else _limits(x, y)
+        cmap = "twilight" if wrap_phase else "viridis"  # cyclic map: -pi and pi look alike
         panels = (
-            ("left", x, "viridis", limits),
-            ("right (reference)", y, "viridis", limits),
+            ("left", x, cmap, limits),
+            ("right (reference)", y, cmap, limits),
             ("|wrapped error|" if wrap_phase else "|error|", err, "magma", (None, None)),
         )
         for ax, (name, img, cmap, (vmin, vmax)) in zip(axes[ch], panels):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ __all__ = ["render_markdown", "write_markdown"]
 logger = logging.getLogger(__name__)
 
 _MAX_VALUE_CHARS = 120
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def render_markdown(report: ParityReport) -> str:
@@ -70,11 +72,13 @@ def render_markdown(report: ParityReport) -> str:
             )
         lines.append("")
     lines.append(f"- **precision**: {_pairs(report.precision)}")
-    lines.append(f"- **artifacts**: `{_inline(report.artifacts_dir)}`, created {report.created}")
+    lines.append(
+        f"- **artifacts**: {_value(report.artifacts_dir)}, created {_inline(report.created)}"
+    )
     lines += ["", "<details><summary>Environment and reference provenance</summary>", ""]
-    lines += [f"- environment `{_inline(k)}`: {_value(v)}" for k, v in report.environment.items()]
+    lines += [f"- environment {_value(k)}: {_value(v)}" for k, v in report.environment.items()]
     lines += [
-        f"- reference `{_inline(k)}`: {_value(v)}" for k, v in report.reference_provenance.items()
+        f"- reference {_value(k)}: {_value(v)}" for k, v in report.reference_provenance.items()
     ]
     lines += ["", "</details>", ""]
     return "\n".join(lines)
@@ -100,8 +104,13 @@ def write_markdown(report: ParityReport, directory: str | Path) -> str:
     return text
 
 
+def _plain(text: object) -> str:
+    return " ".join(_CONTROL.sub(" ", str(text)).split())
+
+
 def _inline(text: object) -> str:
-    return " ".join(str(text).split())
+    # GitHub renders raw HTML in Markdown: runner output in error messages must stay text.
+    return _plain(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cell(text: object) -> str:
@@ -110,7 +119,7 @@ def _cell(text: object) -> str:
 
 def _value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    text = _inline(text)
+    text = _plain(text)
     if len(text) > _MAX_VALUE_CHARS:
         text = text[: _MAX_VALUE_CHARS - 1] + "…"
     return f"`{text.replace('`', chr(39))}`"

@@ -137,6 +137,7 @@ def test_markdown_has_verdict_and_one_table_and_goes_to_step_summary(tmp_path, m
     assert "### Failures" in text and "nonfinite" in text
     assert text.count("**phase | eager[cpu] vs onnxruntime[cpu]**") == 1  # failures only
     assert "CPUExecutionProvider" in text and "tf32" in text
+    assert "<b>" not in text and "&lt;b&gt;crashed" in text  # runner text is not HTML
     assert summary.read_text() == "earlier step\n" + text + "\n"
 
 
