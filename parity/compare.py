@@ -75,10 +75,9 @@ class _Side:
         self.first_inf: list[list[int]] = []
 
     def add(self, chunk: np.ndarray, offset: int) -> None:
-        if not self.dtype:
-            self.dtype = str(chunk.dtype)
-        elif str(chunk.dtype) != self.dtype:
-            self.dtype = f"{self.dtype}+{chunk.dtype}"
+        if str(chunk.dtype) not in self.dtype.split("+"):
+            # Chunks of mixed dtypes are recorded as "float32+float64" (and fail the dtype check).
+            self.dtype = f"{self.dtype}+{chunk.dtype}" if self.dtype else str(chunk.dtype)
         if self.row_shape is None:
             self.row_shape = chunk.shape[1:]
         elif chunk.shape[1:] != self.row_shape:
