@@ -57,7 +57,8 @@ MAX_POSITIONS = 5
 def wrap_to_pi(d: np.ndarray) -> np.ndarray:
     """Fold angles (radians) into (-pi, pi]; exact under negation up to the -pi/pi boundary."""
     d = np.asarray(d, dtype=np.float64)
-    w = d - (2.0 * math.pi) * np.round(d / (2.0 * math.pi))
+    with np.errstate(invalid="ignore"):  # NaN/Inf in, NaN out: callers count non-finite apart
+        w = d - (2.0 * math.pi) * np.round(d / (2.0 * math.pi))
     return np.where(w <= -math.pi, w + 2.0 * math.pi, w)
 
 

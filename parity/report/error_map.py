@@ -54,7 +54,8 @@ def render_error_map(
     axes = fig.subplots(channels, 3, squeeze=False)
     for ch in range(channels):
         x, y = a[ch], b[ch]
-        err = np.abs(wrap_to_pi(x - y) if wrap_phase else x - y)
+        with np.errstate(invalid="ignore"):  # inf - inf: shown as a blank (masked) pixel
+            err = np.abs(wrap_to_pi(x - y) if wrap_phase else x - y)
         limits = (-np.pi, np.pi) if wrap_phase else _limits(x, y)
         cmap = "twilight" if wrap_phase else "viridis"  # cyclic map: -pi and pi look alike
         panels = (
