@@ -1,0 +1,172 @@
+"""Inference: checkpoint + scan NPZ -> stitched complex object, images and quality metrics.
+
+``python -m ptycho_torch.infer --checkpoint CKPT --data NPZ --out DIR [--baseline]`` writes
+``DIR/reconstruction.npz`` (complex64 ``object``, float32 ``amplitude``/``phase``/``weight``),
+``DIR/amplitude.png``, ``DIR/phase.png`` and, when the NPZ has ``objectGuess``, ``DIR/metrics.json``.
+Data go through :func:`ptycho_torch.data.load_npz`, so a float64 NPZ reaches the network as
+float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ptycho_torch.checkpoint import load_model
+from ptycho_torch.cli import run_cli
+from ptycho_torch.data import PtychoData, group_scan_points, load_npz
+from ptycho_torch.errors import DataError
+from ptycho_torch.metrics import ReconstructionMetrics, compare_objects
+from ptycho_torch.model import PtychoPINN
+from ptycho_torch.stitch import StitchedObject, stitch_patches
+
+__all__ = [
+    "Reconstruction",
+    "evaluate",
+    "main",
+    "predict_patches",
+    "reconstruct",
+    "untrained_like",
+    "write_outputs",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """Predicted patches (one per scan point) and the stitched object."""
+
+    patches: np.ndarray  # (n, N, N) complex64, patch i belongs to scan point i
+    stitched: StitchedObject
+
+
+def predict_patches(model: PtychoPINN, data: PtychoData, batch_size: int = 64) -> np.ndarray:
+    """Run ``model.predict`` over the scan in batches; returns complex64 ``(n, N, N)`` patches.
+
+    With gridsize > 1 every scan point is predicted as channel 0 of its own group; patches
+    from other channels are averaged in where they belong.
+    """
+    if data.N != model.N:
+        raise DataError(f"data patterns are {data.N}x{data.N} but the model expects N={model.N}")
+    groups = group_scan_points(data.xcoords, data.ycoords, model.config.gridsize, seed=0)
+    total = np.zeros((data.n, data.N, data.N), dtype=np.complex128)
+    count = np.zeros(data.n, dtype=np.int64)
+    device = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, data.n, batch_size):
+            idx = groups.indices[start : start + batch_size]  # (b, C)
+            x = torch.from_numpy(np.ascontiguousarray(data.diffraction[idx]))  # (b, C, N, N)
+            amplitude, phase = model.predict(x.to(device=device, dtype=torch.float32))
+            obj = torch.polar(amplitude, phase).cpu().numpy()  # (b, out_channels, N, N)
+            if obj.shape[1] != idx.shape[1]:  # object_big=False: one shared patch
+                obj = np.broadcast_to(obj, (obj.shape[0], idx.shape[1], *obj.shape[2:]))
+            np.add.at(total, idx.reshape(-1), obj.reshape(-1, data.N, data.N))
+            np.add.at(count, idx.reshape(-1), 1)
+    return (total / np.maximum(count, 1)[:, None, None]).astype(np.complex64)
+
+
+def reconstruct(model: PtychoPINN, data: PtychoData, batch_size: int = 64) -> Reconstruction:
+    """Predict every scan point and stitch the patches into the object's frame."""
+    patches = predict_patches(model, data, batch_size)
+    shape = data.obj.shape if data.obj is not None else None
+    stitched = stitch_patches(patches, data.xcoords, data.ycoords, shape=shape)
+    return Reconstruction(patches=patches, stitched=stitched)
+
+
+def evaluate(recon: Reconstruction, data: PtychoData) -> ReconstructionMetrics | None:
+    """Metrics against ``objectGuess`` over the fully covered region; None without ground truth."""
+    if data.obj is None:
+        return None
+    return compare_objects(recon.stitched.obj, data.obj, recon.stitched.weight)
+
+
+def untrained_like(model: PtychoPINN, seed: int = 0) -> PtychoPINN:
+    """A freshly initialised model with the same config, probe and intensity scale (baseline)."""
+    torch.manual_seed(seed)
+    fresh = PtychoPINN(model.config)
+    with torch.no_grad():
+        fresh.probe_re.copy_(model.probe_re)
+        fresh.probe_im.copy_(model.probe_im)
+        fresh.log_scale.copy_(model.log_scale)
+    return fresh.eval()
+
+
+def write_outputs(recon: Reconstruction, out: Path) -> list[Path]:
+    """Write ``reconstruction.npz`` and amplitude/phase PNGs; returns the written paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    obj = recon.stitched.obj
+    amplitude = np.abs(obj).astype(np.float32)
+    phase = np.angle(obj).astype(np.float32)
+    npz = out / "reconstruction.npz"
+    np.savez(npz, object=obj, amplitude=amplitude, phase=phase, weight=recon.stitched.weight)
+    paths = [npz]
+    for name, image, cmap in (("amplitude", amplitude, "gray"), ("phase", phase, "twilight")):
+        fig, ax = plt.subplots(figsize=(6, 5))
+        shown = ax.imshow(np.where(recon.stitched.weight > 0, image, np.nan), cmap=cmap)
+        ax.set_title(f"reconstructed {name}")
+        fig.colorbar(shown, ax=ax)
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ptycho_torch.infer",
+        description="Reconstruct the object of a scan with a trained PtychoPINN.",
+    )
+    p.add_argument("--checkpoint", required=True, help="Lightning .ckpt or model.pt")
+    p.add_argument("--data", required=True, help="scan .npz (data contract)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also report the metrics of an untrained model with the same config",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point."""
+    args = _parser().parse_args(argv)
+
+    def body() -> None:
+        model = load_model(args.checkpoint)
+        data = load_npz(args.data)
+        recon = reconstruct(model, data, args.batch_size)
+        paths = write_outputs(recon, Path(args.out))
+        logger.info("wrote %s", ", ".join(str(p) for p in paths))
+        metrics = evaluate(recon, data)
+        if metrics is None:
+            logger.info("no objectGuess in %s: no quality metrics", args.data)
+            return
+        report: dict[str, object] = {"trained": metrics.to_dict()}
+        print(f"trained:   {metrics.summary()}")
+        if args.baseline:
+            base = evaluate(reconstruct(untrained_like(model), data, args.batch_size), data)
+            assert base is not None
+            report["untrained"] = base.to_dict()
+            print(f"untrained: {base.summary()}")
+        (Path(args.out) / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    return run_cli(body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
