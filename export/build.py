@@ -33,6 +33,7 @@ from export.signature import HEADS, Signature, make_signature
 from export.wrapper import wrap
 from ptycho_torch.checkpoint import load_model, model_state_sha256
 from ptycho_torch.digest import arrays_sha256
+from ptycho_torch.model import PtychoPINN
 
 __all__ = ["DEMO_DIR", "BuildOptions", "BuildResult", "ReferenceMaker", "build"]
 
@@ -143,7 +144,7 @@ def build(options: BuildOptions, make_reference: ReferenceMaker | None = None) -
 
 def _export_all(
     options: BuildOptions,
-    model: torch.nn.Module,
+    model: PtychoPINN,
     signature: Signature,
     example: tuple[torch.Tensor, ...],
     feed: dict[str, np.ndarray],
@@ -153,8 +154,8 @@ def _export_all(
     progress: _Progress,
     make_reference: ReferenceMaker | None,
 ) -> dict[str, Any]:
-    wrapper = wrap(model, signature)  # type: ignore[arg-type]
-    config = model.config  # type: ignore[attr-defined]
+    wrapper = wrap(model, signature)
+    config = model.config
     metadata = {
         "ptychopinn.signature": json.dumps(signature.to_dict(), sort_keys=True),
         "ptychopinn.model_config": json.dumps(config.to_dict(), sort_keys=True),

@@ -85,7 +85,9 @@ def _feed_from_scan(
 
     data = load_npz(path)  # the data contract, float32 at this boundary
     if data.N != config.N:
-        raise SignatureError(f"inputs {path} holds {data.N}x{data.N} patterns, the model expects N={config.N}")
+        raise SignatureError(
+            f"inputs {path} holds {data.N}x{data.N} patterns, the model expects N={config.N}"
+        )
     if data.n < batch:
         raise SignatureError(f"--batch {batch} but the scan {path} holds only {data.n} patterns")
     groups = group_scan_points(data.xcoords, data.ycoords, config.gridsize)
@@ -97,4 +99,4 @@ def _feed_from_scan(
 
 
 def save_feed(path: Path, feed: dict[str, np.ndarray]) -> None:
-    np.savez(path, **feed)
+    np.savez(path, **feed)  # type: ignore[arg-type]

@@ -20,11 +20,18 @@ import numpy as np
 __all__ = ["benchmark", "main"]
 
 
-def benchmark(artifacts: Path, device: str = "cpu", repeats: int = 20, warmup: int = 3) -> list[dict[str, object]]:
+def benchmark(
+    artifacts: Path, device: str = "cpu", repeats: int = 20, warmup: int = 3
+) -> list[dict[str, object]]:
     """Median/p90 seconds per batch for eager, TorchScript, .pt2 and ONNX Runtime on ``device``."""
     from export.signature import Signature
     from parity.precision import apply_precision_policy
-    from parity.runners import EagerRunner, ExportedProgramRunner, OnnxRuntimeRunner, TorchScriptRunner
+    from parity.runners import (
+        EagerRunner,
+        ExportedProgramRunner,
+        OnnxRuntimeRunner,
+        TorchScriptRunner,
+    )
 
     apply_precision_policy()
     manifest = json.loads((artifacts / "manifest.json").read_text())
@@ -72,7 +79,9 @@ def benchmark(artifacts: Path, device: str = "cpu", repeats: int = 20, warmup: i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m parity.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m parity.bench", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--repeats", type=int, default=20)

@@ -75,7 +75,7 @@ def save_reference(
         arrays[name] = np.ascontiguousarray(a)
     prov["outputs"] = {k: {"dtype": "float32", "shape": list(v.shape)} for k, v in arrays.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    _atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
     _atomic_write(
         provenance_path(path),
         lambda f: f.write((json.dumps(prov, indent=2, sort_keys=True) + "\n").encode()),

@@ -180,6 +180,9 @@ class PtychoPINN(nn.Module):
     and baked into exported physics heads; ``log_scale`` is the intensity scale's logarithm.
     """
 
+    probe_re: Tensor
+    probe_im: Tensor
+
     def __init__(self, config: ModelConfig, probe: np.ndarray | Tensor | None = None) -> None:
         super().__init__()
         self.config = config
