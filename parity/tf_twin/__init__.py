@@ -1,0 +1,16 @@
+"""TensorFlow/Keras twin of PtychoPINN: the reference implementation the parity suite compares to.
+
+TensorFlow is imported only inside this subpackage's modules (never by ``import parity``); the
+submodules import it at call time, so ``import parity.tf_twin`` works without TensorFlow too.
+
+- :mod:`parity.tf_twin.model`: the network in Keras idioms (NHWC), built from a ModelConfig;
+- :mod:`parity.tf_twin.physics`: overlap constraint and far-field diffraction in TensorFlow;
+- :mod:`parity.tf_twin.weights`: PyTorch state dict <-> twin weights, Keras weights -> model file;
+- :mod:`parity.tf_twin.generate`: the live twin (:func:`twin_predict`) and the reference writer.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TwinError", "WeightTransferError"]
+
+from parity.tf_twin.errors import TwinError, WeightTransferError

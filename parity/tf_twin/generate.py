@@ -1,0 +1,180 @@
+"""Run the twin: the live TF runner (:func:`twin_predict`) and the reference writer.
+
+The precision policy is set before TensorFlow computes anything: TF32 off, op determinism on,
+everything pinned to the CPU. ``TF_ENABLE_ONEDNN_OPTS`` is read by TensorFlow when it loads, so
+it can only be recorded here (set it in the environment before Python starts to change it).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.reference import Reference, save_reference
+from parity.tf_twin.errors import TwinError
+from ptycho_torch.config import ModelConfig
+
+__all__ = ["GENERATOR", "apply_tf_precision_policy", "generate_reference", "twin_predict"]
+
+log = logging.getLogger(__name__)
+
+GENERATOR = "tensorflow-twin"
+DEVICE = "/CPU:0"
+_cache: dict[str, Any] = {}  # one built twin, keyed by config and weights digest
+
+
+def apply_tf_precision_policy() -> dict[str, Any]:
+    """TF32 off and deterministic ops on in TensorFlow; returns the settings for provenance."""
+    import tensorflow as tf
+
+    tf.config.experimental.enable_tensor_float_32_execution(False)
+    tf.config.experimental.enable_op_determinism()
+    return {
+        "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
+        "determinism": True,
+        "onednn": onednn_setting(),
+    }
+
+
+def onednn_setting() -> str:
+    """``TF_ENABLE_ONEDNN_OPTS`` as TensorFlow saw it (on by default on x86 CPUs)."""
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    return "unset (TensorFlow default: on)" if value is None else f"TF_ENABLE_ONEDNN_OPTS={value}"
+
+
+def _twin(config: ModelConfig, state_dict: Mapping[str, Any]) -> Any:
+    """The twin with these weights; rebuilt only when config or weights change."""
+    from parity.tf_twin.model import build_twin
+    from parity.tf_twin.weights import load_torch_state
+    from ptycho_torch.digest import arrays_sha256
+
+    key = f"{sorted(config.to_dict().items())}:{arrays_sha256(state_dict)}"
+    if _cache.get("key") != key:
+        twin = build_twin(config)
+        load_torch_state(twin, state_dict)
+        _cache.clear()
+        _cache.update(key=key, twin=twin)
+    return _cache["twin"]
+
+
+def twin_predict(
+    model_config: ModelConfig,
+    state_dict: Mapping[str, Any],
+    feed: Mapping[str, np.ndarray],
+    head: str = "object",
+) -> dict[str, np.ndarray]:
+    """Outputs of the TensorFlow twin for a feed in the signature layout (NCHW float32).
+
+    Args:
+        model_config: the weights' ModelConfig.
+        state_dict: a PyTorch ``PtychoPINN`` state dict (tensors or arrays).
+        feed: signature inputs (``diffraction``; plus ``positions`` for the physics head).
+        head: ``"object"`` or ``"physics"``.
+
+    Returns:
+        The signature's outputs, float32 NCHW, in signature order.
+
+    Raises:
+        SignatureError: the feed does not match the signature.
+        WeightTransferError: the weights do not fit the config.
+        TwinError: an output is not float32.
+    """
+    import tensorflow as tf
+
+    from export.signature import make_signature
+
+    batch = int(np.shape(feed["diffraction"])[0]) if "diffraction" in feed else 1
+    signature = make_signature(model_config, batch, head)
+    signature.check_feed(feed)
+    apply_tf_precision_policy()
+    with tf.device(DEVICE):
+        twin = _twin(model_config, state_dict)
+        inputs = {
+            "diffraction": tf.constant(np.transpose(feed["diffraction"], (0, 2, 3, 1))),
+            "positions": tf.constant(
+                feed["positions"]
+                if head == "physics"
+                else np.zeros((batch, model_config.C, 2), np.float32)
+            ),
+        }
+        result = twin(inputs, training=False)
+    outputs = {}
+    for name in signature.output_names:
+        value = result[name].numpy()
+        if value.dtype != np.float32:
+            raise TwinError(
+                f"twin output {name!r} came out {value.dtype}, expected float32; a Keras "
+                "dtype policy other than float32 is active (keras.config.set_dtype_policy)"
+            )
+        outputs[name] = np.ascontiguousarray(np.transpose(value, (0, 3, 1, 2)))  # NHWC -> NCHW
+    signature.check_outputs(outputs)
+    return outputs
+
+
+def _read_feed(inputs_npz: Path) -> dict[str, np.ndarray]:
+    if not inputs_npz.is_file():
+        raise TwinError(
+            f"inputs {inputs_npz} do not exist; pass the feed NPZ (e.g. ARTIFACTS/inputs.npz)"
+        )
+    try:
+        with np.load(inputs_npz, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise TwinError(
+            f"cannot read inputs {inputs_npz} as an NPZ of arrays (pickled or corrupt?): {exc}"
+        ) from None
+
+
+def generate_reference(
+    checkpoint: str | Path,
+    inputs_npz: str | Path,
+    out_npz: str | Path,
+    head: str = "object",
+) -> Reference:
+    """Run the twin with a checkpoint's weights on a feed and write ``out_npz`` + provenance.
+
+    Args:
+        checkpoint: Lightning ``.ckpt`` or model file (``ptycho_torch.checkpoint``).
+        inputs_npz: NPZ whose keys are the signature's input names (float32, NCHW).
+        out_npz: reference to write; ``.json`` provenance goes beside it.
+        head: ``"object"`` or ``"physics"``.
+
+    Returns:
+        The written reference (outputs NCHW float32, provenance).
+    """
+    import keras
+    import tensorflow as tf
+
+    from export.signature import make_signature
+    from ptycho_torch.checkpoint import load_model, model_state_sha256
+    from ptycho_torch.digest import arrays_sha256
+
+    policy = apply_tf_precision_policy()
+    model = load_model(checkpoint)
+    feed = _read_feed(Path(inputs_npz))
+    batch = int(np.shape(feed["diffraction"])[0]) if "diffraction" in feed else 1
+    signature = make_signature(model.config, batch, head)
+    signature.check_feed(feed)
+    outputs = twin_predict(model.config, model.state_dict(), feed, head)
+    provenance = {
+        "generator": GENERATOR,
+        "head": head,
+        "signature": signature.to_dict(),
+        "weights_sha256": model_state_sha256(model),
+        "inputs_sha256": arrays_sha256(feed),
+        "model_config": model.config.to_dict(),
+        "tensorflow_version": tf.__version__,
+        "keras_version": keras.__version__,
+        "device": f"tensorflow {DEVICE}",
+        **policy,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    reference = save_reference(out_npz, outputs, provenance)
+    log.info("wrote TensorFlow twin reference %s (%s head, batch %d)", out_npz, head, batch)
+    return reference

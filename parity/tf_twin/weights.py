@@ -1,0 +1,193 @@
+"""Weights between the PyTorch model and the twin, by name: conv kernels OIHW <-> HWIO.
+
+The twin's Conv2D layers are named after the PyTorch module paths, so a PyTorch key
+``<path>.weight`` / ``<path>.bias`` is the kernel / bias of the Keras layer ``<path>``;
+``log_scale`` lives in the layer ``intensity_scale`` and ``probe_re``/``probe_im`` in
+``far_field``. Transfers are exact (a transpose moves bytes, it does not round).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from parity.tf_twin.errors import WeightTransferError
+from ptycho_torch.config import ModelConfig
+
+if TYPE_CHECKING:
+    import keras
+    import torch
+
+__all__ = [
+    "keras_weights_to_model_file",
+    "load_torch_state",
+    "twin_state_dict",
+    "twin_to_torch_model",
+]
+
+log = logging.getLogger(__name__)
+
+_OIHW_TO_HWIO = (2, 3, 1, 0)
+_HWIO_TO_OIHW = (3, 2, 0, 1)
+_STATE_LAYERS = {"intensity_scale": ("log_scale",), "far_field": ("probe_re", "probe_im")}
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One twin variable and the PyTorch state-dict entry it corresponds to."""
+
+    torch_name: str
+    variable: Any  # keras.Variable
+    kernel: bool  # conv kernel: HWIO here, OIHW in PyTorch
+
+    @property
+    def torch_shape(self) -> tuple[int, ...]:
+        shape = tuple(int(d) for d in self.variable.shape)
+        return tuple(shape[a] for a in _HWIO_TO_OIHW) if self.kernel else shape
+
+    def to_torch(self) -> np.ndarray:
+        value = np.asarray(self.variable.numpy())
+        # np.array(order="C"), not ascontiguousarray: that turns the 0-d log_scale into shape (1,)
+        return np.array(value.transpose(_HWIO_TO_OIHW) if self.kernel else value, order="C")
+
+    def from_torch(self, value: np.ndarray) -> np.ndarray:
+        return np.array(value.transpose(_OIHW_TO_HWIO) if self.kernel else value, order="C")
+
+
+def _slots(twin: keras.Model) -> dict[str, _Slot]:
+    """Every twin variable, keyed by its PyTorch state-dict name."""
+    import keras
+
+    slots: dict[str, _Slot] = {}
+    for layer in twin.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            slots[f"{layer.name}.weight"] = _Slot(f"{layer.name}.weight", layer.kernel, True)
+            slots[f"{layer.name}.bias"] = _Slot(f"{layer.name}.bias", layer.bias, False)
+        elif layer.name in _STATE_LAYERS:
+            for attr in _STATE_LAYERS[layer.name]:
+                slots[attr] = _Slot(attr, getattr(layer, attr), False)
+    return slots
+
+
+def _as_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _check(slots: Mapping[str, _Slot], state: Mapping[str, np.ndarray], source: str) -> None:
+    """Raise one :class:`WeightTransferError` listing every missing, unexpected or misshapen name."""
+    problems = []
+    missing = sorted(set(slots) - set(state))
+    unexpected = sorted(set(state) - set(slots))
+    if missing:
+        problems.append(f"missing {missing}")
+    if unexpected:
+        problems.append(f"unexpected {unexpected}")
+    for name in sorted(set(slots) & set(state)):
+        want, got = slots[name].torch_shape, tuple(state[name].shape)
+        if want != got:
+            problems.append(f"{name}: expected shape {list(want)}, found {list(got)}")
+        elif state[name].dtype != np.float32:
+            problems.append(f"{name}: expected float32, found {state[name].dtype}")
+    if problems:
+        raise WeightTransferError(
+            f"{source} does not fit the twin ({len(slots)} tensors, PyTorch layout): "
+            + "; ".join(problems)
+            + ". Build the twin with the ModelConfig the weights were trained with "
+            "(N, gridsize, n_filters_scale, object_big, probe_big, pad_object)."
+        )
+
+
+def load_torch_state(twin: keras.Model, state_dict: Mapping[str, Any]) -> None:
+    """Copy a PyTorch ``PtychoPINN`` state dict into the twin (conv kernels OIHW -> HWIO).
+
+    Args:
+        twin: from :func:`parity.tf_twin.model.build_twin` with the weights' ModelConfig.
+        state_dict: torch tensors or numpy arrays, e.g. from ``read_checkpoint``.
+
+    Raises:
+        WeightTransferError: names missing or unexpected, shapes or dtypes that do not fit
+            (all listed at once); the twin is left unchanged.
+    """
+    slots = _slots(twin)
+    state = {k: _as_numpy(v) for k, v in state_dict.items()}
+    _check(slots, state, "PyTorch state dict")
+    for name, slot in slots.items():
+        slot.variable.assign(slot.from_torch(state[name]))
+    log.debug("loaded %d PyTorch tensors into the twin", len(slots))
+
+
+def twin_state_dict(twin: keras.Model) -> dict[str, np.ndarray]:
+    """The twin's weights as a PyTorch state dict of float32 numpy arrays (HWIO -> OIHW)."""
+    return {name: slot.to_torch() for name, slot in sorted(_slots(twin).items())}
+
+
+def twin_to_torch_model(twin: keras.Model, config: ModelConfig) -> Any:
+    """A ``ptycho_torch`` ``PtychoPINN`` (eval, float32) holding the twin's weights.
+
+    Raises:
+        WeightTransferError: the twin's weights do not fit ``PtychoPINN(config)``.
+    """
+    import torch
+
+    from ptycho_torch.model import PtychoPINN
+
+    model = PtychoPINN(config)
+    expected = model.state_dict()
+    state = twin_state_dict(twin)
+    problems = [
+        f"{k}: expected {list(expected[k].shape)}, found {list(state[k].shape)}"
+        for k in sorted(set(expected) & set(state))
+        if tuple(expected[k].shape) != state[k].shape
+    ]
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if problems or missing or unexpected:
+        raise WeightTransferError(
+            f"twin weights do not fit PtychoPINN({config}): missing {missing}, unexpected "
+            f"{unexpected}, shapes {problems}; build the twin with the same ModelConfig"
+        )
+    tensors: dict[str, torch.Tensor] = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
+    model.load_state_dict(tensors, strict=True)
+    return model.float().eval()
+
+
+def keras_weights_to_model_file(
+    keras_weights_path: str | Path, config: ModelConfig, out_path: str | Path
+) -> Path:
+    """Convert a Keras ``.weights.h5`` of the twin layout into a ``ptycho_torch`` model file.
+
+    The file must have been written by ``save_weights`` of a model with this architecture and
+    layer order (:func:`parity.tf_twin.model.build_twin` with ``config``). The result loads with
+    ``ptycho_torch.checkpoint.load_model`` and serves as ``--checkpoint`` of ``export build``.
+
+    Raises:
+        WeightTransferError: the file is missing or its weights do not fit ``config``.
+    """
+    from parity.tf_twin.model import build_twin
+    from ptycho_torch.checkpoint import save_model
+
+    path = Path(keras_weights_path)
+    if not path.is_file():
+        raise WeightTransferError(
+            f"Keras weights file {path} does not exist; write one with model.save_weights(...)"
+        )
+    twin = build_twin(config)
+    try:
+        twin.load_weights(path)
+    except (ValueError, KeyError, OSError) as exc:
+        raise WeightTransferError(
+            f"cannot load {path} into the twin for {config}: {exc}. The file must come from "
+            "save_weights of a model with the twin's layout and this ModelConfig."
+        ) from None
+    model = twin_to_torch_model(twin, config)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, out)
+    log.info("wrote %s from Keras weights %s", out, path)
+    return out
