@@ -181,9 +181,10 @@ def keras_weights_to_model_file(
     try:
         twin.load_weights(path)
     except (ValueError, KeyError, OSError) as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise WeightTransferError(
-            f"cannot load {path} into the twin for {config}: {exc}. The file must come from "
-            "save_weights of a model with the twin's layout and this ModelConfig."
+            f"cannot load {path} into the twin for {config}: {detail[:400]}. The file must come "
+            "from save_weights of a model with the twin's layout and this ModelConfig."
         ) from None
     model = twin_to_torch_model(twin, config)
     out = Path(out_path)

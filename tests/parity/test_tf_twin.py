@@ -1,0 +1,266 @@
+"""The TensorFlow twin against eager PyTorch, weight transfer both ways, and the reference writer.
+
+Tolerances are measured, not guessed (``pytest tests/parity/test_tf_twin.py -s`` prints them).
+On CPU (TF 2.21, torch 2.13, oneDNN on or off alike) the object head differs by at most
+1.8e-7 (two float32 ulps of a sigmoid output near 0.5), so ``OBJECT_ATOL = 1e-6``. The physics
+head differs by at most 2.7e-7 relative to the peak of the diffraction amplitude, the same size
+as either framework's distance from a float64 FFT (float32 FFT round-off grows with the
+magnitude), so ``pred_amplitude`` is held to ``PHYSICS_RTOL = 1e-6`` of its peak.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.errors import SignatureError
+from parity.reference import load_reference
+from ptycho_torch.checkpoint import load_model, model_state_sha256, save_model
+from ptycho_torch.config import ModelConfig
+from ptycho_torch.digest import arrays_sha256
+from ptycho_torch.model import PtychoPINN
+from ptycho_torch.model import conv_parameter_count as torch_conv_parameter_count
+
+pytestmark = pytest.mark.tf
+
+OBJECT_ATOL = 1e-6
+PHYSICS_RTOL = 1e-6
+
+
+def _model(config: ModelConfig, seed: int = 0) -> PtychoPINN:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    probe = rng.normal(size=(config.N, config.N)) + 1j * rng.normal(size=(config.N, config.N))
+    return PtychoPINN(config, probe=probe.astype(np.complex64)).eval()
+
+
+def _feed(config: ModelConfig, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed + 1)
+    n, c = config.N, config.C
+    return {
+        "diffraction": (rng.random((batch, c, n, n)) * 30).astype(np.float32),
+        "positions": rng.uniform(-6.5, 6.5, size=(batch, c, 2)).astype(np.float32),  # non-integer
+    }
+
+
+def _eager(model: PtychoPINN, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with torch.inference_mode():
+        outs = model(torch.from_numpy(feed["diffraction"]), torch.from_numpy(feed["positions"]))
+    return {k: t.numpy() for k, t in zip(("amplitude", "phase", "pred_amplitude"), outs)}
+
+
+def _id(config: ModelConfig) -> str:
+    flags = [f for f in ("probe_big", "pad_object", "object_big") if not getattr(config, f)]
+    name = f"N{config.N}-g{config.gridsize}-s{config.n_filters_scale}-{config.amp_activation}"
+    return "-".join([name] + [f"no_{f}" for f in flags])
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
+
+
+PARAMETER_CONFIGS = [
+    ModelConfig(N=n, gridsize=g, n_filters_scale=s)
+    for n in (64, 128)
+    for g in (1, 2)
+    for s in (1, 2)
+] + [
+    ModelConfig(probe_big=False, n_filters_scale=1),
+    ModelConfig(pad_object=False, n_filters_scale=1),
+    ModelConfig(gridsize=2, object_big=False, n_filters_scale=1),
+]
+
+
+@pytest.mark.parametrize("config", PARAMETER_CONFIGS, ids=_id)
+def test_twin_parameter_count_equals_pytorch(config: ModelConfig) -> None:
+    from parity.tf_twin.model import build_twin, conv_parameter_count
+
+    assert conv_parameter_count(build_twin(config)) == torch_conv_parameter_count(
+        PtychoPINN(config)
+    )
+
+
+def test_twin_parameter_count_matches_tensorflow_original() -> None:
+    from parity.tf_twin.model import build_twin, conv_parameter_count
+
+    assert conv_parameter_count(build_twin(ModelConfig(N=64, gridsize=1))) == 2_331_772
+
+
+AGREEMENT_CONFIGS = [
+    ModelConfig(n_filters_scale=1, intensity_scale=20.0),
+    ModelConfig(gridsize=2, n_filters_scale=1, intensity_scale=20.0),
+    ModelConfig(N=128, n_filters_scale=1, intensity_scale=5.0),
+    ModelConfig(probe_big=False, n_filters_scale=1, amp_activation="relu"),
+    ModelConfig(pad_object=False, n_filters_scale=1, amp_activation="swish"),
+    ModelConfig(gridsize=2, object_big=False, n_filters_scale=1, amp_activation="softplus"),
+]
+
+
+@pytest.mark.parametrize("config", AGREEMENT_CONFIGS, ids=_id)
+def test_twin_object_head_matches_eager_pytorch(config: ModelConfig) -> None:
+    from parity.tf_twin.generate import twin_predict
+
+    model, feed = _model(config), _feed(config)
+    expected = _eager(model, feed)
+    got = twin_predict(config, model.state_dict(), {"diffraction": feed["diffraction"]}, "object")
+    assert list(got) == ["amplitude", "phase"]
+    for name, value in got.items():
+        assert value.dtype == np.float32 and value.shape == expected[name].shape
+        err = _max_abs(value, expected[name])
+        print(f"object  {name:9s} N={config.N} g={config.gridsize} max_abs={err:.2e}")
+        assert err <= OBJECT_ATOL, name
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_twin_physics_head_matches_eager_pytorch(gridsize: int) -> None:
+    from parity.tf_twin.generate import twin_predict
+
+    config = ModelConfig(gridsize=gridsize, n_filters_scale=1, intensity_scale=20.0)
+    model, feed = _model(config, seed=3), _feed(config, seed=3)
+    expected = _eager(model, feed)
+    got = twin_predict(config, model.state_dict(), feed, "physics")
+    assert list(got) == ["amplitude", "phase", "pred_amplitude"]
+    for name, value in got.items():
+        assert value.dtype == np.float32 and value.shape == expected[name].shape
+        err = _max_abs(value, expected[name])
+        peak = float(np.abs(expected[name]).max())
+        print(f"physics {name:14s} g={gridsize} max_abs={err:.2e} peak={peak:.3g}")
+        limit = PHYSICS_RTOL * peak if name == "pred_amplitude" else OBJECT_ATOL
+        assert err <= limit, name
+
+
+def test_twin_rejects_float64_feed() -> None:
+    from parity.tf_twin.generate import twin_predict
+
+    config = ModelConfig(n_filters_scale=1)
+    feed = {"diffraction": _feed(config)["diffraction"].astype(np.float64)}
+    with pytest.raises(SignatureError, match="float64"):
+        twin_predict(config, _model(config).state_dict(), feed, "object")
+
+
+def test_keras_weights_round_trip_through_pytorch_is_bitwise(tmp_path: Path) -> None:
+    from parity.tf_twin.model import build_twin
+    from parity.tf_twin.weights import (
+        keras_weights_to_model_file,
+        load_torch_state,
+        twin_state_dict,
+    )
+
+    config = ModelConfig(gridsize=2, n_filters_scale=1, intensity_scale=7.0)
+    original = build_twin(config)  # Keras initialisers: weights no PyTorch code has touched
+    original.save_weights(tmp_path / "twin.weights.h5")
+    keras_weights_to_model_file(tmp_path / "twin.weights.h5", config, tmp_path / "model.pt")
+    model = load_model(tmp_path / "model.pt")
+    back = build_twin(config)
+    load_torch_state(back, model.state_dict())
+    for a, b in zip(original.weights, back.weights, strict=True):
+        assert a.path == b.path
+        assert np.asarray(a.numpy()).tobytes() == np.asarray(b.numpy()).tobytes(), a.path
+    assert arrays_sha256(twin_state_dict(back)) == model_state_sha256(model)
+
+
+def test_pytorch_to_twin_and_back_is_bitwise() -> None:
+    from parity.tf_twin.model import build_twin
+    from parity.tf_twin.weights import load_torch_state, twin_to_torch_model
+
+    config = ModelConfig(pad_object=False, n_filters_scale=1)
+    model = _model(config)
+    twin = build_twin(config)
+    load_torch_state(twin, model.state_dict())
+    again = twin_to_torch_model(twin, config)
+    assert model_state_sha256(again) == model_state_sha256(model)
+
+
+def test_mismatched_weights_name_every_problem() -> None:
+    from parity.tf_twin.errors import WeightTransferError
+    from parity.tf_twin.model import build_twin
+    from parity.tf_twin.weights import load_torch_state
+
+    config = ModelConfig(n_filters_scale=1)
+    state = dict(_model(config).state_dict())
+    state["encoder.0.convs.conv1.weight"] = torch.zeros(3, 1, 3, 3)
+    del state["phase_decoder.head.centre_conv.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    twin = build_twin(config)
+    before = [np.asarray(v.numpy()).copy() for v in twin.weights]
+    with pytest.raises(WeightTransferError) as info:
+        load_torch_state(twin, state)
+    message = str(info.value)
+    assert "missing ['phase_decoder.head.centre_conv.bias']" in message
+    assert "unexpected ['extra.weight']" in message
+    assert (
+        "encoder.0.convs.conv1.weight: expected shape [32, 1, 3, 3], found [3, 1, 3, 3]" in message
+    )
+    assert all(np.array_equal(b, v.numpy()) for b, v in zip(before, twin.weights))  # untouched
+
+
+def test_weights_of_another_config_are_rejected() -> None:
+    from parity.tf_twin.errors import WeightTransferError
+    from parity.tf_twin.model import build_twin
+    from parity.tf_twin.weights import load_torch_state
+
+    state = _model(ModelConfig(n_filters_scale=1)).state_dict()
+    with pytest.raises(WeightTransferError, match="n_filters_scale"):
+        load_torch_state(build_twin(ModelConfig(n_filters_scale=1, probe_big=False)), state)
+
+
+def test_keras_weights_file_of_another_config_is_rejected(tmp_path: Path) -> None:
+    from parity.tf_twin.errors import WeightTransferError
+    from parity.tf_twin.model import build_twin
+    from parity.tf_twin.weights import keras_weights_to_model_file
+
+    build_twin(ModelConfig(n_filters_scale=1)).save_weights(tmp_path / "twin.weights.h5")
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(WeightTransferError, match="could not be loaded"),
+    ):
+        keras_weights_to_model_file(
+            tmp_path / "twin.weights.h5", ModelConfig(n_filters_scale=2), tmp_path / "m.pt"
+        )
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.parametrize("head", ["object", "physics"])
+def test_generate_reference_round_trips_through_load_reference(tmp_path: Path, head: str) -> None:
+    from parity.tf_twin.generate import GENERATOR, generate_reference
+
+    config = ModelConfig(gridsize=2, n_filters_scale=1, intensity_scale=20.0)
+    model = _model(config)
+    save_model(model, tmp_path / "model.pt")
+    feed = _feed(config, batch=1)
+    if head == "object":
+        del feed["positions"]
+    np.savez(tmp_path / "inputs.npz", **feed)
+
+    written = generate_reference(
+        tmp_path / "model.pt", tmp_path / "inputs.npz", tmp_path / "ref.npz", head
+    )
+    loaded = load_reference(tmp_path / "ref.npz")
+
+    assert sorted(loaded.outputs) == sorted(written.outputs)
+    for name, value in loaded.outputs.items():
+        assert value.dtype == np.float32
+        assert np.array_equal(value, written.outputs[name])
+    prov = loaded.provenance
+    assert prov["generator"] == GENERATOR and prov["head"] == head
+    assert prov["weights_sha256"] == model_state_sha256(model)
+    assert prov["inputs_sha256"] == arrays_sha256(feed)
+    assert prov["tf32"] is False and prov["determinism"] is True
+    assert "TF_ENABLE_ONEDNN_OPTS" in prov["onednn"] or "unset" in prov["onednn"]
+    assert {"tensorflow_version", "keras_version", "device", "created"} <= set(prov)
+    expected = _eager(model, _feed(config, batch=1))
+    assert _max_abs(loaded.outputs["amplitude"], expected["amplitude"]) <= OBJECT_ATOL
+
+
+def test_generate_reference_rejects_a_feed_that_breaks_the_signature(tmp_path: Path) -> None:
+    from parity.tf_twin.generate import generate_reference
+
+    config = ModelConfig(n_filters_scale=1)
+    save_model(_model(config), tmp_path / "model.pt")
+    np.savez(tmp_path / "inputs.npz", diffraction=np.zeros((1, 1, 32, 32), np.float32))
+    with pytest.raises(SignatureError, match=r"expected float32\[1, 1, 64, 64\]"):
+        generate_reference(tmp_path / "model.pt", tmp_path / "inputs.npz", tmp_path / "r.npz")
+    assert not (tmp_path / "r.npz").exists()
