@@ -9,8 +9,9 @@ Pair classes:
 - ``torch-vs-artifact``: eager PyTorch against one of its own artifacts (TorchScript,
   ``.pt2``, ONNX Runtime) on the same device. Same weights, same float32 math, different
   kernels and summation order.
-- ``vs-reference``: any runner against the TensorFlow reference. Different framework, so
-  different convolution algorithms: one decade looser on CPU.
+- ``vs-reference``: any runner against the TensorFlow reference. Different framework and
+  convolution algorithms, yet measured at about 1e-7 on CPU for this network, so the same
+  1e-6 bound holds (README, "Measured figures").
 
 Devices: ``cpu`` and ``cuda``. GPU tolerances assume TF32 is off (the parity precision
 policy); cuDNN may still pick other algorithms than the CPU kernels, so they are looser.
@@ -21,9 +22,9 @@ Default table (``atol`` / ``rtol``; ``max_fraction_out`` is 0 everywhere):
 output              pair class          cpu                  cuda
 ==================  ==================  ===================  ====================
 amplitude           torch-vs-artifact   1e-6 / 0             1e-5 / 0
-amplitude           vs-reference        1e-5 / 0             2e-5 / 0
+amplitude           vs-reference        1e-6 / 0             1e-5 / 0
 phase               torch-vs-artifact   1e-6 / 0             1e-5 / 0
-phase               vs-reference        1e-5 / 0             2e-5 / 0
+phase               vs-reference        1e-6 / 0             1e-5 / 0
 pred_amplitude      torch-vs-artifact   1e-4 / 1e-5          1e-3 / 1e-4
 pred_amplitude      vs-reference        1e-3 / 1e-4          1e-3 / 1e-4
 ==================  ==================  ===================  ====================
@@ -131,7 +132,7 @@ def _default_entries() -> dict[str, dict[str, dict[str, Tolerance]]]:
     def absolute(cpu: float, cuda: float) -> dict[str, Tolerance]:
         return {"cpu": Tolerance(cpu, 0.0), "cuda": Tolerance(cuda, 0.0)}
 
-    image = {"torch-vs-artifact": absolute(1e-6, 1e-5), "vs-reference": absolute(1e-5, 2e-5)}
+    image = {"torch-vs-artifact": absolute(1e-6, 1e-5), "vs-reference": absolute(1e-6, 1e-5)}
     return {
         "amplitude": copy.deepcopy(image),
         "phase": copy.deepcopy(image),
