@@ -48,9 +48,9 @@ def onednn_setting() -> str:
     return "unset (TensorFlow default: on)" if value is None else f"TF_ENABLE_ONEDNN_OPTS={value}"
 
 
-def _twin(config: ModelConfig, state_dict: Mapping[str, Any]) -> Any:
-    """The twin with these weights; rebuilt only when config or weights change."""
-    from parity.tf_twin.model import build_twin
+def _twin(config: ModelConfig, state_dict: Mapping[str, Any], head: str) -> Any:
+    """The twin (``head`` view) with these weights; rebuilt only when config or weights change."""
+    from parity.tf_twin.model import build_twin, object_head
     from parity.tf_twin.weights import load_torch_state
     from ptycho_torch.digest import arrays_sha256
 
@@ -59,8 +59,8 @@ def _twin(config: ModelConfig, state_dict: Mapping[str, Any]) -> Any:
         twin = build_twin(config)
         load_torch_state(twin, state_dict)
         _cache.clear()
-        _cache.update(key=key, twin=twin)
-    return _cache["twin"]
+        _cache.update(key=key, physics=twin, object=object_head(twin))
+    return _cache[head]
 
 
 def twin_predict(
@@ -94,15 +94,10 @@ def twin_predict(
     signature.check_feed(feed)
     apply_tf_precision_policy()
     with tf.device(DEVICE):
-        twin = _twin(model_config, state_dict)
-        inputs = {
-            "diffraction": tf.constant(np.transpose(feed["diffraction"], (0, 2, 3, 1))),
-            "positions": tf.constant(
-                feed["positions"]
-                if head == "physics"
-                else np.zeros((batch, model_config.C, 2), np.float32)
-            ),
-        }
+        twin = _twin(model_config, state_dict, head)
+        inputs = {"diffraction": tf.constant(np.transpose(feed["diffraction"], (0, 2, 3, 1)))}
+        if head == "physics":
+            inputs["positions"] = tf.constant(feed["positions"])
         result = twin(inputs, training=False)
     outputs = {}
     for name in signature.output_names:

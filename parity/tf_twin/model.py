@@ -71,7 +71,9 @@ def _layers() -> dict[str, type]:
 
     from parity.tf_twin.physics import predicted_amplitude
 
-    class IntensityScale(keras.layers.Layer):
+    layer_base: Any = keras.layers.Layer
+
+    class IntensityScale(layer_base):
         """``x / exp(log_scale)`` on the way in, ``x * exp(log_scale)`` on the way out."""
 
         def __init__(self, config: ModelConfig, **kwargs: Any) -> None:
@@ -87,13 +89,13 @@ def _layers() -> dict[str, type]:
             scale = tf.exp(self.log_scale)
             return x * scale if inverse else x / scale
 
-    class PiTanh(keras.layers.Layer):
+    class PiTanh(layer_base):
         """Phase activation ``pi * tanh(x)``."""
 
         def call(self, x: tf.Tensor) -> tf.Tensor:
             return math.pi * tf.tanh(x)
 
-    class Channels(keras.layers.Layer):
+    class Channels(layer_base):
         """Channels ``[start, stop)`` of an NHWC tensor."""
 
         def __init__(self, start: int, stop: int | None, **kwargs: Any) -> None:
@@ -103,7 +105,7 @@ def _layers() -> dict[str, type]:
         def call(self, x: tf.Tensor) -> tf.Tensor:
             return x[..., self.start : self.stop]
 
-    class BorderMask(keras.layers.Layer):
+    class BorderMask(layer_base):
         """Zero inside the central N/2 x N/2 square, identity outside."""
 
         def __init__(self, n: int, **kwargs: Any) -> None:
@@ -115,7 +117,7 @@ def _layers() -> dict[str, type]:
         def call(self, x: tf.Tensor) -> tf.Tensor:
             return x * tf.constant(self.mask)
 
-    class FarField(keras.layers.Layer):
+    class FarField(layer_base):
         """Probe illumination and far-field diffraction amplitude (holds the probe)."""
 
         def __init__(self, config: ModelConfig, **kwargs: Any) -> None:

@@ -68,6 +68,7 @@ PARAMETER_CONFIGS = [
     for g in (1, 2)
     for s in (1, 2)
 ] + [
+    ModelConfig(N=256, n_filters_scale=1),
     ModelConfig(probe_big=False, n_filters_scale=1),
     ModelConfig(pad_object=False, n_filters_scale=1),
     ModelConfig(gridsize=2, object_big=False, n_filters_scale=1),
@@ -114,12 +115,12 @@ def test_twin_object_head_matches_eager_pytorch(config: ModelConfig) -> None:
         assert err <= OBJECT_ATOL, name
 
 
-@pytest.mark.parametrize("gridsize", [1, 2])
-def test_twin_physics_head_matches_eager_pytorch(gridsize: int) -> None:
+@pytest.mark.parametrize(("n", "gridsize"), [(64, 1), (64, 2), (256, 1)])
+def test_twin_physics_head_matches_eager_pytorch(n: int, gridsize: int) -> None:
     from parity.tf_twin.generate import twin_predict
 
-    config = ModelConfig(gridsize=gridsize, n_filters_scale=1, intensity_scale=20.0)
-    model, feed = _model(config, seed=3), _feed(config, seed=3)
+    config = ModelConfig(N=n, gridsize=gridsize, n_filters_scale=1, intensity_scale=20.0)
+    model, feed = _model(config, seed=3), _feed(config, batch=1 if n > 128 else 2, seed=3)
     expected = _eager(model, feed)
     got = twin_predict(config, model.state_dict(), feed, "physics")
     assert list(got) == ["amplitude", "phase", "pred_amplitude"]
@@ -127,7 +128,7 @@ def test_twin_physics_head_matches_eager_pytorch(gridsize: int) -> None:
         assert value.dtype == np.float32 and value.shape == expected[name].shape
         err = _max_abs(value, expected[name])
         peak = float(np.abs(expected[name]).max())
-        print(f"physics {name:14s} g={gridsize} max_abs={err:.2e} peak={peak:.3g}")
+        print(f"physics {name:14s} N={n} g={gridsize} max_abs={err:.2e} peak={peak:.3g}")
         limit = PHYSICS_RTOL * peak if name == "pred_amplitude" else OBJECT_ATOL
         assert err <= limit, name
 
