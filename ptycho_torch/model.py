@@ -180,9 +180,6 @@ class PtychoPINN(nn.Module):
     and baked into exported physics heads; ``log_scale`` is the intensity scale's logarithm.
     """
 
-    probe_re: Tensor
-    probe_im: Tensor
-
     def __init__(self, config: ModelConfig, probe: np.ndarray | Tensor | None = None) -> None:
         super().__init__()
         self.config = config
@@ -214,8 +211,8 @@ class PtychoPINN(nn.Module):
             raise ValueError(f"probe must have shape ({self.N}, {self.N}), got {tuple(p.shape)}")
         p = p.to(torch.complex64) / self.config.probe_scale
         with torch.no_grad():
-            self.probe_re.copy_(p.real)
-            self.probe_im.copy_(p.imag)
+            self.probe_re.copy_(p.real)  # type: ignore[operator]
+            self.probe_im.copy_(p.imag)  # type: ignore[operator]
 
     def predict(self, diffraction: Tensor) -> tuple[Tensor, Tensor]:
         """Object head: ``(B, C, N, N)`` amplitudes in, ``(amplitude, phase)`` out.
@@ -240,7 +237,7 @@ class PtychoPINN(nn.Module):
             im = im.expand(-1, self.C, -1, -1)
         if self.C > 1:
             re, im = overlap_constraint(re, im, offsets, self.canvas)
-        pred = diffraction_amplitude(re, im, self.probe_re, self.probe_im)
+        pred = diffraction_amplitude(re, im, self.probe_re, self.probe_im)  # type: ignore[arg-type]
         return pred * torch.exp(self.log_scale)  # inverse intensity scaler
 
     def forward(self, diffraction: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
