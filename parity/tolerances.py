@@ -10,8 +10,12 @@ Pair classes:
   ``.pt2``, ONNX Runtime) on the same device. Same weights, same float32 math, different
   kernels and summation order.
 - ``vs-reference``: any runner against the TensorFlow reference. Different framework and
-  convolution algorithms, yet measured at about 1e-7 on CPU for this network, so the same
-  1e-6 bound holds (README, "Measured figures").
+  convolution algorithms, yet measured at about 1e-7 (amplitude) on CPU for this network, so
+  the same bounds hold (README, "Measured figures").
+
+Phase is ``pi * tanh`` of a deep float32 conv stack: measured against a float64 run of the
+trained demo model, eager PyTorch, ONNX Runtime and the TensorFlow twin are each 0.9-1.5e-6 rad
+off, so two float32 backends can differ by ~2e-6; its CPU bound is 4e-6 rad (6e-7 of 2*pi).
 
 Devices: ``cpu`` and ``cuda``. GPU tolerances assume TF32 is off (the parity precision
 policy); cuDNN may still pick other algorithms than the CPU kernels, so they are looser.
@@ -23,8 +27,8 @@ output              pair class          cpu                  cuda
 ==================  ==================  ===================  ====================
 amplitude           torch-vs-artifact   1e-6 / 0             1e-5 / 0
 amplitude           vs-reference        1e-6 / 0             1e-5 / 0
-phase               torch-vs-artifact   1e-6 / 0             1e-5 / 0
-phase               vs-reference        1e-6 / 0             1e-5 / 0
+phase               torch-vs-artifact   4e-6 / 0             1e-5 / 0
+phase               vs-reference        4e-6 / 0             1e-5 / 0
 pred_amplitude      torch-vs-artifact   1e-4 / 1e-5          1e-3 / 1e-4
 pred_amplitude      vs-reference        1e-3 / 1e-4          1e-3 / 1e-4
 ==================  ==================  ===================  ====================
@@ -132,10 +136,13 @@ def _default_entries() -> dict[str, dict[str, dict[str, Tolerance]]]:
     def absolute(cpu: float, cuda: float) -> dict[str, Tolerance]:
         return {"cpu": Tolerance(cpu, 0.0), "cuda": Tolerance(cuda, 0.0)}
 
-    image = {"torch-vs-artifact": absolute(1e-6, 1e-5), "vs-reference": absolute(1e-6, 1e-5)}
+    # phase = pi * tanh(x): each float32 backend is itself ~1e-6 rad from a float64 run of the
+    # trained demo model (README, "Why phase gets 4e-6"), so two of them differ by up to ~2e-6.
+    amplitude = {"torch-vs-artifact": absolute(1e-6, 1e-5), "vs-reference": absolute(1e-6, 1e-5)}
+    phase = {"torch-vs-artifact": absolute(4e-6, 1e-5), "vs-reference": absolute(4e-6, 1e-5)}
     return {
-        "amplitude": copy.deepcopy(image),
-        "phase": copy.deepcopy(image),
+        "amplitude": amplitude,
+        "phase": phase,
         "pred_amplitude": {
             "torch-vs-artifact": {"cpu": Tolerance(1e-4, 1e-5), "cuda": Tolerance(1e-3, 1e-4)},
             "vs-reference": {"cpu": Tolerance(1e-3, 1e-4), "cuda": Tolerance(1e-3, 1e-4)},
