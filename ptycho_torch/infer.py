@@ -93,8 +93,8 @@ def untrained_like(model: PtychoPINN, seed: int = 0) -> PtychoPINN:
     torch.manual_seed(seed)
     fresh = PtychoPINN(model.config)
     with torch.no_grad():
-        fresh.probe_re.copy_(model.probe_re)
-        fresh.probe_im.copy_(model.probe_im)
+        fresh.probe_re.copy_(model.probe_re)  # type: ignore[operator, arg-type]
+        fresh.probe_im.copy_(model.probe_im)  # type: ignore[operator, arg-type]
         fresh.log_scale.copy_(model.log_scale)
     return fresh.eval()
 

@@ -21,4 +21,6 @@ def test_cuda_parity_passes_and_runs_on_the_gpu(artifacts: Path) -> None:
     assert cuda and all(r.actual_device.startswith("cuda") for r in cuda)
     onnx_runner = next(r for r in cuda if r.kind == "onnxruntime")
     assert onnx_runner.providers[0] == "CUDAExecutionProvider"
-    assert report.verdict == "pass", [c.log_line() for c in report.comparisons if c.status != "pass"]
+    assert report.verdict == "pass", [
+        c.log_line() for c in report.comparisons if c.status != "pass"
+    ]
