@@ -101,9 +101,14 @@ def run_check(options: CheckOptions) -> ParityReport:
         reference = load_reference(reference_path)
     elif options.reference is not None or options.require_reference:
         raise ReferenceFormatError(f"reference {reference_path} does not exist")
-    table = (
-        ToleranceTable.load(options.tolerances) if options.tolerances else ToleranceTable.default()
-    )
+    try:
+        table = (
+            ToleranceTable.load(options.tolerances)
+            if options.tolerances
+            else ToleranceTable.default()
+        )
+    except ValueError as exc:
+        raise ParityError(f"--tolerances: {exc}") from None
     devices = resolve_devices(options.device)
     log.info("parity: %s head, devices %s, inputs %s", signature.head, devices, inputs_path)
 

@@ -17,7 +17,7 @@ from typing import Any
 from parity.report.table import cell_text, failure_detail, pair_rows, verdict_line
 from parity.results import ParityReport
 
-__all__ = ["render_markdown", "write_markdown"]
+__all__ = ["reference_line", "render_markdown", "write_markdown"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +25,26 @@ _MAX_VALUE_CHARS = 120
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
+def reference_line(report: ParityReport) -> str:
+    """One line naming the reference every ``vs tf-reference`` row is measured against."""
+    prov = report.reference_provenance
+    if not prov:
+        return "**Reference:** none (backends compared pairwise only)"
+    parts = [
+        f"generator `{_inline(str(prov.get('generator', '?')))}`",
+        f"TensorFlow {_inline(str(prov.get('tensorflow_version', '?')))}",
+        f"Keras {_inline(str(prov.get('keras_version', '?')))}",
+        f"device `{_inline(str(prov.get('device', '?')))}`",
+        f"weights `{str(prov.get('weights_sha256', ''))[:12]}`",
+        f"inputs `{str(prov.get('inputs_sha256', ''))[:12]}`",
+    ]
+    return "**Reference (`tf-reference`):** " + ", ".join(parts)
+
+
 def render_markdown(report: ParityReport) -> str:
     """The Markdown text of the report."""
     outputs, rows = pair_rows(report)
-    lines = [f"## {verdict_line(report)}", ""]
+    lines = [f"## {verdict_line(report)}", "", reference_line(report), ""]
     if rows:
         lines.append(
             "| pair | device | "

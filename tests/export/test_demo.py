@@ -49,6 +49,8 @@ def test_export_build_with_no_arguments_passes_parity_against_tensorflow(
     assert report["reference_provenance"]["generator"] == "tensorflow-twin"
     rights = {c["right"] for c in report["comparisons"]}
     assert "tf-reference" in rights
+    markdown = (tmp_path / "artifacts" / "report" / "report.md").read_text()
+    assert "**Reference (`tf-reference`):** generator `tensorflow-twin`, TensorFlow" in markdown
 
 
 @pytest.mark.tf

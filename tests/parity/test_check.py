@@ -223,3 +223,72 @@ def test_many_samples_stream_in_chunks(
     )
     passing = [c for c in report.comparisons if c.status == "pass"]
     assert len(passing) == 12
+
+
+def test_calibrate_writes_a_tolerance_file_with_the_measured_figures(
+    artifacts: Path, tmp_path: Path
+) -> None:
+    from parity.tolerances import ToleranceTable
+
+    out = tmp_path / "tolerances.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parity",
+            "check",
+            "--artifacts",
+            str(artifacts),
+            "--device",
+            "cpu",
+            "--calibrate",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["measured"], "calibration must record the figures behind each value"
+    table = ToleranceTable.load(out)
+    assert table.lookup("amplitude", "vs-reference", "cpu").atol > 0
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parity",
+            "check",
+            "--artifacts",
+            str(artifacts),
+            "--device",
+            "cpu",
+            "--tolerances",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr
+
+
+def test_unknown_key_in_tolerance_file_is_a_usage_error(artifacts: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "tol.json"
+    bad.write_text(json.dumps({"tolerances": {"amplitdue": {}}}))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "parity",
+            "check",
+            "--artifacts",
+            str(artifacts),
+            "--tolerances",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 2 and "amplitdue" in proc.stderr and "Traceback" not in proc.stderr
