@@ -129,3 +129,29 @@ def test_manifest_lists_sha256_of_every_file(built: BuildResult) -> None:
         or manifest["versions"]["torch"]
     )
     assert manifest["signature"] == built.signature.to_dict()
+
+
+def test_physics_head_with_overlap_constraint_exports_faithfully(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """gridsize 2: the overlap constraint (shift-matrix matmuls) and DFT survive every exporter."""
+    from export.build import BuildOptions, build
+    from tests.export.conftest import make_feed_file, make_model_file
+
+    model = make_model_file(tmp_path / "g2.pt", seed=2, gridsize=2)
+    feed = make_feed_file(tmp_path / "feed.npz", batch=2, channels=4, seed=2)
+    result = build(
+        BuildOptions(
+            checkpoint=model, inputs=feed, out=tmp_path / "a", head="physics", reference="none"
+        )
+    )
+    assert result.signature.inputs[1].shape == (2, 4, 2)
+    fed = _feed(result)
+    eager = _eager(result, fed)
+    outputs = {
+        "onnx": OnnxHost(result.out / "model.onnx").run(fed),
+        "torchscript": load_torchscript(result.out / "model.ts")(fed),
+        "pt2": load_program(result.out / "model.pt2")(fed),
+    }
+    for backend, out in outputs.items():
+        for name, value in out.items():
+            scale = max(1.0, float(np.abs(eager[name]).max()))
+            assert np.max(np.abs(value - eager[name])) <= 1e-6 * scale, (backend, name)
