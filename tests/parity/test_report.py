@@ -133,7 +133,12 @@ def test_markdown_has_verdict_and_one_table_and_goes_to_step_summary(tmp_path, m
     assert text.startswith("## ❌ Parity FAIL (exit code 1)")
     assert "| pair | device | amplitude (max abs / max rel) | phase (max abs / max rel) |" in text
     assert "| eager[cpu] vs onnxruntime[cpu] | cpu | ✅" in text
-    assert "❌" in text.split("\n")[5]  # the failing phase row
+    lines = text.split("\n")
+    table = lines.index(
+        "| pair | device | amplitude (max abs / max rel) | phase (max abs / max rel) |"
+    )
+    assert "❌" in lines[table + 3]  # the failing phase row, second pair
+    assert lines[2].startswith("**Reference (`tf-reference`):**")
     assert "### Failures" in text and "nonfinite" in text
     assert text.count("**phase | eager[cpu] vs onnxruntime[cpu]**") == 1  # failures only
     assert "CPUExecutionProvider" in text and "tf32" in text
