@@ -6,13 +6,12 @@ execution providers the session really uses. ``python -m export.host verify ARTI
 the file hashes in ``manifest.json`` and replays ``inputs.npz`` against ``reference.npz``.
 
 This module deliberately re-implements the small feed check of ``export.signature`` because
-importing that package would import torch.
+importing that module would import torch; it imports only ``export.manifest`` (standard library).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -22,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
+from export.manifest import file_problems  # standard library only: keeps the host torch-free
 
 __all__ = ["HostError", "OnnxHost", "main", "provider_chain", "verify_artifacts"]
 
@@ -120,14 +121,6 @@ class OnnxHost:
         return dict(zip(self.output_names, outputs))
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_artifacts(
     directory: str | Path, device: str = "cpu", atol: float = 1e-5
 ) -> dict[str, Any]:
@@ -142,14 +135,13 @@ def verify_artifacts(
             f"{directory} has no manifest.json; pass the folder `python -m export build` wrote"
         )
     manifest = json.loads(manifest_path.read_text())
-    for name, entry in manifest.get("files", {}).items():
-        path = directory / name
-        if not path.is_file():
-            raise HostError(f"{name} listed in the manifest is missing from {directory}")
-        if _sha256(path) != entry["sha256"]:
-            raise HostError(
-                f"{name} does not match its sha256 in manifest.json: the file was changed"
-            )
+    missing, changed = file_problems(directory, manifest)
+    if missing:
+        raise HostError(f"{', '.join(missing)} listed in the manifest is missing from {directory}")
+    if changed:
+        raise HostError(
+            f"{', '.join(changed)} does not match its sha256 in manifest.json: the file was changed"
+        )
     host = OnnxHost(directory / "model.onnx", device=device)
     with np.load(directory / "inputs.npz", allow_pickle=False) as data:
         feed = {k: data[k] for k in data.files}

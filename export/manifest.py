@@ -8,7 +8,13 @@ import platform
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST_SCHEMA", "file_entry", "package_versions", "sha256_file"]
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "file_entry",
+    "file_problems",
+    "package_versions",
+    "sha256_file",
+]
 
 MANIFEST_SCHEMA = 1
 _PACKAGES = (
@@ -35,6 +41,21 @@ def sha256_file(path: Path) -> str:
 
 def file_entry(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "size": path.stat().st_size}
+
+
+def file_problems(directory: Path, manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``(missing, changed)``: manifest files absent from ``directory`` or not matching sha256.
+
+    Imports nothing but the standard library, so the torch-free host uses it too.
+    """
+    missing, changed = [], []
+    for name, entry in manifest.get("files", {}).items():
+        path = directory / name
+        if not path.is_file():
+            missing.append(name)
+        elif sha256_file(path) != entry["sha256"]:
+            changed.append(name)
+    return missing, changed
 
 
 def package_versions() -> dict[str, str | None]:

@@ -169,17 +169,16 @@ def _read_manifest(artifacts: Path) -> dict[str, Any]:
 
 
 def _check_hashes(artifacts: Path, manifest: dict[str, Any]) -> None:
-    from export.manifest import sha256_file
+    from export.manifest import file_problems
 
-    for name, entry in manifest.get("files", {}).items():
-        path = artifacts / name
-        if not path.is_file():
-            raise ParityError(f"{name} is listed in {artifacts}/manifest.json but missing")
-        if sha256_file(path) != entry["sha256"]:
-            raise StaleReferenceError(
-                f"{path} changed after the build (sha256 differs from manifest.json); "
-                "rebuild with `python -m export build`"
-            )
+    missing, changed = file_problems(artifacts, manifest)
+    if missing:
+        raise ParityError(f"{missing} listed in {artifacts}/manifest.json but missing")
+    if changed:
+        raise StaleReferenceError(
+            f"{', '.join(str(artifacts / n) for n in changed)} changed after the build "
+            "(sha256 differs from manifest.json); rebuild with `python -m export build`"
+        )
 
 
 def _check_inputs(inputs: NpzRows, signature: Signature, path: Path) -> int:

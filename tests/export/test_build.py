@@ -196,3 +196,8 @@ def test_host_verify_checks_hashes(built: BuildResult, tmp_path: Path) -> None:
         [sys.executable, "-m", "export.host", "verify", str(copy)], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "inputs.npz does not match its sha256" in bad.stderr
+
+
+def test_host_runtime_does_not_import_torch() -> None:
+    code = "import sys, export.host; sys.exit(1 if 'torch' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
