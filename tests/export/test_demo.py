@@ -106,3 +106,20 @@ def test_reference_from_other_weights_is_reported_stale(tmp_path: Path) -> None:
     )
     assert proc.returncode == 4, proc.stderr[-2000:]
     assert "stale" in proc.stderr and "weights_sha256" in proc.stderr
+
+
+@pytest.mark.tf
+def test_live_tensorflow_twin_reproduces_the_bundled_reference(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "export", "build", "--tf-twin"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "artifacts" / "report" / "report.json").read_text())
+    live = [c for c in report["comparisons"] if c["left"] == "tf-twin[cpu]"]
+    assert {c["output"] for c in live} == {"amplitude", "phase"}
+    assert all(c["status"] == "pass" for c in live)
+    assert any(r["kind"] == "tf-live" for r in report["runners"])
