@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,11 @@ def load_feed(
     """
     if not path.is_file():
         raise SignatureError(f"inputs file {path} does not exist; pass --inputs PATH to an NPZ")
+    if not zipfile.is_zipfile(path):
+        raise SignatureError(
+            f"inputs {path} is not an NPZ file (a zip archive written by np.savez); "
+            "pass a feed or scan NPZ with --inputs"
+        )
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
