@@ -139,6 +139,11 @@ def load_npz(path: str | Path) -> PtychoData:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist; pass --data PATH to an .npz scan")
+    if not zipfile.is_zipfile(path):
+        raise DataError(
+            f"{path} is not an .npz file (a zip archive written by np.savez); "
+            "pass a scan in the NPZ data contract"
+        )
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
