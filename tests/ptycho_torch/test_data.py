@@ -99,7 +99,7 @@ def test_rejects_missing_and_non_npz_files(tmp_path: Path) -> None:
         load_npz(tmp_path / "nope.npz")
     junk = tmp_path / "junk.npz"
     junk.write_text("not a zip")
-    with pytest.raises(DataError, match="not a readable"):
+    with pytest.raises(DataError, match="is not an .npz file"):
         load_npz(junk)
 
 
