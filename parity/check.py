@@ -20,7 +20,12 @@ import numpy as np
 
 from export.signature import Signature
 from parity.compare import ComparisonAccumulator, wrap_to_pi
-from parity.errors import ParityError, ReferenceFormatError, StaleReferenceError
+from parity.errors import (
+    EnvironmentUnavailable,
+    ParityError,
+    ReferenceFormatError,
+    StaleReferenceError,
+)
 from parity.npz_stream import NpzRows
 from parity.precision import apply_precision_policy, environment_fingerprint
 from parity.reference import load_reference
@@ -121,9 +126,9 @@ def run_check(options: CheckOptions) -> ParityReport:
             artifacts, checkpoint, signature, devices, reference, options.tf_twin
         )
         _check_weights(checkpoint, manifest)
-        for runner in runners:
-            runner.activate()
+        notes = [] if reference else ["no TensorFlow reference: compared backends pairwise only"]
         try:
+            runners = _activate(runners, options.device, notes)
             pairs = _make_pairs(runners, table, signature)
             _stream(inputs, n, signature, runners, pairs)
         finally:
@@ -147,7 +152,7 @@ def run_check(options: CheckOptions) -> ParityReport:
         reference_provenance=dict(reference.provenance) if reference else {},
         runners=[r.info() for r in runners],
         comparisons=comparisons,
-        errors=[] if reference else ["no TensorFlow reference: compared backends pairwise only"],
+        errors=notes,
         error_maps=[],
     )
     report_dir = options.report_dir or artifacts / "report"
@@ -270,6 +275,31 @@ def _make_runners(
             ReferenceRunner(REFERENCE_NAME, signature, reference.path, reference.provenance)
         )
     return runners
+
+
+def _activate(runners: list[Runner], device_option: str, notes: list[str]) -> list[Runner]:
+    """Activate every runner. Under ``--device auto`` a CUDA runner that cannot come up (e.g.
+    ONNX Runtime's CUDA provider missing its libraries) drops the CUDA runners with a note;
+    an explicit ``--device cuda`` stays an environment failure (exit 3)."""
+    active: list[Runner] = []
+    for runner in runners:
+        if (
+            device_option == "auto"
+            and runner.requested_device == "cuda"
+            and any("skipped CUDA" in n for n in notes)
+        ):
+            continue
+        try:
+            runner.activate()
+        except EnvironmentUnavailable as exc:
+            if device_option != "auto" or runner.requested_device != "cuda":
+                raise
+            notes.append(f"--device auto: skipped CUDA runners: {exc}")
+            log.warning("parity: %s", notes[-1])
+            active = [r for r in active if r.requested_device != "cuda"]
+            continue
+        active.append(runner)
+    return active
 
 
 def _make_pairs(runners: list[Runner], table: ToleranceTable, signature: Signature) -> list[_Pair]:

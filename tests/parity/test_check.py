@@ -292,3 +292,16 @@ def test_unknown_key_in_tolerance_file_is_a_usage_error(artifacts: Path, tmp_pat
         timeout=600,
     )
     assert proc.returncode == 2 and "amplitdue" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_auto_device_skips_cuda_runners_that_cannot_start_with_a_note(
+    artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """auto saw CUDA (e.g. torch has a GPU) but a CUDA runner fails to start: CPU parity, noted."""
+    import parity.check as check_module
+
+    monkeypatch.setattr(check_module, "resolve_devices", lambda device: ["cpu", "cuda"])
+    report = run_check(CheckOptions(artifacts=artifacts, device="auto"))
+    assert report.verdict == "pass"
+    assert all(r.requested_device != "cuda" for r in report.runners)
+    assert any("skipped CUDA runners" in note for note in report.errors)
