@@ -72,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     from parity.cli import add_check_arguments
 
     add_check_arguments(b)
+    t = sub.add_parser(
+        "triton", help="write a Triton model repository (ONNX Runtime backend) from built artifacts"
+    )
+    t.add_argument(
+        "--artifacts", type=Path, default=Path("artifacts"), help="folder written by `export build`"
+    )
+    t.add_argument(
+        "--out", type=Path, default=Path("model_repository"), help="model repository root"
+    )
+    t.add_argument("--name", default="ptychopinn", help="model name in the repository")
     return parser
 
 
@@ -80,7 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     configure_logging(args.verbose)
-    return guarded(lambda: _build(args))
+    return guarded(lambda: _triton(args) if args.command == "triton" else _build(args))
+
+
+def _triton(args: argparse.Namespace) -> int:
+    from export.triton import write_triton_repository
+
+    model_dir = write_triton_repository(args.artifacts, args.out, args.name)
+    print(f"wrote {model_dir}/config.pbtxt and {model_dir}/1/model.onnx")
+    return 0
 
 
 def _build(args: argparse.Namespace) -> int:
