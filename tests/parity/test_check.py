@@ -27,6 +27,12 @@ def _rehash(artifacts: Path, name: str) -> None:
     (artifacts / "manifest.json").write_text(json.dumps(manifest))
 
 
+def _parity(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "parity", *args], capture_output=True, text=True, timeout=600
+    )
+
+
 def _failed(report: ParityReport) -> set[tuple[str, str, str]]:
     return {(c.output, c.left, c.right) for c in report.comparisons if c.status != "pass"}
 
@@ -122,21 +128,7 @@ def test_asking_for_cuda_without_it_is_an_environment_failure(artifacts: Path) -
         pytest.skip("this machine has CUDA")
     with pytest.raises(EnvironmentUnavailable, match="cuda"):
         run_check(CheckOptions(artifacts=artifacts, device="cuda"))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parity",
-            "check",
-            "--artifacts",
-            str(artifacts),
-            "--device",
-            "cuda",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _parity("check", "--artifacts", str(artifacts), "--device", "cuda")
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
 
@@ -148,12 +140,7 @@ def test_reference_from_other_weights_is_stale(artifacts: Path) -> None:
     side.write_text(json.dumps(provenance))
     with pytest.raises(StaleReferenceError, match="weights_sha256"):
         run_check(CheckOptions(artifacts=artifacts, device="cpu"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "parity", "check", "--artifacts", str(artifacts)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _parity("check", "--artifacts", str(artifacts))
     assert proc.returncode == 4 and "stale" in proc.stderr
 
 
@@ -231,44 +218,16 @@ def test_calibrate_writes_a_tolerance_file_with_the_measured_figures(
     from parity.tolerances import ToleranceTable
 
     out = tmp_path / "tolerances.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parity",
-            "check",
-            "--artifacts",
-            str(artifacts),
-            "--device",
-            "cpu",
-            "--calibrate",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = _parity(
+        "check", "--artifacts", str(artifacts), "--device", "cpu", "--calibrate", str(out)
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(out.read_text())
     assert data["measured"], "calibration must record the figures behind each value"
     table = ToleranceTable.load(out)
     assert table.lookup("amplitude", "vs-reference", "cpu").atol > 0
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parity",
-            "check",
-            "--artifacts",
-            str(artifacts),
-            "--device",
-            "cpu",
-            "--tolerances",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
+    again = _parity(
+        "check", "--artifacts", str(artifacts), "--device", "cpu", "--tolerances", str(out)
     )
     assert again.returncode == 0, again.stderr
 
@@ -276,21 +235,7 @@ def test_calibrate_writes_a_tolerance_file_with_the_measured_figures(
 def test_unknown_key_in_tolerance_file_is_a_usage_error(artifacts: Path, tmp_path: Path) -> None:
     bad = tmp_path / "tol.json"
     bad.write_text(json.dumps({"tolerances": {"amplitdue": {}}}))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "parity",
-            "check",
-            "--artifacts",
-            str(artifacts),
-            "--tolerances",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = _parity("check", "--artifacts", str(artifacts), "--tolerances", str(bad))
     assert proc.returncode == 2 and "amplitdue" in proc.stderr and "Traceback" not in proc.stderr
 
 
