@@ -32,8 +32,8 @@ from export.manifest import MANIFEST_SCHEMA, file_entry, package_versions, sha25
 from export.signature import HEADS, Signature, make_signature
 from export.wrapper import wrap
 from ptycho_torch.checkpoint import load_model, model_state_sha256
+from ptycho_torch.config import ModelConfig
 from ptycho_torch.digest import arrays_sha256
-from ptycho_torch.model import PtychoPINN
 
 __all__ = ["DEMO_DIR", "BuildOptions", "BuildResult", "ReferenceMaker", "build"]
 
@@ -124,7 +124,8 @@ def build(options: BuildOptions, make_reference: ReferenceMaker | None = None) -
     try:
         manifest = _export_all(
             options,
-            model,
+            wrapper,
+            model.config,
             signature,
             example,
             feed,
@@ -144,7 +145,8 @@ def build(options: BuildOptions, make_reference: ReferenceMaker | None = None) -
 
 def _export_all(
     options: BuildOptions,
-    model: PtychoPINN,
+    wrapper: torch.nn.Module,
+    config: ModelConfig,
     signature: Signature,
     example: tuple[torch.Tensor, ...],
     feed: dict[str, np.ndarray],
@@ -154,8 +156,7 @@ def _export_all(
     progress: _Progress,
     make_reference: ReferenceMaker | None,
 ) -> dict[str, Any]:
-    wrapper = wrap(model, signature)
-    config = model.config
+    inputs_sha = arrays_sha256(feed)
     metadata = {
         "ptychopinn.signature": json.dumps(signature.to_dict(), sort_keys=True),
         "ptychopinn.model_config": json.dumps(config.to_dict(), sort_keys=True),
@@ -184,7 +185,7 @@ def _export_all(
         save_feed(tmp / "inputs.npz", feed)
         loadback = _load_back(tmp, signature, feed, eager)
         notes.append(", ".join(f"{k} max_abs={v:.1e}" for k, v in loadback.items()))
-    reference = _place_reference(options, weights_sha, tmp, make_reference)
+    reference = _place_reference(options, weights_sha, inputs_sha, tmp, make_reference)
     files = {
         name: file_entry(tmp / name) for name in ARTIFACT_FILES + reference if (tmp / name).exists()
     }
@@ -206,7 +207,7 @@ def _export_all(
             "sha256": sha256_file(options.checkpoint),
             "weights_sha256": weights_sha,
         },
-        "inputs_sha256": arrays_sha256(feed),
+        "inputs_sha256": inputs_sha,
         "model_config": config.to_dict(),
         "precision_policy": {
             "dtype": "float32 inputs, weights and outputs; no float64/float16/complex in the ONNX graph",
@@ -248,7 +249,11 @@ def _load_back(
 
 
 def _place_reference(
-    options: BuildOptions, weights_sha: str, tmp: Path, make_reference: ReferenceMaker | None
+    options: BuildOptions,
+    weights_sha: str,
+    inputs_sha: str,
+    tmp: Path,
+    make_reference: ReferenceMaker | None,
 ) -> tuple[str, ...]:
     """Put reference.npz/.json into the build folder; return the names written."""
     choice = options.reference
@@ -259,7 +264,6 @@ def _place_reference(
         source = Path(choice)
         _copy_reference(source, tmp)
         return REFERENCE_FILES
-    inputs_sha = arrays_sha256(dict(np.load(tmp / "inputs.npz", allow_pickle=False)))
     bundled = DEMO_DIR / f"reference-{options.head}.npz"
     if bundled.is_file():
         prov = json.loads(bundled.with_suffix(".json").read_text())
