@@ -16,7 +16,12 @@ import torch
 from export.errors import DtypeContractError
 from export.signature import Signature
 
-__all__ = ["FORBIDDEN_ONNX_TYPES", "check_onnx_contract", "check_program_contract"]
+__all__ = [
+    "FORBIDDEN_ONNX_TYPES",
+    "check_onnx_contract",
+    "check_program_contract",
+    "iter_graphs",
+]
 
 FORBIDDEN_ONNX_TYPES = {
     onnx.TensorProto.DOUBLE: "float64",
@@ -66,7 +71,7 @@ def check_onnx_contract(model: onnx.ModelProto, signature: Signature) -> list[st
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     except onnx.shape_inference.InferenceError as exc:
         raise DtypeContractError(f"ONNX artifact fails strict type inference: {exc}") from None
-    for graph_name, graph in _graphs(inferred.graph, "main"):
+    for graph_name, graph in iter_graphs(inferred.graph, "main"):
         for init in graph.initializer:
             if init.data_type in FORBIDDEN_ONNX_TYPES:
                 problems.append(
@@ -98,7 +103,7 @@ def check_onnx_contract(model: onnx.ModelProto, signature: Signature) -> list[st
             + "; ".join(problems[:20])
             + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else "")
         )
-    n_values = sum(len(g.value_info) for _, g in _graphs(inferred.graph, "main"))
+    n_values = sum(len(g.value_info) for _, g in iter_graphs(inferred.graph, "main"))
     return [
         f"inputs/outputs float32 with fixed dims {[list(s.shape) for s in signature.inputs]}",
         f"{len(inferred.graph.node)} nodes, {len(inferred.graph.initializer)} initializers and "
@@ -133,11 +138,14 @@ def check_program_contract(
     return [f"{count} graph values checked for float64/float16"]
 
 
-def _graphs(graph: onnx.GraphProto, name: str) -> Iterator[tuple[str, onnx.GraphProto]]:
+def iter_graphs(
+    graph: onnx.GraphProto, name: str = "main"
+) -> Iterator[tuple[str, onnx.GraphProto]]:
+    """A graph and all its subgraphs (If/Loop/Scan bodies), with a path-like name each."""
     yield name, graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g, f"{name}/{node.name}.{attr.name}")
+                yield from iter_graphs(attr.g, f"{name}/{node.name}.{attr.name}")
             for i, sub in enumerate(attr.graphs):
-                yield from _graphs(sub, f"{name}/{node.name}.{attr.name}[{i}]")
+                yield from iter_graphs(sub, f"{name}/{node.name}.{attr.name}[{i}]")

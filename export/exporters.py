@@ -14,6 +14,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from export.contract import iter_graphs
 from export.errors import BuildError
 from export.signature import Signature
 
@@ -130,7 +131,7 @@ def export_onnx(
 def _strip_nondeterminism(model: onnx.ModelProto) -> None:
     """Drop stack-trace doc strings and node metadata that mention temporary paths."""
     model.doc_string = ""
-    for graph in _graphs(model.graph):
+    for _, graph in iter_graphs(model.graph):
         graph.doc_string = ""
         for node in graph.node:
             node.doc_string = ""
@@ -139,13 +140,3 @@ def _strip_nondeterminism(model: onnx.ModelProto) -> None:
         for node in function.node:
             node.doc_string = ""
             del node.metadata_props[:]
-
-
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attr.g)
-            for sub in attr.graphs:
-                yield from _graphs(sub)

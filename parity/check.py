@@ -282,18 +282,16 @@ def _activate(runners: list[Runner], device_option: str, notes: list[str]) -> li
     ONNX Runtime's CUDA provider missing its libraries) drops the CUDA runners with a note;
     an explicit ``--device cuda`` stays an environment failure (exit 3)."""
     active: list[Runner] = []
+    cuda_dropped = False
     for runner in runners:
-        if (
-            device_option == "auto"
-            and runner.requested_device == "cuda"
-            and any("skipped CUDA" in n for n in notes)
-        ):
+        if cuda_dropped and runner.requested_device == "cuda":
             continue
         try:
             runner.activate()
         except EnvironmentUnavailable as exc:
             if device_option != "auto" or runner.requested_device != "cuda":
                 raise
+            cuda_dropped = True
             notes.append(f"--device auto: skipped CUDA runners: {exc}")
             log.warning("parity: %s", notes[-1])
             active = [r for r in active if r.requested_device != "cuda"]

@@ -115,24 +115,13 @@ class EagerRunner(_TorchRunner):
     kind = "eager"
 
     def activate(self) -> None:
-        import torch
-
+        from export.artifacts import LoadedArtifact
         from export.wrapper import wrap
         from ptycho_torch.checkpoint import load_model
 
         device = _torch_device(self.requested_device)
         module = wrap(load_model(self.path), self.signature).to(device)
-        names = self.signature.output_names
-
-        def run(feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-            args = [
-                torch.from_numpy(np.ascontiguousarray(feed[n])).to(device)
-                for n in self.signature.input_names
-            ]
-            with torch.inference_mode():
-                return {n: t.cpu().numpy() for n, t in zip(names, module(*args))}
-
-        self._fn = run
+        self._fn = LoadedArtifact(self.path, self.kind, self.signature, device, module)
         self.actual_device = str(next(module.parameters()).device)
 
 
