@@ -25,25 +25,17 @@ def benchmark(
 ) -> list[dict[str, object]]:
     """Median/p90 seconds per batch for eager, TorchScript, .pt2 and ONNX Runtime on ``device``."""
     from export.signature import Signature
+    from parity.check import make_runners
     from parity.precision import apply_precision_policy
-    from parity.runners import (
-        EagerRunner,
-        ExportedProgramRunner,
-        OnnxRuntimeRunner,
-        TorchScriptRunner,
-    )
 
     apply_precision_policy()
     manifest = json.loads((artifacts / "manifest.json").read_text())
     signature = Signature.from_dict(manifest["signature"])
     with np.load(artifacts / "inputs.npz", allow_pickle=False) as data:
         feed = {k: data[k] for k in data.files}
-    runners = [
-        EagerRunner(f"eager[{device}]", signature, device, Path(manifest["checkpoint"]["path"])),
-        TorchScriptRunner(f"torchscript[{device}]", signature, device, artifacts / "model.ts"),
-        ExportedProgramRunner(f"pt2[{device}]", signature, device, artifacts / "model.pt2"),
-        OnnxRuntimeRunner(f"onnxruntime[{device}]", signature, device, artifacts / "model.onnx"),
-    ]
+    runners = make_runners(
+        artifacts, Path(manifest["checkpoint"]["path"]), signature, [device], None, tf_twin=False
+    )
     times: dict[str, list[float]] = {r.name: [] for r in runners}
     for r in runners:
         r.activate()

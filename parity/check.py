@@ -41,7 +41,7 @@ from parity.runners import (
 )
 from parity.tolerances import ToleranceTable
 
-__all__ = ["CheckOptions", "resolve_devices", "run_check"]
+__all__ = ["CheckOptions", "make_runners", "resolve_devices", "run_check"]
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def run_check(options: CheckOptions) -> ParityReport:
         inputs_sha = _streamed_sha256(inputs, signature.input_names)
         if reference is not None:
             _check_fresh(reference.provenance, manifest, inputs_sha, reference_path)
-        runners = _make_runners(
+        runners = make_runners(
             artifacts, checkpoint, signature, devices, reference, options.tf_twin
         )
         _check_weights(checkpoint, manifest)
@@ -250,7 +250,7 @@ def _check_weights(checkpoint: Path, manifest: dict[str, Any]) -> None:
         )
 
 
-def _make_runners(
+def make_runners(
     artifacts: Path,
     checkpoint: Path,
     signature: Signature,
@@ -258,6 +258,7 @@ def _make_runners(
     reference: Any,
     tf_twin: bool,
 ) -> list[Runner]:
+    """Eager, TorchScript, .pt2 and ONNX Runtime per device, then the twin and the reference."""
     runners: list[Runner] = []
     for device in devices:
         runners += [
