@@ -36,7 +36,12 @@ class ModelConfig:
     pad_object: bool = True  # the "pad object / big probe" head (centre conv + zero pad)
     intensity_scale: float = 1.0  # initial value of exp(log_scale)
     intensity_scale_trainable: bool = False  # whether log_scale receives gradients
-    probe_scale: float = 1.0  # the probe is divided by this before illumination
+    # The original normalises the probe to probeGuess / (probe_scale * mean|disk * probeGuess|)
+    probe_scale: float = 4.0
+    offset: int = 4  # the original's nominal scan step; sizes the reassembly canvas
+    max_position_jitter: int = 10  # extra canvas margin of the original (pixels)
+    probe_mask: bool = False  # multiply the probe by the disk mask (radius N/4) in the forward
+    gaussian_smoothing_sigma: float = 0.0  # > 0: Gaussian-smooth the probe in the forward
 
     def __post_init__(self) -> None:
         _require(
@@ -64,11 +69,29 @@ class ModelConfig:
             self.probe_scale > 0,
             f"ModelConfig.probe_scale must be > 0, got {self.probe_scale!r}",
         )
+        _require(
+            isinstance(self.offset, int) and self.offset >= 0,
+            f"ModelConfig.offset must be an int >= 0, got {self.offset!r}",
+        )
+        _require(
+            isinstance(self.max_position_jitter, int) and self.max_position_jitter >= 0,
+            f"ModelConfig.max_position_jitter must be an int >= 0, got {self.max_position_jitter!r}",
+        )
+        _require(
+            self.gaussian_smoothing_sigma >= 0,
+            "ModelConfig.gaussian_smoothing_sigma must be >= 0, "
+            f"got {self.gaussian_smoothing_sigma!r}",
+        )
 
     @property
     def C(self) -> int:
         """Channels per sample: gridsize**2 patches."""
         return self.gridsize * self.gridsize
+
+    @property
+    def padded_size(self) -> int:
+        """Side of the original's reassembly canvas: ``N + (gridsize-1)*offset + jitter``."""
+        return self.N + (self.gridsize - 1) * self.offset + self.max_position_jitter
 
     @property
     def out_channels(self) -> int:

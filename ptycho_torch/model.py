@@ -14,7 +14,14 @@ import torch
 from torch import Tensor, nn
 
 from ptycho_torch.config import ModelConfig
-from ptycho_torch.physics import diffraction_amplitude, overlap_constraint
+from ptycho_torch.physics import (
+    diffraction_amplitude,
+    extract_patches,
+    illuminate,
+    probe_disk_mask,
+    reassemble_patches,
+    trim_canvas,
+)
 
 __all__ = [
     "PtychoPINN",
@@ -186,7 +193,7 @@ class PtychoPINN(nn.Module):
         self.N = config.N
         self.C = config.C
         self.out_channels = config.out_channels
-        self.canvas = config.N + 2 * (config.N // 2)  # room for offsets up to N/2
+        self.canvas = config.padded_size  # the original's reassembly canvas
         self.log_scale = nn.Parameter(
             torch.tensor(math.log(config.intensity_scale), dtype=torch.float32),
             requires_grad=config.intensity_scale_trainable,
@@ -204,15 +211,24 @@ class PtychoPINN(nn.Module):
         if probe is not None:
             self.set_probe(probe)
 
-    def set_probe(self, probe: np.ndarray | Tensor) -> None:
-        """Store a complex ``(N, N)`` probe, divided by ``config.probe_scale``."""
-        p = torch.as_tensor(np.asarray(probe) if not isinstance(probe, Tensor) else probe)
-        if tuple(p.shape) != (self.N, self.N):
-            raise ValueError(f"probe must have shape ({self.N}, {self.N}), got {tuple(p.shape)}")
-        p = p.to(torch.complex64) / self.config.probe_scale
+    def set_probe(self, probe_guess: np.ndarray | Tensor) -> None:
+        """Normalise a complex ``(N, N)`` probe guess as the original does and store it.
+
+        ``probe = probe_guess / (probe_scale * mean(|disk * probe_guess|))`` with the disk of
+        :func:`ptycho_torch.physics.probe_disk_mask`; the norm is a float32 mean, the division
+        is done in complex128 and rounded once to complex64 (bit-identical to the original).
+        """
+        guess = _as_complex_probe(probe_guess, self.N)
+        mask = probe_disk_mask(self.N).numpy()
+        norm = np.float32(self.config.probe_scale) * np.mean(np.abs(mask * guess))
+        self.set_normalised_probe((guess.astype(np.complex128) / float(norm)).astype(np.complex64))
+
+    def set_normalised_probe(self, probe: np.ndarray | Tensor) -> None:
+        """Store a complex ``(N, N)`` probe as is (already normalised, e.g. imported)."""
+        p = _as_complex_probe(probe, self.N)
         with torch.no_grad():
-            self.probe_re.copy_(p.real)  # type: ignore[operator]
-            self.probe_im.copy_(p.imag)  # type: ignore[operator]
+            self.probe_re.copy_(torch.from_numpy(np.ascontiguousarray(p.real)))  # type: ignore[operator]
+            self.probe_im.copy_(torch.from_numpy(np.ascontiguousarray(p.imag)))  # type: ignore[operator]
 
     def predict(self, diffraction: Tensor) -> tuple[Tensor, Tensor]:
         """Object head: ``(B, C, N, N)`` amplitudes in, ``(amplitude, phase)`` out.
@@ -228,22 +244,60 @@ class PtychoPINN(nn.Module):
 
         Args:
             amplitude, phase: ``(B, out_channels, N, N)`` from :meth:`predict`.
-            offsets: ``(B, C, 2)`` patch offsets ``(x, y)`` in pixels (relative to the group).
+            offsets: ``(B, C, 2)`` patch offsets ``(x, y)`` in pixels (scan position minus
+                group centre).
+        """
+        steps = self.physics_steps(amplitude, phase, offsets)
+        return steps["pred_amplitude"]
+
+    def physics_steps(self, amplitude: Tensor, phase: Tensor, offsets: Tensor) -> dict[str, Tensor]:
+        """Every intermediate of the physics forward, named after the original's tensors.
+
+        ``obj`` (B, C, N, N) patches, ``padded_obj`` (B, P, P) canvas, ``trimmed_obj``
+        (B, N, N), ``extracted`` and ``illuminated`` (B, C, N, N), ``pred_amplitude_unscaled``
+        and ``pred_amplitude`` (B, C, N, N); complex values as ``_re``/``_im`` pairs.
         """
         re = amplitude * torch.cos(phase)  # object = amplitude * exp(i * phase)
         im = amplitude * torch.sin(phase)
         if self.out_channels != self.C:
             re = re.expand(-1, self.C, -1, -1)
             im = im.expand(-1, self.C, -1, -1)
-        if self.C > 1:
-            re, im = overlap_constraint(re, im, offsets, self.canvas)
-        pred = diffraction_amplitude(re, im, self.probe_re, self.probe_im)  # type: ignore[arg-type]
-        return pred * torch.exp(self.log_scale)  # inverse intensity scaler
+        canvas_re, canvas_im = reassemble_patches(re, im, offsets, self.canvas)
+        trimmed_re, trimmed_im = trim_canvas(canvas_re, canvas_im, self.N)
+        patch_re, patch_im = extract_patches(canvas_re, canvas_im, offsets, self.N)
+        probe_re, probe_im = self.forward_probe()
+        exit_re, exit_im = illuminate(patch_re, patch_im, probe_re, probe_im)
+        unscaled = diffraction_amplitude(exit_re, exit_im)
+        return {
+            "obj_re": re,
+            "obj_im": im,
+            "padded_obj_re": canvas_re,
+            "padded_obj_im": canvas_im,
+            "trimmed_obj_re": trimmed_re,
+            "trimmed_obj_im": trimmed_im,
+            "extracted_re": patch_re,
+            "extracted_im": patch_im,
+            "illuminated_re": exit_re,
+            "illuminated_im": exit_im,
+            "pred_amplitude_unscaled": unscaled,
+            "pred_amplitude": unscaled * torch.exp(self.log_scale),  # inverse intensity scaler
+        }
+
+    def forward_probe(self) -> tuple[Tensor, Tensor]:
+        """The probe the forward multiplies by: the stored probe, masked/smoothed per config."""
+        return self.probe_re, self.probe_im  # type: ignore[return-value]
 
     def forward(self, diffraction: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Training forward: ``(amplitude, phase, pred_amplitude)``, each ``(B, ., N, N)``."""
         amplitude, phase = self.predict(diffraction)
         return amplitude, phase, self.simulate(amplitude, phase, offsets)
+
+
+def _as_complex_probe(probe: np.ndarray | Tensor, n: int) -> np.ndarray:
+    p = probe.detach().cpu().numpy() if isinstance(probe, Tensor) else np.asarray(probe)
+    if p.shape != (n, n):
+        raise ValueError(f"probe must have shape ({n}, {n}), got {tuple(p.shape)}")
+    return p.astype(np.complex64)
 
 
 def conv_parameter_count(model: nn.Module) -> int:

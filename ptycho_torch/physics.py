@@ -1,7 +1,23 @@
-"""Differentiable forward model: overlap constraint, probe illumination and far-field diffraction.
+"""Differentiable forward model of the original TensorFlow PtychoPINN, quirks included.
+
+The steps follow the original (``hoidn/PtychoPINN``, ``ptycho/``) as its own arrays show them
+(``../shared/reference/ptychopinn-tf``): the C object patches of a sample are reassembled on a
+``padded_size`` canvas and divided by the reassembly of a centre mask plus 0.001, each patch is
+cut back out, multiplied by the probe and transformed to a far-field amplitude.
+
+Translations are bilinear with zero fill and are applied as matrices, one per axis, because a
+2-D bilinear translation is separable. The weights are computed like an image warp computes
+them: per output pixel, the float32 source coordinate ``u - shift``, its floor ``k`` and
+fraction ``f``; the weight is ``1 - f`` on input pixel ``k`` and ``f`` on ``k + 1``. Computing
+``f`` that way (not as ``1 - |u - j - shift|``, which rounds differently) matches the original's
+canvas to 1.6e-7 of its peak at gridsize 2.
 
 Complex fields are carried as pairs of real tensors ``(re, im)`` up to the FFT, so that every
 exporter (TorchScript, torch.export, ONNX) sees only real arithmetic outside the one ``fft2``.
+
+Offsets are ours: ``(x, y)`` = scan position minus group centre, in pixels; a patch is placed on
+the canvas moved by ``+offset`` and cut out at ``+offset``. (The original's ``positions`` input
+holds the negative of that.)
 """
 
 from __future__ import annotations
@@ -10,112 +26,132 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "CENTRE_MASK_EPS",
+    "centre_mask",
     "diffraction_amplitude",
     "extract_patches",
-    "overlap_constraint",
+    "gaussian_smooth",
+    "illuminate",
+    "probe_disk_mask",
     "reassemble_patches",
-    "shift_matrix",
+    "translation_weights",
+    "trim_canvas",
 ]
 
+CENTRE_MASK_EPS = 0.001  # the original divides by (reassembled centre masks + 0.001)
 
-def shift_matrix(n_out: int, n_in: int, shift: Tensor) -> Tensor:
-    """Bilinear translation with zero fill along one axis, as a matrix.
 
-    ``out[u] = sum_j M[u, j] * in[j]`` places the centre of an ``n_in`` signal at the centre of
-    an ``n_out`` signal moved by ``shift`` pixels. ``M[u, j] = max(0, 1 - |u - j - c - shift|)``
-    with ``c = (n_out - n_in) / 2``: the hat kernel is exactly linear interpolation.
+def probe_disk_mask(n: int) -> Tensor:
+    """The original's probe mask: 1 where the distance to ``(n/2 - 0.5, n/2 - 0.5)`` is < n/4."""
+    idx = torch.arange(n, dtype=torch.float64) - (n / 2 - 0.5)
+    r = torch.sqrt(idx.reshape(n, 1) ** 2 + idx.reshape(1, n) ** 2)
+    return (r < n / 4).to(torch.float32)
+
+
+def centre_mask(n: int) -> Tensor:
+    """``(n, n)``: ones on the central ``n/2 x n/2`` square (rows and columns n/4 .. 3n/4 - 1)."""
+    mask = torch.zeros(n, n)
+    mask[n // 4 : n - n // 4, n // 4 : n - n // 4] = 1.0
+    return mask
+
+
+def translation_weights(source: Tensor, first: int, n_in: int) -> Tensor:
+    """Bilinear sampling weights with zero fill, as matrices.
 
     Args:
-        n_out: length of the output axis.
-        n_in: length of the input axis.
-        shift: shifts in pixels, any shape ``S``.
+        source: ``S + (n_out,)`` float source coordinates, one per output pixel.
+        first: coordinate of input pixel 0 (the padding in front of the input).
+        n_in: number of input pixels.
 
     Returns:
-        ``S + (n_out, n_in)`` matrices, same dtype as ``shift``.
+        ``S + (n_out, n_in)``: ``1 - f`` at input ``floor(source)``, ``f`` at the next pixel.
     """
-    u = torch.arange(n_out, dtype=shift.dtype, device=shift.device).reshape(n_out, 1)
-    j = torch.arange(n_in, dtype=shift.dtype, device=shift.device).reshape(1, n_in)
-    centre = (n_out - n_in) / 2.0
-    distance = u - j - centre - shift.unsqueeze(-1).unsqueeze(-1)  # S + (n_out, n_in)
-    return torch.clamp(1.0 - torch.abs(distance), min=0.0)
+    k = torch.floor(source).unsqueeze(-1)  # S + (n_out, 1)
+    f = source.unsqueeze(-1) - k
+    j = torch.arange(n_in, dtype=source.dtype, device=source.device) + float(first)
+    at_k = (j == k).to(source.dtype)
+    at_next = (j == k + 1.0).to(source.dtype)
+    return at_k * (1.0 - f) + at_next * f
+
+
+def _placement(shift: Tensor, canvas: int, n: int) -> Tensor:
+    """``S + (canvas, n)``: an ``n`` signal zero-padded to ``canvas`` and moved by ``+shift``."""
+    u = torch.arange(canvas, dtype=shift.dtype, device=shift.device)
+    return translation_weights(u - shift.unsqueeze(-1), (canvas - n) // 2, n)
+
+
+def _cut(shift: Tensor, canvas: int, n: int) -> Tensor:
+    """``S + (n, canvas)``: the centre ``n`` of a ``canvas`` signal moved by ``-shift``."""
+    v = torch.arange(n, dtype=shift.dtype, device=shift.device) + float((canvas - n) // 2)
+    return translation_weights(v + shift.unsqueeze(-1), 0, canvas)
 
 
 def reassemble_patches(
     re: Tensor, im: Tensor, offsets: Tensor, canvas: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Place the C patches of each sample at their offsets on one canvas (summed, with weights).
+) -> tuple[Tensor, Tensor]:
+    """The original's reassembly: patches summed on a canvas, over summed centre masks + 0.001.
+
+    The mean of all ``B*C`` offsets of the batch is subtracted first, as the original does (a
+    no-op for groups whose offsets are centred). Real and imaginary parts are divided
+    separately by ``sum(centre masks) + 0.001``, so pixels no centre mask covers are
+    multiplied by 1000.
 
     Args:
         re, im: ``(B, C, N, N)`` real and imaginary parts of the object patches.
-        offsets: ``(B, C, 2)`` patch offsets ``(x, y)`` in pixels relative to the group centre.
-        canvas: side of the square canvas in pixels.
+        offsets: ``(B, C, 2)`` patch offsets ``(x, y)`` in pixels.
+        canvas: side of the square canvas (``ModelConfig.padded_size``).
 
     Returns:
-        ``(sum_re, sum_im, weight)``, each ``(B, canvas, canvas)``; ``weight`` counts how much
-        of each canvas pixel the patches cover (bilinear), so ``sum / weight`` averages overlaps.
+        ``(re, im)``, each ``(B, canvas, canvas)``.
     """
     n = re.shape[-1]
-    px = shift_matrix(canvas, n, offsets[..., 0])  # (B, C, canvas, N)
-    py = shift_matrix(canvas, n, offsets[..., 1])  # (B, C, canvas, N)
-    ones = torch.ones_like(re)
-    sum_re = (py @ re @ px.transpose(-1, -2)).sum(dim=1)  # (B, canvas, canvas)
-    sum_im = (py @ im @ px.transpose(-1, -2)).sum(dim=1)
-    weight = (py @ ones @ px.transpose(-1, -2)).sum(dim=1)
-    return sum_re, sum_im, weight
+    centred = offsets - offsets.reshape(-1, 2).mean(dim=0)
+    px = _placement(centred[..., 0], canvas, n)  # (B, C, canvas, N)
+    py = _placement(centred[..., 1], canvas, n)
+    pxt = px.transpose(-1, -2)
+    sum_re = (py @ re @ pxt).sum(dim=1)  # (B, canvas, canvas)
+    sum_im = (py @ im @ pxt).sum(dim=1)
+    mask = centre_mask(n).to(dtype=re.dtype, device=re.device)
+    weight = (py @ mask @ pxt).sum(dim=1) + CENTRE_MASK_EPS
+    return sum_re / weight, sum_im / weight
+
+
+def trim_canvas(re: Tensor, im: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """The centre ``n x n`` of a ``(B, M, M)`` canvas: the original's ``trimmed_obj``."""
+    a = (re.shape[-1] - n) // 2
+    return re[..., a : a + n, a : a + n], im[..., a : a + n, a : a + n]
 
 
 def extract_patches(re: Tensor, im: Tensor, offsets: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Cut ``n x n`` patches out of a canvas at the given offsets (bilinear, zero fill).
-
-    Args:
-        re, im: ``(B, M, M)`` canvas.
-        offsets: ``(B, C, 2)`` offsets ``(x, y)`` in pixels.
-        n: patch side.
+    """Cut ``n x n`` patches out of a ``(B, M, M)`` canvas at ``offsets`` (bilinear, zero fill).
 
     Returns:
         ``(re, im)`` patches, each ``(B, C, n, n)``.
     """
     canvas = re.shape[-1]
-    ex = shift_matrix(canvas, n, offsets[..., 0])  # (B, C, M, n)
-    ey = shift_matrix(canvas, n, offsets[..., 1])
-    re_c = re.unsqueeze(1)  # (B, 1, M, M)
-    im_c = im.unsqueeze(1)
-    out_re = ey.transpose(-1, -2) @ re_c @ ex  # (B, C, n, n)
-    out_im = ey.transpose(-1, -2) @ im_c @ ex
-    return out_re, out_im
+    ex = _cut(offsets[..., 0], canvas, n)  # (B, C, n, M)
+    ey = _cut(offsets[..., 1], canvas, n)
+    ext = ex.transpose(-1, -2)
+    return ey @ re.unsqueeze(1) @ ext, ey @ im.unsqueeze(1) @ ext
 
 
-def overlap_constraint(
-    re: Tensor, im: Tensor, offsets: Tensor, canvas: int
-) -> tuple[Tensor, Tensor]:
-    """Average overlapping patches on a shared canvas, then cut each patch back out.
-
-    This is the real-space overlap constraint of PtychoPINN for gridsize > 1: neighbouring
-    patches must agree where they overlap.
-    """
-    sum_re, sum_im, weight = reassemble_patches(re, im, offsets, canvas)
-    covered = weight > 1e-3
-    safe = torch.where(covered, weight, torch.ones_like(weight))
-    avg_re = torch.where(covered, sum_re / safe, torch.zeros_like(sum_re))
-    avg_im = torch.where(covered, sum_im / safe, torch.zeros_like(sum_im))
-    return extract_patches(avg_re, avg_im, offsets, re.shape[-1])
+def gaussian_smooth(x: Tensor, sigma: float) -> Tensor:
+    """Placeholder replaced below once the original's kernel is pinned down."""
+    raise NotImplementedError
 
 
-def diffraction_amplitude(re: Tensor, im: Tensor, probe_re: Tensor, probe_im: Tensor) -> Tensor:
-    """Far-field diffraction amplitude of probe-illuminated patches.
+def illuminate(re: Tensor, im: Tensor, probe_re: Tensor, probe_im: Tensor) -> tuple[Tensor, Tensor]:
+    """Exit wave ``probe * patch`` (complex product on real pairs)."""
+    return re * probe_re - im * probe_im, re * probe_im + im * probe_re
 
-    ``sqrt(fftshift(|FFT2(probe * patch)|^2 / (N * N)))``.
+
+def diffraction_amplitude(exit_re: Tensor, exit_im: Tensor) -> Tensor:
+    """Far-field amplitude ``sqrt(fftshift(|fft2(exit wave)|^2 / (N * N)))``, float32.
 
     Args:
-        re, im: ``(B, C, N, N)`` object patches.
-        probe_re, probe_im: ``(N, N)`` probe (already divided by the probe scale).
-
-    Returns:
-        ``(B, C, N, N)`` float32 amplitudes.
+        exit_re, exit_im: ``(..., N, N)`` exit wave.
     """
-    n = re.shape[-1]
-    exit_re = re * probe_re - im * probe_im
-    exit_im = re * probe_im + im * probe_re
+    n = exit_re.shape[-1]
     field = torch.fft.fft2(torch.complex(exit_re, exit_im))
     intensity = (field.real * field.real + field.imag * field.imag) / float(n * n)
     shifted = torch.roll(intensity, shifts=(n // 2, n // 2), dims=(-2, -1))  # fftshift, even N
