@@ -19,14 +19,16 @@ from ptycho_torch.model import PtychoPINN
 
 __all__ = ["PtychoLightning", "poisson_nll"]
 
-_EPS = 1e-6
-
-
 def poisson_nll(pred_amplitude: Tensor, target_amplitude: Tensor) -> Tensor:
-    """Mean Poisson negative log-likelihood on intensities: ``pred_I - target_I * log(pred_I)``."""
+    """Mean Poisson negative log-likelihood on intensities: ``pred_I - target_I * log(pred_I)``.
+
+    As the original computes it (``tf.nn.log_poisson_loss`` with ``compute_full_loss=False`` on
+    ``log(pred_I)``): no epsilon inside the log, so it reproduces the original's
+    ``negloglik`` to float32 round-off (a zero predicted intensity gives ``-inf``/NaN there too).
+    """
     pred_i = pred_amplitude.square()
     target_i = target_amplitude.square()
-    return (pred_i - target_i * torch.log(pred_i + _EPS)).mean()
+    return (pred_i - target_i * torch.log(pred_i)).mean()
 
 
 class PtychoLightning(L.LightningModule):

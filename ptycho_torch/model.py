@@ -17,7 +17,10 @@ from ptycho_torch.config import ModelConfig
 from ptycho_torch.physics import (
     diffraction_amplitude,
     extract_patches,
+    gaussian_kernel,
+    gaussian_smooth,
     illuminate,
+    pad_to_canvas,
     probe_disk_mask,
     reassemble_patches,
     trim_canvas,
@@ -183,9 +186,12 @@ class Decoder(nn.Module):
 class PtychoPINN(nn.Module):
     """Encoder and two decoders (amplitude, phase), plus the physics forward model.
 
-    Buffers ``probe_re``/``probe_im`` hold the probe (N, N) so that it is saved with the weights
-    and baked into exported physics heads; ``log_scale`` is the intensity scale's logarithm.
+    Buffers ``probe_re``/``probe_im`` hold the normalised probe (N, N) that the forward
+    multiplies by, so that it is saved with the weights and baked into exported physics heads;
+    ``log_scale`` is the intensity scale's logarithm.
     """
+
+    __constants__ = ["smoothing", "masked", "canvas", "N", "C", "out_channels"]
 
     def __init__(self, config: ModelConfig, probe: np.ndarray | Tensor | None = None) -> None:
         super().__init__()
@@ -206,6 +212,11 @@ class PtychoPINN(nn.Module):
         self.encoder = nn.Sequential(*blocks)
         self.amplitude_decoder = Decoder(config, in_channels, config.amp_activation)
         self.phase_decoder = Decoder(config, in_channels, "pi_tanh")
+        self.smoothing = config.gaussian_smoothing_sigma > 0
+        self.masked = config.probe_mask
+        sigma = config.gaussian_smoothing_sigma if self.smoothing else 1.0
+        self.register_buffer("smoothing_kernel", gaussian_kernel(sigma), persistent=False)
+        self.register_buffer("disk_mask", probe_disk_mask(config.N), persistent=False)
         self.register_buffer("probe_re", torch.ones(config.N, config.N))
         self.register_buffer("probe_im", torch.zeros(config.N, config.N))
         if probe is not None:
@@ -259,14 +270,20 @@ class PtychoPINN(nn.Module):
         """
         re = amplitude * torch.cos(phase)  # object = amplitude * exp(i * phase)
         im = amplitude * torch.sin(phase)
-        if self.out_channels != self.C:
-            re = re.expand(-1, self.C, -1, -1)
-            im = im.expand(-1, self.C, -1, -1)
-        canvas_re, canvas_im = reassemble_patches(re, im, offsets, self.canvas)
+        if self.out_channels == self.C:  # object.big: reassemble the C patches
+            canvas_re, canvas_im = reassemble_patches(re, im, offsets, self.canvas)
+        else:  # one shared patch, padded onto the canvas as is
+            canvas_re, canvas_im = pad_to_canvas(re, im, self.canvas)
         trimmed_re, trimmed_im = trim_canvas(canvas_re, canvas_im, self.N)
         patch_re, patch_im = extract_patches(canvas_re, canvas_im, offsets, self.N)
-        probe_re, probe_im = self.forward_probe()
-        exit_re, exit_im = illuminate(patch_re, patch_im, probe_re, probe_im)
+        probe_re, probe_im = self.probe_re, self.probe_im
+        exit_re, exit_im = illuminate(patch_re, patch_im, probe_re, probe_im)  # type: ignore[arg-type]
+        if self.smoothing:  # the original smooths the exit wave, then masks it
+            exit_re = gaussian_smooth(exit_re, self.smoothing_kernel)  # type: ignore[arg-type]
+            exit_im = gaussian_smooth(exit_im, self.smoothing_kernel)  # type: ignore[arg-type]
+        if self.masked:
+            exit_re = exit_re * self.disk_mask
+            exit_im = exit_im * self.disk_mask
         unscaled = diffraction_amplitude(exit_re, exit_im)
         return {
             "obj_re": re,
@@ -282,10 +299,6 @@ class PtychoPINN(nn.Module):
             "pred_amplitude_unscaled": unscaled,
             "pred_amplitude": unscaled * torch.exp(self.log_scale),  # inverse intensity scaler
         }
-
-    def forward_probe(self) -> tuple[Tensor, Tensor]:
-        """The probe the forward multiplies by: the stored probe, masked/smoothed per config."""
-        return self.probe_re, self.probe_im  # type: ignore[return-value]
 
     def forward(self, diffraction: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Training forward: ``(amplitude, phase, pred_amplitude)``, each ``(B, ., N, N)``."""

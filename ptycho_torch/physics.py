@@ -30,8 +30,10 @@ __all__ = [
     "centre_mask",
     "diffraction_amplitude",
     "extract_patches",
+    "gaussian_kernel",
     "gaussian_smooth",
     "illuminate",
+    "pad_to_canvas",
     "probe_disk_mask",
     "reassemble_patches",
     "translation_weights",
@@ -112,7 +114,7 @@ def reassemble_patches(
     sum_re = (py @ re @ pxt).sum(dim=1)  # (B, canvas, canvas)
     sum_im = (py @ im @ pxt).sum(dim=1)
     mask = centre_mask(n).to(dtype=re.dtype, device=re.device)
-    weight = (py @ mask @ pxt).sum(dim=1) + CENTRE_MASK_EPS
+    weight = (py @ mask @ pxt).sum(dim=1) + 0.001  # CENTRE_MASK_EPS (TorchScript: no globals)
     return sum_re / weight, sum_im / weight
 
 
@@ -135,9 +137,35 @@ def extract_patches(re: Tensor, im: Tensor, offsets: Tensor, n: int) -> tuple[Te
     return ey @ re.unsqueeze(1) @ ext, ey @ im.unsqueeze(1) @ ext
 
 
-def gaussian_smooth(x: Tensor, sigma: float) -> Tensor:
-    """Placeholder replaced below once the original's kernel is pinned down."""
-    raise NotImplementedError
+def gaussian_kernel(sigma: float) -> Tensor:
+    """The original's 3 x 3 smoothing kernel: outer product of ``softmax(-x^2 / (2 sigma^2))``
+    over ``x = (-1, 0, 1)`` (a Gaussian normalised to sum 1)."""
+    x = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    k1 = torch.softmax(-(x * x) / (2.0 * sigma * sigma), dim=0)
+    return torch.outer(k1, k1).to(torch.float32)
+
+
+def gaussian_smooth(x: Tensor, kernel: Tensor) -> Tensor:
+    """``(..., N, N)`` smoothed by the ``(3, 3)`` kernel with reflect padding (no edge repeat)."""
+    shape = x.shape
+    flat = x.reshape(-1, 1, shape[-2], shape[-1])
+    padded = torch.nn.functional.pad(flat, (1, 1, 1, 1), mode="reflect")
+    out = torch.nn.functional.conv2d(padded, kernel.reshape(1, 1, 3, 3))
+    return out.reshape(shape)
+
+
+def pad_to_canvas(re: Tensor, im: Tensor, canvas: int) -> tuple[Tensor, Tensor]:
+    """One patch per sample zero-padded onto the canvas: ``(B, 1, N, N)`` -> ``(B, M, M)``.
+
+    The original's reassembly when ``object.big`` is off: no translation, no mask division.
+    """
+    a = (canvas - re.shape[-1]) // 2
+    b = canvas - re.shape[-1] - a
+    pad = [a, b, a, b]
+    return (
+        torch.nn.functional.pad(re[:, 0], pad),
+        torch.nn.functional.pad(im[:, 0], pad),
+    )
 
 
 def illuminate(re: Tensor, im: Tensor, probe_re: Tensor, probe_im: Tensor) -> tuple[Tensor, Tensor]:
