@@ -28,6 +28,9 @@ __all__ = [
     "PtychoDataset",
     "group_scan_points",
     "intensity_scale",
+    "mean_counts",
+    "network_input",
+    "normalisation_factor",
     "load_npz",
 ]
 
@@ -194,24 +197,43 @@ def load_npz(path: str | Path) -> PtychoData:
     )
 
 
-def intensity_scale(
-    diffraction: np.ndarray, probe: np.ndarray, rms_amplitude: float = 0.5
-) -> float:
-    """Intensity scale that makes the network input O(1) and the object amplitude fit a sigmoid.
+def mean_counts(diffraction: np.ndarray, indices: np.ndarray | None = None) -> float:
+    """Mean over patterns (or over the patterns of ``indices``, repeats counted) of ``sum(d**2)``."""
+    sums = np.sum(np.square(diffraction, dtype=np.float64), axis=(-2, -1))  # (n,)
+    value = float(np.mean(sums if indices is None else sums[indices]))
+    if not value > 0:
+        raise DataError(f"diffraction has no counts (mean sum of squares {value}); is it all zero?")
+    return value
 
-    By Parseval, ``sum(diffraction**2) = scale**2 * sum(|probe * object|**2)``. Assuming the
-    object's RMS amplitude under the probe is ``rms_amplitude`` (0.5 leaves headroom below the
-    sigmoid's 1), ``scale = sqrt(mean_patterns(sum(d**2)) / sum(|probe|**2)) / rms_amplitude``.
-    With a probe normalised to ``sum|P|^2 = (N/2)^2`` and ``rms_amplitude=1`` this is the
-    usual ``sqrt(mean counts) / (N/2)``.
+
+def intensity_scale(diffraction: np.ndarray, nphotons: float | None = None) -> float:
+    """The original's intensity scale ``sqrt(nphotons) / (N/2)``.
+
+    ``nphotons`` defaults to the data's own mean counts per pattern, so that the network input
+    ``normalised * scale`` is the measured amplitude itself. The network divides its input by
+    this scale (``exp(log_scale)``), so it sees the normalised data.
     """
-    counts = float(np.mean(np.sum(np.square(diffraction, dtype=np.float64), axis=(-2, -1))))
-    power = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
-    if counts <= 0 or power <= 0:
-        raise DataError(
-            f"cannot derive an intensity scale: mean counts {counts}, probe power {power}"
-        )
-    return math.sqrt(counts / power) / rms_amplitude
+    n = diffraction.shape[-1]
+    photons = mean_counts(diffraction) if nphotons is None else float(nphotons)
+    if not photons > 0:
+        raise DataError(f"nphotons must be > 0, got {photons}")
+    return math.sqrt(photons) / (n / 2)
+
+
+def normalisation_factor(diffraction: np.ndarray, indices: np.ndarray | None = None) -> float:
+    """The original's ``normalize_data`` factor: ``sqrt((N/2)**2 / mean(sum(d**2)))``.
+
+    The mean runs over the patterns the model will see: every group member of ``indices``
+    (``(S, C)``, repeats counted), or every pattern.
+    """
+    n = diffraction.shape[-1]
+    return math.sqrt((n / 2) ** 2 / mean_counts(diffraction, indices))
+
+
+def network_input(diffraction: np.ndarray, factor: float, scale: float) -> np.ndarray:
+    """``float32(float32(d * factor) * scale)``: the original's ``X * intensity_scale``."""
+    x = (diffraction * np.float32(factor)).astype(np.float32, copy=False)
+    return (x * np.float32(scale)).astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True)
@@ -256,10 +278,17 @@ def group_scan_points(
 class PtychoDataset(Dataset):
     """``(diffraction (C, N, N), offsets (C, 2))`` float32 tensors per sample."""
 
-    def __init__(self, data: PtychoData, groups: Groups, samples: np.ndarray | None = None):
+    def __init__(
+        self,
+        data: PtychoData,
+        groups: Groups,
+        samples: np.ndarray | None = None,
+        input_scale: tuple[float, float] = (1.0, 1.0),
+    ):
         self.diffraction = data.diffraction
         self.groups = groups
         self.samples = np.arange(len(groups.indices)) if samples is None else samples
+        self.factor, self.scale = input_scale  # normalisation factor, intensity scale
         if self.diffraction.dtype != np.float32:  # load_npz guarantees it; a hand-built one may not
             raise DataError(f"diffraction must be float32, found {self.diffraction.dtype}")
 
@@ -268,20 +297,25 @@ class PtychoDataset(Dataset):
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.samples[item]
-        x = torch.from_numpy(np.ascontiguousarray(self.diffraction[self.groups.indices[s]]))
-        return x, torch.from_numpy(self.groups.offsets[s])
+        x = network_input(self.diffraction[self.groups.indices[s]], self.factor, self.scale)
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.groups.offsets[s])
 
 
 class PtychoDataModule(L.LightningDataModule):
     """Groups a scan for ``gridsize`` and splits the samples into train/val by ``config.seed``."""
 
-    def __init__(self, data: PtychoData, gridsize: int, config: DataConfig) -> None:
+    def __init__(
+        self, data: PtychoData, gridsize: int, config: DataConfig, intensity_scale: float = 1.0
+    ) -> None:
         super().__init__()
         self.data = data
         self.config = config
         self.groups = group_scan_points(
             data.xcoords, data.ycoords, gridsize, config.neighbours, config.seed
         )
+        # the original normalises over every group member of the data set, then scales
+        factor = normalisation_factor(data.diffraction, self.groups.indices)
+        self.input_scale = (factor, intensity_scale)
         order = np.random.default_rng(config.seed).permutation(len(self.groups.indices))
         n_val = int(round(config.val_fraction * len(order)))
         if n_val >= len(order):
@@ -291,11 +325,11 @@ class PtychoDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         generator = torch.Generator().manual_seed(self.config.seed)
-        dataset = PtychoDataset(self.data, self.groups, self.train_samples)
+        dataset = PtychoDataset(self.data, self.groups, self.train_samples, self.input_scale)
         return DataLoader(
             dataset, batch_size=self.config.batch_size, shuffle=True, generator=generator
         )
 
     def val_dataloader(self) -> DataLoader:
-        dataset = PtychoDataset(self.data, self.groups, self.val_samples)
+        dataset = PtychoDataset(self.data, self.groups, self.val_samples, self.input_scale)
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False)

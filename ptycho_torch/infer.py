@@ -20,7 +20,13 @@ import torch
 
 from ptycho_torch.checkpoint import load_model
 from ptycho_torch.cli import run_cli
-from ptycho_torch.data import PtychoData, group_scan_points, load_npz
+from ptycho_torch.data import (
+    PtychoData,
+    group_scan_points,
+    load_npz,
+    network_input,
+    normalisation_factor,
+)
 from ptycho_torch.errors import DataError
 from ptycho_torch.metrics import ReconstructionMetrics, compare_objects
 from ptycho_torch.model import PtychoPINN
@@ -56,6 +62,9 @@ def predict_patches(model: PtychoPINN, data: PtychoData, batch_size: int = 64) -
     if data.N != model.N:
         raise DataError(f"data patterns are {data.N}x{data.N} but the model expects N={model.N}")
     groups = group_scan_points(data.xcoords, data.ycoords, model.config.gridsize, seed=0)
+    # the original's data side: normalise over the groups, times the model's intensity scale
+    factor = normalisation_factor(data.diffraction, groups.indices)
+    scale = model.config.intensity_scale
     total = np.zeros((data.n, data.N, data.N), dtype=np.complex128)
     count = np.zeros(data.n, dtype=np.int64)
     device = next(model.parameters()).device
@@ -63,7 +72,7 @@ def predict_patches(model: PtychoPINN, data: PtychoData, batch_size: int = 64) -
     with torch.no_grad():
         for start in range(0, data.n, batch_size):
             idx = groups.indices[start : start + batch_size]  # (b, C)
-            x = torch.from_numpy(np.ascontiguousarray(data.diffraction[idx]))  # (b, C, N, N)
+            x = torch.from_numpy(network_input(data.diffraction[idx], factor, scale))  # (b, C, N, N)
             amplitude, phase = model.predict(x.to(device=device, dtype=torch.float32))
             obj = torch.polar(amplitude, phase).cpu().numpy()  # (b, out_channels, N, N)
             if obj.shape[1] != idx.shape[1]:  # object_big=False: one shared patch

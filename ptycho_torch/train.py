@@ -80,7 +80,9 @@ def train(
     module = PtychoLightning(
         model_config.to_dict(), data_config.to_dict(), train_config.to_dict(), probe=data.probe
     )
-    datamodule = PtychoDataModule(data, model_config.gridsize, data_config)
+    datamodule = PtychoDataModule(
+        data, model_config.gridsize, data_config, intensity_scale=model_config.intensity_scale
+    )
     options: dict[str, object] = {
         "max_epochs": train_config.epochs,
         "logger": False,
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         demo = args.preset == "demo"
         data = demo_data() if demo else load_npz(args.data)
-        scale = intensity_scale(data.diffraction, data.probe)
+        scale = intensity_scale(data.diffraction)
         try:
             model_config = ModelConfig(
                 N=data.N,

@@ -11,6 +11,8 @@ from ptycho_torch.config import DataConfig
 from ptycho_torch.data import (
     PtychoDataModule,
     PtychoDataset,
+    network_input,
+    normalisation_factor,
     group_scan_points,
     intensity_scale,
     load_npz,
@@ -142,8 +144,21 @@ def test_datamodule_splits_by_seed(scan_npz: Path) -> None:
     assert np.array_equal(a.val_samples, b.val_samples)
 
 
-def test_intensity_scale_makes_input_order_one(scan_npz: Path) -> None:
+def test_intensity_scale_is_the_originals_closed_form(scan_npz: Path) -> None:
     data = load_npz(scan_npz)
-    scale = intensity_scale(data.diffraction, data.probe)
-    x = data.diffraction / scale
-    assert 0.01 < float(np.sqrt((x**2).sum(axis=(1, 2)).mean())) / data.N < 10
+    counts = float(np.mean(np.sum(data.diffraction.astype(np.float64) ** 2, axis=(1, 2))))
+    assert intensity_scale(data.diffraction) == pytest.approx(np.sqrt(counts) / (data.N / 2))
+    # fixture value of the original: sqrt(1e9) / 32
+    assert intensity_scale(data.diffraction, nphotons=1e9) == pytest.approx(988.2117688026186)
+
+
+def test_normalised_input_has_the_originals_mean_power(scan_npz: Path) -> None:
+    data = load_npz(scan_npz)
+    factor = normalisation_factor(data.diffraction)
+    x = network_input(data.diffraction, factor, 1.0)
+    assert x.dtype == np.float32
+    power = float(np.mean(np.sum(x.astype(np.float64) ** 2, axis=(1, 2))))
+    assert power == pytest.approx((data.N / 2) ** 2, rel=1e-5)
+    # with the data's own scale the network input is the measured amplitude itself
+    y = network_input(data.diffraction, factor, intensity_scale(data.diffraction))
+    assert np.allclose(y, data.diffraction, rtol=1e-5, atol=1e-5 * float(data.diffraction.max()))

@@ -95,3 +95,58 @@ def test_model_is_scriptable() -> None:
     x, offsets = torch.rand(1, 4, 64, 64), torch.randn(1, 4, 2)
     for a, b in zip(model(x, offsets), scripted(x, offsets)):
         assert torch.equal(a, b)
+
+
+def test_gaussian_kernel_is_the_originals_3x3_softmax() -> None:
+    from ptycho_torch.physics import gaussian_kernel
+
+    k = gaussian_kernel(1.0)
+    k1 = torch.softmax(-torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64) / 2.0, dim=0)
+    assert torch.allclose(k, torch.outer(k1, k1).float())
+    assert float(k.sum()) == pytest.approx(1.0)
+    assert float(k1[0]) == pytest.approx(0.274, abs=1e-3)
+
+
+def test_smoothing_then_mask_apply_to_the_exit_wave() -> None:
+    from ptycho_torch.physics import diffraction_amplitude, gaussian_kernel, gaussian_smooth
+
+    config = ModelConfig(N=64, n_filters_scale=1, gaussian_smoothing_sigma=0.8, probe_mask=True)
+    model = PtychoPINN(config).eval()
+    amp, phase = torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        steps = model.physics_steps(amp, phase, torch.zeros(1, 1, 2))
+        plain = PtychoPINN(ModelConfig(N=64, n_filters_scale=1)).eval()
+        raw = plain.physics_steps(amp, phase, torch.zeros(1, 1, 2))
+    k = gaussian_kernel(0.8)
+    expect_re = gaussian_smooth(raw["illuminated_re"], k) * model.disk_mask
+    expect_im = gaussian_smooth(raw["illuminated_im"], k) * model.disk_mask
+    assert torch.allclose(steps["illuminated_re"], expect_re)
+    assert torch.allclose(steps["illuminated_im"], expect_im)
+    assert float(steps["illuminated_re"][..., 0, 0].abs()) == 0.0  # outside the disk
+    assert torch.allclose(
+        steps["pred_amplitude_unscaled"], diffraction_amplitude(expect_re, expect_im)
+    )
+
+
+def test_reflect_padding_does_not_repeat_the_edge() -> None:
+    from ptycho_torch.physics import gaussian_smooth
+
+    x = torch.zeros(1, 5, 5)
+    x[0, 0, 2] = 1.0  # on the top edge: reflect mirrors row 1 above it, not row 0
+    k = torch.zeros(3, 3)
+    k[0, 1] = 1.0  # output[r] = input[r - 1]
+    out = gaussian_smooth(x, k)
+    assert float(out[0, 1, 2]) == 1.0 and float(out[0, 0, 2]) == 0.0
+
+
+def test_object_big_off_pads_one_patch_without_mask_division() -> None:
+    config = ModelConfig(N=64, gridsize=2, n_filters_scale=1, object_big=False)
+    model = PtychoPINN(config).eval()
+    amp, phase = torch.rand(1, 1, 64, 64), torch.zeros(1, 1, 64, 64)
+    offsets = torch.tensor([[[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0], [0.0, -2.0]]])
+    with torch.no_grad():
+        steps = model.physics_steps(amp, phase, offsets)
+    assert torch.equal(steps["trimmed_obj_re"][0], amp[0, 0])  # no x1000, no /1.001
+    assert steps["extracted_re"].shape == (1, 4, 64, 64)
+    # channel 0 is cut 2 px to the right: column j holds the patch's column j + 2
+    assert torch.equal(steps["extracted_re"][0, 0, :, :60], amp[0, 0, :, 2:62])
