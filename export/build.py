@@ -45,6 +45,9 @@ REFERENCE_FILES = ("reference.npz", "reference.json")
 # Sanity bound for "the artifact loads and computes the same thing as eager" during the build;
 # the real, per-output parity verdict with its tolerance table is the parity step's job.
 LOADBACK_ATOL = 1e-4
+# Outputs whose values reach 1e3..1e4 (the physics head's pred_amplitude, the original's x1000
+# border) cannot meet an absolute 1e-4 in float32: allow float32 round-off of the output's peak.
+LOADBACK_RTOL_PEAK = 2e-6
 
 ReferenceMaker = Callable[[Path, Path, Path, str], None]
 """(checkpoint, inputs.npz, out reference.npz, head) -> None; writes reference.npz + .json."""
@@ -236,15 +239,17 @@ def _load_back(
     errors = {}
     for artifact, outputs in runs.items():
         signature.check_outputs(outputs)
-        errors[artifact] = max(
-            float(np.max(np.abs(outputs[n].astype(np.float64) - eager[n])))
-            for n in signature.output_names
-        )
-        if not errors[artifact] <= LOADBACK_ATOL:
-            raise BuildError(
-                f"{artifact} loaded back differs from eager by {errors[artifact]:.3g} "
-                f"(> {LOADBACK_ATOL:g}); the export is wrong"
-            )
+        errors[artifact] = 0.0
+        for n in signature.output_names:
+            err = float(np.max(np.abs(outputs[n].astype(np.float64) - eager[n])))
+            limit = LOADBACK_ATOL + LOADBACK_RTOL_PEAK * float(np.max(np.abs(eager[n])))
+            errors[artifact] = max(errors[artifact], err)
+            if not err <= limit:  # also catches NaN
+                raise BuildError(
+                    f"{artifact} loaded back differs from eager in {n!r} by {err:.3g} "
+                    f"(> {limit:.3g} = {LOADBACK_ATOL:g} + {LOADBACK_RTOL_PEAK:g} x peak "
+                    f"{float(np.max(np.abs(eager[n]))):.4g}); the export is wrong"
+                )
     return errors
 
 
