@@ -45,7 +45,8 @@ class TFArchive:
         keras_config: ``model.keras``'s ``config.json`` (the functional graph), plain JSON.
         weights_h5: bytes of ``model.keras``'s ``model.weights.h5``.
         params: the original's ``params.cfg`` from ``params.dill``, or None if it was refused.
-        params_problem: why ``params`` is None (the refusal message), else None.
+        params_problem: why ``params`` is None, else None.
+        params_refused: ``params.dill`` named a global that is not plain data (nothing ran).
         h5_intensity_scale: ``model.h5``'s ``intensity_scale`` attribute, if present.
     """
 
@@ -55,6 +56,7 @@ class TFArchive:
     weights_h5: bytes
     params: dict[str, Any] | None
     params_problem: str | None
+    params_refused: bool
     h5_intensity_scale: float | None
 
     def member(self, name: str) -> str:
@@ -79,14 +81,14 @@ def read_archive(path: str | Path) -> TFArchive:
         model = _choose_model(outer, names, path)
         keras_bytes = _read_member(outer, f"{model}/model.keras", path)
         keras_config, weights_h5 = _read_keras(keras_bytes, f"{path.name}:{model}/model.keras")
-        params, problem = _read_params(outer, names, f"{model}/params.dill", path)
+        params, problem, refused = _read_params(outer, names, f"{model}/params.dill", path)
         scale = _read_h5_scale(outer, names, f"{model}/model.h5", path)
     logger.info(
         "read %s: %s/model.keras (%d graph layers, %.1f MB weights), params.dill %s",
         path, model, len(keras_config.get("config", {}).get("layers", [])),
-        len(weights_h5) / 1e6, "read as plain data" if problem is None else "REFUSED",
+        len(weights_h5) / 1e6, "read as plain data" if problem is None else "NOT USED",
     )  # fmt: skip
-    return TFArchive(path, model, keras_config, weights_h5, params, problem, scale)
+    return TFArchive(path, model, keras_config, weights_h5, params, problem, refused, scale)
 
 
 def _choose_model(outer: zipfile.ZipFile, names: set[str], path: Path) -> str:
@@ -139,20 +141,24 @@ def _read_keras(data: bytes, where: str) -> tuple[dict[str, Any], bytes]:
 
 def _read_params(
     outer: zipfile.ZipFile, names: set[str], member: str, path: Path
-) -> tuple[dict[str, Any] | None, str | None]:
+) -> tuple[dict[str, Any] | None, str | None, bool]:
+    """``(params, problem, refused)``."""
     if member not in names:
-        return None, f"{path.name} has no {member}"
+        return None, f"{path.name} has no {member}", False
     try:
         params = loads_plain_data(_read_member(outer, member, path), f"{path.name}:{member}")
     except UnsafePickleError as exc:
         logger.warning("%s", exc)
-        return None, str(exc)
+        return None, str(exc), True
     if not isinstance(params, dict):
-        return None, f"{path.name}:{member} holds a {type(params).__name__}, not the params dict"
-    return params, None
+        kind = type(params).__name__
+        return None, f"{path.name}:{member} holds a {kind}, not the params dict", False
+    return params, None, False
 
 
-def _read_h5_scale(outer: zipfile.ZipFile, names: set[str], member: str, path: Path) -> float | None:
+def _read_h5_scale(
+    outer: zipfile.ZipFile, names: set[str], member: str, path: Path
+) -> float | None:
     if member not in names:
         return None
     try:

@@ -46,8 +46,18 @@ def parse_functional(keras_config: dict[str, Any]) -> dict[str, KerasLayer]:
             f"model.keras holds a {keras_config.get('class_name')!r} model, expected the "
             "original's Functional model"
         )
+    try:
+        return _parse_layers(keras_config["config"]["layers"])
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise GraphStructureError(
+            f"model.keras config.json is not a Keras 3 functional config ({type(exc).__name__}: "
+            f"{exc})"
+        ) from None
+
+
+def _parse_layers(raw_layers: list[dict[str, Any]]) -> dict[str, KerasLayer]:
     layers: dict[str, KerasLayer] = {}
-    for raw in keras_config.get("config", {}).get("layers", []):
+    for raw in raw_layers:
         nodes = raw.get("inbound_nodes", [])
         if len(nodes) > 1:
             raise GraphStructureError(f"layer {raw.get('name')!r} is shared ({len(nodes)} calls)")
@@ -102,6 +112,8 @@ class _Walk:
         between: list[KerasLayer] = []
         current = self.single_input(conv)
         while current.class_name != _CONV:
+            if len(between) > len(self.layers):
+                raise GraphStructureError(f"the graph has a cycle before {conv.name}")
             between.append(current)
             if current.class_name == "InputLayer":
                 return None, between
@@ -128,23 +140,20 @@ class _Walk:
 
 def _check_channel_slice(layer: KerasLayer, what: str, split: str) -> None:
     """The head's ``x[..., :-4]`` (centre) or ``x[..., -4:]`` (border) channel slice."""
-    key = layer.args[1] if len(layer.args) > 1 else None
-    ok = (
-        isinstance(key, list)
-        and len(key) == 2
-        and key[0].get("class_name") == "__ellipsis__"
-        and key[1].get("class_name") == "__slice__"
-    )
-    if ok:
-        s = key[1]["config"]
+    key: Any = layer.args[1] if len(layer.args) > 1 else None
+    bounds = None
+    parts = key if isinstance(key, list) and all(isinstance(k, dict) for k in key) else []
+    kinds = [k.get("class_name") for k in parts]
+    if kinds == ["__ellipsis__", "__slice__"]:
+        s = parts[1].get("config") or {}
         bounds = (s.get("start"), s.get("stop"), s.get("step"))
-        expected = (None, -4, None) if split == "centre" else (-4, None, None)
-        ok = bounds == expected
-    if not ok:
+    if bounds != ((None, -4, None) if split == "centre" else (-4, None, None)):
         raise GraphStructureError(f"{what}: {layer.name} is not the original's 4-channel split")
 
 
-def _decoder_roles(walk: _Walk, tail: KerasLayer, branch: str) -> tuple[dict[str, KerasLayer], KerasLayer]:
+def _decoder_roles(
+    walk: _Walk, tail: KerasLayer, branch: str
+) -> tuple[dict[str, KerasLayer], KerasLayer]:
     """Roles of one decoder, from its output back to (excluding) the encoder's last conv."""
     roles: dict[str, KerasLayer] = {}
     centre = border = None
@@ -182,7 +191,9 @@ def _decoder_roles(walk: _Walk, tail: KerasLayer, branch: str) -> tuple[dict[str
             split="centre",
         )
     if f"{branch}.last.conv2" in roles:
-        up2 = walk.expect_path(roles[f"{branch}.last.conv2"], ("UpSampling2D",), f"{branch}.last.conv2")
+        up2 = walk.expect_path(
+            roles[f"{branch}.last.conv2"], ("UpSampling2D",), f"{branch}.last.conv2"
+        )
         up1 = walk.expect_path(_need(up2, branch), (), f"{branch}.last.up.conv2")
         # with pad_object the border path reads the last 4 channels, else all of them
         pre = ("GetItem", "UpSampling2D") if centre is not None else ("UpSampling2D",)
@@ -197,7 +208,7 @@ def _decoder_roles(walk: _Walk, tail: KerasLayer, branch: str) -> tuple[dict[str
 
     ups: list[KerasLayer] = []  # decoder convs, last first
     conv = _need(base, branch)
-    while True:
+    while len(ups) <= len(walk.layers):  # bounded: a config with a cycle must not hang
         ups.append(conv)
         prev, between = walk.previous_conv(conv)
         kinds = [layer.class_name for layer in between]
@@ -210,6 +221,8 @@ def _decoder_roles(walk: _Walk, tail: KerasLayer, branch: str) -> tuple[dict[str
                 f"{kinds}, expected {expected}"
             )
         conv = _need(prev, branch)
+    else:
+        raise GraphStructureError(f"{branch} decoder: the graph has a cycle")
     if len(ups) % 2:
         raise GraphStructureError(f"{branch} decoder has an odd number of convs ({len(ups)})")
     ups.reverse()
@@ -246,7 +259,7 @@ def _border_activation(walk: _Walk, multiply: KerasLayer, branch: str) -> KerasL
 
 def _encoder_roles(walk: _Walk, last: KerasLayer) -> dict[str, KerasLayer]:
     convs = [last]
-    while True:
+    while len(convs) <= len(walk.layers):
         prev, between = walk.previous_conv(convs[-1])
         kinds = [layer.class_name for layer in between]
         if prev is None:
@@ -260,13 +273,17 @@ def _encoder_roles(walk: _Walk, last: KerasLayer) -> dict[str, KerasLayer]:
                 f"expected {expected}"
             )
         convs.append(prev)
+    else:
+        raise GraphStructureError("encoder: the graph has a cycle")
     if len(convs) % 2:
         raise GraphStructureError(f"encoder has an odd number of convs ({len(convs)})")
     convs.reverse()
     return {f"encoder.block{k // 2}.conv{k % 2 + 1}": c for k, c in enumerate(convs)}
 
 
-def conv_sources_from_graph(layers: dict[str, KerasLayer]) -> tuple[list[ConvSource], dict[str, Any]]:
+def conv_sources_from_graph(
+    layers: dict[str, KerasLayer],
+) -> tuple[list[ConvSource], dict[str, Any]]:
     """Every conv's role, HDF5 location and the graph facts the importer cross-checks.
 
     Keras 3 stores a conv's weights under ``layers/conv2d[_k]`` with k its position among the

@@ -18,7 +18,13 @@ import numpy as np
 from ptycho_torch.config import AMP_ACTIVATIONS, SUPPORTED_N, ModelConfig
 from ptycho_torch.import_tf.errors import ImportTFError, UnsupportedModelError
 
-__all__ = ["NETWORK_KEYS", "PHYSICS_KEYS", "model_config_from_params", "read_config_json"]
+__all__ = [
+    "NETWORK_KEYS",
+    "PHYSICS_KEYS",
+    "as_intensity_scale",
+    "model_config_from_params",
+    "read_config_json",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +34,21 @@ NETWORK_KEYS = (
 )  # fmt: skip
 #: Original names used only by the physics forward; ModelConfig's defaults (the original's
 #: values in the fixtures) stand in for absent ones, with a warning.
-PHYSICS_KEYS = ("probe_scale", "offset", "max_position_jitter", "probe.mask", "gaussian_smoothing_sigma")
+PHYSICS_KEYS = (
+    "probe_scale",
+    "offset",
+    "max_position_jitter",
+    "probe.mask",
+    "gaussian_smoothing_sigma",
+)
 # dataclass-style spellings (the original's ModelConfig) accepted in a flat --config dict
 _ALIASES = {"object_big": "object.big", "probe_big": "probe.big", "probe_mask": "probe.mask"}
 # what this port implements; a present key with another value is refused
-_REQUIRED_VALUES = {"architecture": "cnn", "model_type": "pinn", "generator_output_mode": "real_imag"}
+_REQUIRED_VALUES = {
+    "architecture": "cnn",
+    "model_type": "pinn",
+    "generator_output_mode": "real_imag",
+}
 
 
 def read_config_json(path: str | Path) -> dict[str, Any]:
@@ -73,7 +89,9 @@ def model_config_from_params(params: dict[str, Any], intensity_scale: float) -> 
             )
     n = _as_int(params, "N")
     if n not in SUPPORTED_N:
-        raise UnsupportedModelError(f"the original's N={n} is not supported; expected one of {SUPPORTED_N}")
+        raise UnsupportedModelError(
+            f"the original's N={n} is not supported; expected one of {SUPPORTED_N}"
+        )
     amp = params["amp_activation"]
     if amp not in AMP_ACTIVATIONS:
         raise UnsupportedModelError(
@@ -99,14 +117,18 @@ def model_config_from_params(params: dict[str, Any], intensity_scale: float) -> 
             intensity_scale_trainable=False,
             probe_scale=_as_float(params, "probe_scale", defaults.probe_scale),
             offset=_as_int(params, "offset", defaults.offset),
-            max_position_jitter=_as_int(params, "max_position_jitter", defaults.max_position_jitter),
+            max_position_jitter=_as_int(
+                params, "max_position_jitter", defaults.max_position_jitter
+            ),
             probe_mask=_as_bool(params, "probe.mask", defaults.probe_mask),
             gaussian_smoothing_sigma=_as_float(
                 params, "gaussian_smoothing_sigma", defaults.gaussian_smoothing_sigma
             ),
         )
     except ValueError as exc:
-        raise UnsupportedModelError(f"the original's parameters do not make a valid ModelConfig: {exc}") from None
+        raise UnsupportedModelError(
+            f"the original's parameters do not make a valid ModelConfig: {exc}"
+        ) from None
 
 
 def _as_int(params: dict[str, Any], key: str, default: int | None = None) -> int:
@@ -122,7 +144,9 @@ def _as_int(params: dict[str, Any], key: str, default: int | None = None) -> int
 
 def _as_bool(params: dict[str, Any], key: str, default: bool | None = None) -> bool:
     value = params.get(key, default)
-    if isinstance(value, (bool, np.bool_)) or value in (0, 1):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
         return bool(value)
     raise ImportTFError(f"the original's {key} is {value!r}, expected true or false")
 
@@ -141,7 +165,11 @@ def as_intensity_scale(value: Any, where: str) -> float:
     try:
         scale = float(np.asarray(value, dtype=np.float64).reshape(()))
     except (TypeError, ValueError):
-        raise ImportTFError(f"intensity_scale from {where} is {value!r}, expected a number") from None
+        raise ImportTFError(
+            f"intensity_scale from {where} is {value!r}, expected a number"
+        ) from None
     if not math.isfinite(scale) or scale <= 0:
-        raise ImportTFError(f"intensity_scale from {where} is {scale!r}, expected a finite value > 0")
+        raise ImportTFError(
+            f"intensity_scale from {where} is {scale!r}, expected a finite value > 0"
+        )
     return scale

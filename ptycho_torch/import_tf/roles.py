@@ -63,7 +63,9 @@ def _head_roles(config: ModelConfig) -> list[str]:
 
 def expected_roles(config: ModelConfig) -> list[str]:
     """Every conv role of the original network with this configuration."""
-    roles = [f"encoder.block{i}.conv{j}" for i in range(len(encoder_filters(config))) for j in (1, 2)]
+    roles = [
+        f"encoder.block{i}.conv{j}" for i in range(len(encoder_filters(config))) for j in (1, 2)
+    ]
     for branch in BRANCHES:
         roles += [
             f"{branch}.up{i}.conv{j}" for i in range(len(decoder_filters(config))) for j in (1, 2)
@@ -80,7 +82,11 @@ def torch_module(role: str, config: ModelConfig) -> str | None:
         return f"{_DECODER_MODULE[m[1]]}.blocks.{m[2]}.convs.conv{m[3]}"
     if m := _LAST_UP.fullmatch(role):
         head = f"{_DECODER_MODULE[m[1]]}.head"
-        return f"{head}.outer.up.convs.conv{m[2]}" if config.pad_object else f"{head}.outer.0.convs.conv{m[2]}"
+        return (
+            f"{head}.outer.up.convs.conv{m[2]}"
+            if config.pad_object
+            else f"{head}.outer.0.convs.conv{m[2]}"
+        )
     if m := _LAST.fullmatch(role):
         head = f"{_DECODER_MODULE[m[1]]}.head"
         if m[2] == "1":
@@ -126,9 +132,7 @@ def read_weights_index(path: Path) -> list[ConvSource]:
         doc = json.loads(path.read_text())
         entries = doc["roles_in_creation_order"]
         return [
-            ConvSource(
-                str(e["role"]), str(e["h5_kernel"]), str(e["h5_bias"]), e.get("activation")
-            )
+            ConvSource(str(e["role"]), str(e["h5_kernel"]), str(e["h5_bias"]), e.get("activation"))
             for e in entries
         ]
     except (OSError, ValueError, KeyError, TypeError) as exc:

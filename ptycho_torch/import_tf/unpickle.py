@@ -51,7 +51,7 @@ def _scalar(dtype: Any, data: Any) -> np.generic:
     return np.frombuffer(data, dtype=dtype, count=1)[0]
 
 
-def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
+def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
     """``numpy...numeric._frombuffer`` (pickle protocol 5 arrays): bytes viewed as an array."""
     dtype = _dtype(dtype)
     return np.frombuffer(bytes(buffer), dtype=dtype).reshape(shape, order=order).copy()
@@ -77,6 +77,13 @@ def _create_array(
     return array
 
 
+def _latin1_bytes(text: Any, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode``: protocol 0-2 pickles spell ``bytes`` as ``encode(str, 'latin1')``."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
 def _tensor_as_array(value: Any) -> np.ndarray:
     """``tensorflow...convert_to_tensor``: a pickled ``EagerTensor`` is ``(convert_to_tensor,
     (numpy_value,))``; we keep the numpy value, TensorFlow is never imported."""
@@ -98,6 +105,7 @@ _ADMITTED: dict[tuple[str, str], Any] = {
     ("builtins", "frozenset"): frozenset,
     ("builtins", "bytearray"): bytearray,
     ("collections", "OrderedDict"): OrderedDict,
+    ("_codecs", "encode"): _latin1_bytes,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): _dtype,
     **{(m, "_reconstruct"): _reconstruct for m in _RECONSTRUCT_MODULES},
@@ -121,6 +129,8 @@ class PlainDataUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == "__builtin__":  # protocol 0-2 pickles spell builtins the Python 2 way
+            module = "builtins"
         try:
             return _ADMITTED[(module, name)]
         except KeyError:
@@ -143,8 +153,10 @@ def loads_plain_data(data: bytes, source: str) -> Any:
     """
     try:
         value = PlainDataUnpickler(data, source).load()
-    except UnsafePickleError:
-        raise
+    except UnsafePickleError as exc:
+        if str(exc).startswith(source):
+            raise
+        raise UnsafePickleError(f"{source}: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a corrupt or exotic pickle is bad input
         raise UnsafePickleError(
             f"{source}: cannot read the pickle as plain data: {type(exc).__name__}: {exc}"
