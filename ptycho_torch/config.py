@@ -40,8 +40,10 @@ class ModelConfig:
     probe_scale: float = 4.0
     offset: int = 4  # the original's nominal scan step; sizes the reassembly canvas
     max_position_jitter: int = 10  # extra canvas margin of the original (pixels)
-    probe_mask: bool = False  # multiply the probe by the disk mask (radius N/4) in the forward
-    gaussian_smoothing_sigma: float = 0.0  # > 0: Gaussian-smooth the probe in the forward
+    probe_mask: bool = False  # multiply the exit wave by the disk mask (radius N/4) in the forward
+    gaussian_smoothing_sigma: float = (
+        0.0  # > 0: smooth the exit wave (3x3 Gaussian), as the original
+    )
 
     def __post_init__(self) -> None:
         _require(

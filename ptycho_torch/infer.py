@@ -72,7 +72,9 @@ def predict_patches(model: PtychoPINN, data: PtychoData, batch_size: int = 64) -
     with torch.no_grad():
         for start in range(0, data.n, batch_size):
             idx = groups.indices[start : start + batch_size]  # (b, C)
-            x = torch.from_numpy(network_input(data.diffraction[idx], factor, scale))  # (b, C, N, N)
+            x = torch.from_numpy(
+                network_input(data.diffraction[idx], factor, scale)
+            )  # (b, C, N, N)
             amplitude, phase = model.predict(x.to(device=device, dtype=torch.float32))
             obj = torch.polar(amplitude, phase).cpu().numpy()  # (b, out_channels, N, N)
             if obj.shape[1] != idx.shape[1]:  # object_big=False: one shared patch

@@ -19,6 +19,7 @@ from ptycho_torch.model import PtychoPINN
 
 __all__ = ["PtychoLightning", "poisson_nll"]
 
+
 def poisson_nll(pred_amplitude: Tensor, target_amplitude: Tensor) -> Tensor:
     """Mean Poisson negative log-likelihood on intensities: ``pred_I - target_I * log(pred_I)``.
 

@@ -282,8 +282,8 @@ class PtychoPINN(nn.Module):
             exit_re = gaussian_smooth(exit_re, self.smoothing_kernel)  # type: ignore[arg-type]
             exit_im = gaussian_smooth(exit_im, self.smoothing_kernel)  # type: ignore[arg-type]
         if self.masked:
-            exit_re = exit_re * self.disk_mask
-            exit_im = exit_im * self.disk_mask
+            exit_re = exit_re * self.disk_mask  # type: ignore[operator]
+            exit_im = exit_im * self.disk_mask  # type: ignore[operator]
         unscaled = diffraction_amplitude(exit_re, exit_im)
         return {
             "obj_re": re,

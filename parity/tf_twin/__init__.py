@@ -4,9 +4,11 @@ TensorFlow is imported only inside this subpackage's modules (never by ``import 
 submodules import it at call time, so ``import parity.tf_twin`` works without TensorFlow too.
 
 - :mod:`parity.tf_twin.model`: the network in Keras idioms (NHWC), built from a ModelConfig;
-- :mod:`parity.tf_twin.physics`: overlap constraint and far-field diffraction in TensorFlow;
+- :mod:`parity.tf_twin.physics`: the original's physics forward (reassembly on the padded canvas,
+  extraction, illumination, far field) in TensorFlow, every step named;
 - :mod:`parity.tf_twin.weights`: PyTorch state dict <-> twin weights, Keras weights -> model file;
-- :mod:`parity.tf_twin.generate`: the live twin (:func:`twin_predict`) and the reference writer.
+- :mod:`parity.tf_twin.generate`: the live twin (:func:`twin_predict`, :func:`twin_intermediates`)
+  and the reference writer.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ Layer names are the PyTorch module paths (``encoder.0.convs.conv1``,
 ``amplitude_decoder.head.centre_conv``, ...), so weights map between the frameworks by name
 (:mod:`parity.tf_twin.weights`). Two small custom layers hold the non-convolution state:
 ``intensity_scale`` (variable ``log_scale``) and ``far_field`` (variables ``probe_re``,
-``probe_im``).
+``probe_im``: the probe as the model holds it, already normalised), which runs the physics
+forward of :mod:`parity.tf_twin.physics`. :func:`intermediates` names every step of a forward.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ptycho_torch.config import ModelConfig
 
 if TYPE_CHECKING:
     import keras
+    import tensorflow as tf
 
 __all__ = [
     "C_OUTER",
@@ -29,6 +31,7 @@ __all__ = [
     "conv_parameter_count",
     "decoder_filters",
     "encoder_filters",
+    "intermediates",
     "object_head",
 ]
 
@@ -69,7 +72,7 @@ def _layers() -> dict[str, type]:
     import numpy as np
     import tensorflow as tf
 
-    from parity.tf_twin.physics import predicted_amplitude
+    from parity.tf_twin.physics import canvas_margin, forward_steps
 
     layer_base: Any = keras.layers.Layer
 
@@ -118,11 +121,17 @@ def _layers() -> dict[str, type]:
             return x * tf.constant(self.mask)
 
     class FarField(layer_base):
-        """Probe illumination and far-field diffraction amplitude (holds the probe)."""
+        """The physics forward (:mod:`parity.tf_twin.physics`); holds the probe.
+
+        ``call`` gives the unscaled predicted amplitude NHWC ``(B, N, N, C)``; ``steps`` every
+        intermediate of the same computation. (The class keeps its name so that Keras weights
+        files of the twin keep their layout.)
+        """
 
         def __init__(self, config: ModelConfig, **kwargs: Any) -> None:
             super().__init__(dtype=_FLOAT, **kwargs)
-            self.patches = config.C
+            canvas_margin(config)  # the original cannot run an odd or empty margin: fail now
+            self.config = config
             shape = (config.N, config.N)
             self.probe_re = self.add_weight(
                 name="probe_re", shape=shape, initializer="ones", trainable=False
@@ -131,10 +140,16 @@ def _layers() -> dict[str, type]:
                 name="probe_im", shape=shape, initializer="zeros", trainable=False
             )
 
-        def call(self, amplitude: tf.Tensor, phase: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
-            return predicted_amplitude(
-                amplitude, phase, positions, self.probe_re, self.probe_im, self.patches
+        def steps(
+            self, amplitude: tf.Tensor, phase: tf.Tensor, positions: tf.Tensor
+        ) -> dict[str, tf.Tensor]:
+            return forward_steps(
+                amplitude, phase, positions, self.probe_re, self.probe_im, self.config
             )
+
+        def call(self, amplitude: tf.Tensor, phase: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
+            pred = self.steps(amplitude, phase, positions)["pred_amplitude_unscaled"]
+            return tf.transpose(pred, (0, 2, 3, 1))  # (B, C, N, N) -> NHWC
 
     _CUSTOM.update(
         IntensityScale=IntensityScale,
@@ -237,6 +252,36 @@ def object_head(twin: keras.Model) -> keras.Model:
     return keras.Model(
         {"diffraction": diffraction}, {"amplitude": amplitude, "phase": phase}, name="twin_object"
     )
+
+
+def intermediates(twin: keras.Model, diffraction: Any, positions: Any) -> dict[str, tf.Tensor]:
+    """Every named step of the twin's physics forward, for locating a disagreement.
+
+    Runs the same layers as the physics head: the object head, then the ``far_field`` layer's
+    :func:`parity.tf_twin.physics.forward_steps`, then the intensity scale.
+
+    Args:
+        twin: from :func:`build_twin`, weights loaded.
+        diffraction: ``(B, N, N, C)`` float32 (NHWC, as the twin's input).
+        positions: ``(B, C, 2)`` float32 offsets ``(x, y)``: scan position minus group centre.
+
+    Returns:
+        ``amplitude``, ``phase`` ``(B, out, N, N)``; the steps of
+        :data:`parity.tf_twin.physics.STEP_NAMES` (patch-major, canvases ``(B, 1, M, M)``,
+        complex ones complex64); ``pred_amplitude`` ``(B, C, N, N)``.
+    """
+    import tensorflow as tf
+
+    heads = object_head(twin)({"diffraction": diffraction}, training=False)
+    far_field, scale = twin.get_layer("far_field"), twin.get_layer("intensity_scale")
+    steps = far_field.steps(heads["amplitude"], heads["phase"], tf.convert_to_tensor(positions))
+    pred = scale(steps["pred_amplitude_unscaled"], inverse=True)
+    return {
+        "amplitude": tf.transpose(heads["amplitude"], (0, 3, 1, 2)),
+        "phase": tf.transpose(heads["phase"], (0, 3, 1, 2)),
+        **steps,
+        "pred_amplitude": pred,
+    }
 
 
 def conv_parameter_count(twin: keras.Model) -> int:

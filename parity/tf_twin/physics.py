@@ -1,39 +1,126 @@
-"""Forward model of the twin in TensorFlow: overlap constraint and far-field diffraction.
+"""Forward model of the twin in TensorFlow: the original PtychoPINN's physics, step by step.
 
-Same mathematics as ``ptycho_torch.physics`` (ARCHITECTURE.md, "Physics forward"), written
-independently with TensorFlow ops. Patches arrive NHWC ``(B, N, N, C)``; the translations act
-on each patch's rows and columns and ``tf.signal.fft2d`` transforms the two innermost axes, so
-the functions here work patch-major ``(B, C, N, N)`` and :func:`predicted_amplitude` transposes
-at its edges.
+Follows the behaviour of the ORIGINAL TensorFlow PtychoPINN (ARCHITECTURE.md section 7, the
+fixture READMEs in ``../shared/reference/ptychopinn-tf``), written independently of both the
+original and ``ptycho_torch.physics`` so that the twin stays a second implementation:
+
+1. ``obj = amplitude * exp(i * phase)``, ``(B, out, N, N)`` with ``out`` = C (object_big) or 1;
+2. object_big: the C patches are zero-padded to the ``padded_size`` canvas, translated to their
+   offsets (minus the mean offset of the whole batch), summed, and divided (real and imaginary
+   parts alike) by the same reassembly of a centre mask plus 0.001; otherwise the single patch is
+   only zero-padded onto the canvas;
+3. ``trimmed_obj``: the centre ``N x N`` of the canvas (the original's inference output);
+4. extraction: the canvas moved back by each patch's offset, centre ``N x N`` kept;
+5. illumination: times the probe; with ``gaussian_smoothing_sigma > 0`` the illuminated patches
+   are smoothed (3x3 Gaussian, reflect padding) and with ``probe_mask`` multiplied by the disk;
+6. ``sqrt(fftshift(|fft2|^2 / (N*N)))``.
+
+Offsets are ours, ``(B, C, 2)`` ``(x, y)`` = scan position minus group centre in pixels, the
+negative of the original's ``positions`` input. A translation by ``s`` moves image content by
+``+s`` (bilinear, zero fill; what leaves the canvas is lost), so reassembly translates a patch by
+``+offset`` and extraction by ``-offset``. Translations are separable, so each one is a pair of
+``(rows, columns)`` matrices (:func:`warp_matrix`) with the zero-padding or cropping folded in.
+
+Complex fields travel as ``(re, im)`` pairs of float32 tensors and are paired up with
+``tf.complex`` only for :func:`forward_steps`' record and for the FFT.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from parity.tf_twin.errors import TwinError
+from ptycho_torch.config import ModelConfig
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 __all__ = [
-    "cut_out",
-    "far_field_amplitude",
-    "overlap_average",
-    "place_on_canvas",
-    "predicted_amplitude",
-    "translation_matrix",
+    "CENTRE_MASK_FLOOR",
+    "STEP_NAMES",
+    "canvas_margin",
+    "centre_mask",
+    "diffraction_amplitude",
+    "extract",
+    "forward_steps",
+    "gaussian_kernel",
+    "illuminate",
+    "probe_disk",
+    "reassemble",
+    "trim",
+    "warp_matrix",
 ]
 
+CENTRE_MASK_FLOOR = 0.001  # the original divides by (reassembled centre masks + 0.001)
 
-def translation_matrix(n_out: int, n_in: int, shift: tf.Tensor) -> tf.Tensor:
-    """Bilinear translation with zero fill along one axis, as a matrix (hat kernel).
+# What forward_steps records, in order (complex ones as complex64):
+STEP_NAMES = (
+    "obj",  # (B, out, N, N) complex: amplitude * exp(i phase)
+    "padded_obj",  # (B, 1, M, M) complex: the reassembled canvas, M = padded_size
+    "trimmed_obj",  # (B, 1, N, N) complex: its centre, the original's inference output
+    "extracted_patches",  # (B, C, N, N) complex: patches cut back out of the canvas
+    "illuminated",  # (B, C, N, N) complex: the exit waves
+    "pred_amplitude_unscaled",  # (B, C, N, N) float32: far-field amplitude
+)
 
-    ``M[u, j] = max(0, 1 - |u - j - (n_out - n_in)/2 - shift|)``: applied to a length ``n_in``
-    signal it centres it on a length ``n_out`` axis, moved by ``shift`` pixels, with linear
-    interpolation for non-integer shifts.
+
+def canvas_margin(config: ModelConfig) -> int:
+    """Zero margin on each side of an ``N x N`` patch on the ``padded_size`` canvas.
+
+    Raises:
+        TwinError: ``padded_size - N`` is odd or zero; the original cannot run either (its
+            canvas reshape fails, or its ``x[m:-m]`` crop is empty).
+    """
+    extra = config.padded_size - config.N
+    if extra <= 0 or extra % 2:
+        raise TwinError(
+            f"padded_size - N = {extra} (N={config.N}, gridsize={config.gridsize}, "
+            f"offset={config.offset}, max_position_jitter={config.max_position_jitter}) must be "
+            "even and > 0: the original pads each patch by (padded_size - N) // 2 per side and "
+            "crops with x[m:-m]; choose offset/max_position_jitter accordingly"
+        )
+    return extra // 2
+
+
+def centre_mask(n: int) -> np.ndarray:
+    """``(n, n)`` float32: ones on the central ``n/2 x n/2`` square, zeros elsewhere."""
+    mask = np.zeros((n, n), np.float32)
+    mask[n // 4 : n - n // 4, n // 4 : n - n // 4] = 1.0
+    return mask
+
+
+def probe_disk(n: int) -> np.ndarray:
+    """``(n, n)`` float32: 1 where the distance to ``(n/2 - 0.5, n/2 - 0.5)`` is below ``n // 4``."""
+    axis = np.arange(n) + 0.5 - n // 2
+    return (np.hypot(axis[:, None], axis[None, :]) < n // 4).astype(np.float32)
+
+
+def gaussian_kernel(sigma: float) -> np.ndarray:
+    """``(3, 3)`` float32 Gaussian: the outer product of ``exp(-x^2 / (2 sigma^2))``, x = -1, 0, 1,
+    each factor normalised to sum 1 (the original's 3x3 ``gaussian_filter2d``)."""
+    taps = np.exp(-np.array([1.0, 0.0, 1.0]) / (2.0 * sigma * sigma))
+    taps /= taps.sum()
+    return np.outer(taps, taps).astype(np.float32)
+
+
+def warp_matrix(
+    n_out: int, n_in: int, out_first: int, in_first: int, shift: tf.Tensor
+) -> tf.Tensor:
+    """A bilinear translation with zero fill along one axis, as a matrix ``W[..., v, j]``.
+
+    Output sample ``v`` sits at grid coordinate ``out_first + v`` and reads the input at the
+    float32 coordinate ``(out_first + v) - shift`` (so content moves by ``+shift``); input sample
+    ``j`` sits at ``in_first + j``. The weight is ``1 - f`` on the sample at ``floor(source)`` and
+    ``f = source - floor(source)`` on the next one; inputs outside ``[0, n_in)`` read as zero.
+    The weights are computed from the rounded source coordinate, as an image warp computes them,
+    not from the distance ``|u - j - shift|``: on a canvas of ~80 pixels the two differ by a few
+    1e-6, which the centre-mask normalisation (a division by as little as 0.001) magnifies.
 
     Args:
-        n_out: length of the output axis.
-        n_in: length of the input axis.
+        n_out, n_in: lengths of the output and input axes.
+        out_first, in_first: grid coordinates of output and input sample 0.
         shift: shifts in pixels, float32, any shape ``S``.
 
     Returns:
@@ -41,112 +128,183 @@ def translation_matrix(n_out: int, n_in: int, shift: tf.Tensor) -> tf.Tensor:
     """
     import tensorflow as tf
 
-    u = tf.reshape(tf.range(n_out, dtype=shift.dtype), (n_out, 1))
-    j = tf.reshape(tf.range(n_in, dtype=shift.dtype), (1, n_in))
-    centre = (n_out - n_in) / 2.0
-    distance = u - j - centre - shift[..., tf.newaxis, tf.newaxis]  # S + (n_out, n_in)
-    return tf.maximum(1.0 - tf.abs(distance), 0.0)
+    out_coord = tf.range(out_first, out_first + n_out, dtype=shift.dtype)
+    source = out_coord - shift[..., tf.newaxis]  # S + (n_out,)
+    low = tf.floor(source)
+    frac = (source - low)[..., tf.newaxis]
+    offset = tf.range(in_first, in_first + n_in, dtype=shift.dtype) - low[..., tf.newaxis]
+    return tf.where(offset == 0.0, 1.0 - frac, 0.0) + tf.where(offset == 1.0, frac, 0.0)
 
 
-def place_on_canvas(
+def _axis_matrices(
+    shifts: tf.Tensor, n_out: int, n_in: int, out_first: int, in_first: int
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Column (x) and row (y) warp matrices ``(B, C, n_out, n_in)`` for ``(B, C, 2)`` shifts."""
+    return (
+        warp_matrix(n_out, n_in, out_first, in_first, shifts[..., 0]),
+        warp_matrix(n_out, n_in, out_first, in_first, shifts[..., 1]),
+    )
+
+
+def _place(patches: tf.Tensor, columns: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+    """``(B, C, n, n)`` patches -> ``(B, canvas, canvas)``: padded, moved, summed over C."""
+    import tensorflow as tf
+
+    moved = tf.linalg.matmul(tf.linalg.matmul(rows, patches), columns, transpose_b=True)
+    return tf.reduce_sum(moved, axis=1)
+
+
+def reassemble(
     re: tf.Tensor, im: tf.Tensor, positions: tf.Tensor, canvas: int
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Sum the C patches of each sample onto one canvas at their offsets.
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The original's object_big reassembly onto a ``canvas x canvas`` field.
+
+    Each patch moves by its offset minus the mean of ALL ``B * C`` offsets; the sums of the real
+    and imaginary parts are divided by the sum of the centre masks moved alike, plus 0.001 (so
+    pixels outside every centre square are multiplied by 1000).
 
     Args:
         re, im: ``(B, C, N, N)`` patches.
         positions: ``(B, C, 2)`` offsets ``(x, y)`` in pixels.
-        canvas: canvas side in pixels.
+        canvas: side of the canvas (``padded_size``).
 
     Returns:
-        ``(sum_re, sum_im, coverage)``, each ``(B, canvas, canvas)``.
+        ``(re, im)``, each ``(B, canvas, canvas)``.
     """
     import tensorflow as tf
 
     n = re.shape[-1]
-    tx = translation_matrix(canvas, n, positions[..., 0])  # (B, C, canvas, N)
-    ty = translation_matrix(canvas, n, positions[..., 1])
-
-    def place(patches: tf.Tensor) -> tf.Tensor:
-        rows = tf.linalg.matmul(ty, patches)  # (B, C, canvas, N)
-        return tf.reduce_sum(tf.linalg.matmul(rows, tx, transpose_b=True), axis=1)
-
-    return place(re), place(im), place(tf.ones_like(re))
+    mean = tf.reduce_mean(tf.reshape(positions, (-1, 2)), axis=0)
+    margin = (canvas - n) // 2  # patch pixel j sits at canvas pixel margin + j
+    columns, rows = _axis_matrices(positions - mean, canvas, n, 0, margin)
+    masks = tf.broadcast_to(tf.constant(centre_mask(n)), tf.shape(re))
+    norm = _place(masks, columns, rows) + CENTRE_MASK_FLOOR
+    return _place(re, columns, rows) / norm, _place(im, columns, rows) / norm
 
 
-def cut_out(
+def pad_to_canvas(re: tf.Tensor, im: tf.Tensor, canvas: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Without object_big: the one ``(B, 1, N, N)`` patch zero-padded to ``(B, canvas, canvas)``
+    (no translation, no normalisation)."""
+    import tensorflow as tf
+
+    margin = (canvas - re.shape[-1]) // 2
+    pad = [[0, 0], [margin, margin], [margin, margin]]
+    return tf.pad(re[:, 0], pad), tf.pad(im[:, 0], pad)
+
+
+def trim(field: tf.Tensor, n: int) -> tf.Tensor:
+    """Centre ``n x n`` of ``(..., M, M)`` fields."""
+    margin = (field.shape[-1] - n) // 2
+    return field[..., margin : margin + n, margin : margin + n]
+
+
+def extract(
     re: tf.Tensor, im: tf.Tensor, positions: tf.Tensor, n: int
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Cut ``n x n`` patches out of ``(B, M, M)`` canvases at ``(B, C, 2)`` offsets."""
+    """Cut ``(B, C, n, n)`` patches out of ``(B, M, M)`` canvases: each canvas moved by minus the
+    patch's offset (zero fill), centre ``n x n`` kept."""
     import tensorflow as tf
 
     canvas = re.shape[-1]
-    tx = translation_matrix(canvas, n, positions[..., 0])  # (B, C, M, n)
-    ty = translation_matrix(canvas, n, positions[..., 1])
+    margin = (canvas - n) // 2  # output pixel v sits at canvas pixel margin + v
+    columns, rows = _axis_matrices(-positions, n, canvas, margin, 0)
 
     def cut(field: tf.Tensor) -> tf.Tensor:
-        rows = tf.linalg.matmul(ty, field[:, tf.newaxis], transpose_a=True)  # (B, C, n, M)
-        return tf.linalg.matmul(rows, tx)  # (B, C, n, n)
+        picked = tf.linalg.matmul(rows, field[:, tf.newaxis])  # (B, C, n, M)
+        return tf.linalg.matmul(picked, columns, transpose_b=True)
 
     return cut(re), cut(im)
 
 
-def overlap_average(
-    re: tf.Tensor, im: tf.Tensor, positions: tf.Tensor, canvas: int
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Real-space overlap constraint: average the patches on a canvas, cut each one back out."""
+def _smooth(field: tf.Tensor, sigma: float) -> tf.Tensor:
+    """3x3 Gaussian of the two innermost axes of ``(B, C, N, N)``, reflect-padded."""
     import tensorflow as tf
 
-    sum_re, sum_im, coverage = place_on_canvas(re, im, positions, canvas)
-    covered = coverage > 1e-3
-    safe = tf.where(covered, coverage, tf.ones_like(coverage))
-    avg_re = tf.where(covered, sum_re / safe, tf.zeros_like(sum_re))
-    avg_im = tf.where(covered, sum_im / safe, tf.zeros_like(sum_im))
-    return cut_out(avg_re, avg_im, positions, re.shape[-1])
+    shape = tf.shape(field)
+    images = tf.reshape(field, (-1, field.shape[-2], field.shape[-1], 1))  # (B*C, N, N, 1)
+    images = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+    kernel = tf.constant(gaussian_kernel(sigma)[:, :, np.newaxis, np.newaxis])
+    return tf.reshape(tf.nn.conv2d(images, kernel, strides=1, padding="VALID"), shape)
 
 
-def far_field_amplitude(
-    re: tf.Tensor, im: tf.Tensor, probe_re: tf.Tensor, probe_im: tf.Tensor
-) -> tf.Tensor:
-    """``sqrt(fftshift(|fft2d(probe * patch)|^2 / (N * N)))`` of ``(B, C, N, N)`` patches."""
+def illuminate(
+    re: tf.Tensor,
+    im: tf.Tensor,
+    probe_re: tf.Tensor,
+    probe_im: tf.Tensor,
+    *,
+    smoothing_sigma: float = 0.0,
+    disk: bool = False,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Exit waves: patches times the ``(N, N)`` probe, then (as the original's ProbeIllumination)
+    the Gaussian smoothing of the product when ``smoothing_sigma > 0``, then the disk mask."""
+    import tensorflow as tf
+
+    exit_re = re * probe_re - im * probe_im
+    exit_im = re * probe_im + im * probe_re
+    if smoothing_sigma > 0:
+        exit_re, exit_im = _smooth(exit_re, smoothing_sigma), _smooth(exit_im, smoothing_sigma)
+    if disk:
+        mask = tf.constant(probe_disk(re.shape[-1]))
+        exit_re, exit_im = exit_re * mask, exit_im * mask
+    return exit_re, exit_im
+
+
+def diffraction_amplitude(re: tf.Tensor, im: tf.Tensor) -> tf.Tensor:
+    """``sqrt(fftshift(|fft2d(exit wave)|^2 / (N * N)))`` of ``(..., N, N)`` exit waves."""
     import tensorflow as tf
 
     n = re.shape[-1]
-    exit_re = re * probe_re - im * probe_im
-    exit_im = re * probe_im + im * probe_re
-    field = tf.signal.fft2d(tf.complex(exit_re, exit_im))
+    field = tf.signal.fft2d(tf.complex(re, im))
     real, imag = tf.math.real(field), tf.math.imag(field)
     intensity = (real * real + imag * imag) / float(n * n)
     return tf.sqrt(tf.signal.fftshift(intensity, axes=(-2, -1)))
 
 
-def predicted_amplitude(
+def forward_steps(
     amplitude: tf.Tensor,
     phase: tf.Tensor,
     positions: tf.Tensor,
     probe_re: tf.Tensor,
     probe_im: tf.Tensor,
-    patches: int,
-) -> tf.Tensor:
-    """Object patches NHWC -> predicted diffraction amplitude NHWC ``(B, N, N, C)``.
+    config: ModelConfig,
+) -> dict[str, Any]:
+    """Decoder outputs -> every step of the physics forward, named as in :data:`STEP_NAMES`.
 
     Args:
-        amplitude, phase: ``(B, N, N, out)`` decoder outputs; ``out`` is C or 1 (shared patch).
-        positions: ``(B, C, 2)`` offsets ``(x, y)`` in pixels.
-        probe_re, probe_im: ``(N, N)`` probe, already divided by the probe scale.
-        patches: C, the patches per sample.
+        amplitude, phase: ``(B, N, N, out)`` decoder outputs (NHWC); ``out`` is C or 1.
+        positions: ``(B, C, 2)`` offsets ``(x, y)`` in pixels (ours, see the module docstring).
+        probe_re, probe_im: ``(N, N)`` probe as the model holds it (already normalised).
+        config: the model's configuration.
+
+    Returns:
+        ``{name: tensor}`` patch-major (``(B, C, N, N)``; canvases ``(B, 1, M, M)``).
     """
     import tensorflow as tf
 
+    n, canvas = config.N, config.N + 2 * canvas_margin(config)
     amplitude = tf.transpose(amplitude, (0, 3, 1, 2))  # (B, out, N, N)
     phase = tf.transpose(phase, (0, 3, 1, 2))
-    re = amplitude * tf.cos(phase)
-    im = amplitude * tf.sin(phase)
-    if re.shape[1] != patches:  # one shared patch for every position
-        re = tf.repeat(re, patches, axis=1)
-        im = tf.repeat(im, patches, axis=1)
-    if patches > 1:
-        n = re.shape[-1]
-        re, im = overlap_average(re, im, positions, canvas=2 * n)  # room for offsets up to N/2
-    pred = far_field_amplitude(re, im, probe_re, probe_im)  # (B, C, N, N)
-    return tf.transpose(pred, (0, 2, 3, 1))
+    re, im = amplitude * tf.cos(phase), amplitude * tf.sin(phase)
+    if config.object_big:
+        canvas_re, canvas_im = reassemble(re, im, positions, canvas)
+    else:
+        canvas_re, canvas_im = pad_to_canvas(re, im, canvas)
+    patch_re, patch_im = extract(canvas_re, canvas_im, positions, n)
+    exit_re, exit_im = illuminate(
+        patch_re,
+        patch_im,
+        probe_re,
+        probe_im,
+        smoothing_sigma=config.gaussian_smoothing_sigma,
+        disk=config.probe_mask,
+    )
+    padded = tf.complex(canvas_re, canvas_im)[:, tf.newaxis]
+    return {
+        "obj": tf.complex(re, im),
+        "padded_obj": padded,
+        "trimmed_obj": trim(padded, n),
+        "extracted_patches": tf.complex(patch_re, patch_im),
+        "illuminated": tf.complex(exit_re, exit_im),
+        "pred_amplitude_unscaled": diffraction_amplitude(exit_re, exit_im),
+    }

@@ -3,7 +3,9 @@
 The twin's Conv2D layers are named after the PyTorch module paths, so a PyTorch key
 ``<path>.weight`` / ``<path>.bias`` is the kernel / bias of the Keras layer ``<path>``;
 ``log_scale`` lives in the layer ``intensity_scale`` and ``probe_re``/``probe_im`` in
-``far_field``. Transfers are exact (a transpose moves bytes, it does not round).
+``far_field``. The probe moves as the model holds it (already normalised by the original's
+``probe_scale * mean|disk * probe|``; nothing is divided here). Transfers are exact (a transpose
+moves bytes, it does not round).
 """
 
 from __future__ import annotations

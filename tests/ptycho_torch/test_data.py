@@ -11,11 +11,11 @@ from ptycho_torch.config import DataConfig
 from ptycho_torch.data import (
     PtychoDataModule,
     PtychoDataset,
-    network_input,
-    normalisation_factor,
     group_scan_points,
     intensity_scale,
     load_npz,
+    network_input,
+    normalisation_factor,
 )
 from ptycho_torch.errors import DataError
 

@@ -15,9 +15,7 @@ from ptycho_torch.train import train
 
 def _configs(data_path: Path) -> tuple[ModelConfig, DataConfig, TrainConfig]:
     data = load_npz(data_path)
-    model = ModelConfig(
-        N=64, n_filters_scale=1, intensity_scale=intensity_scale(data.diffraction)
-    )
+    model = ModelConfig(N=64, n_filters_scale=1, intensity_scale=intensity_scale(data.diffraction))
     return model, DataConfig(batch_size=4, val_fraction=0.25), TrainConfig(epochs=1)
 
 
