@@ -79,6 +79,13 @@ class ModelConfig:
             isinstance(self.max_position_jitter, int) and self.max_position_jitter >= 0,
             f"ModelConfig.max_position_jitter must be an int >= 0, got {self.max_position_jitter!r}",
         )
+        margin = (self.gridsize - 1) * self.offset + self.max_position_jitter
+        _require(
+            margin > 0 and margin % 2 == 0,
+            "ModelConfig: the reassembly canvas margin (gridsize-1)*offset + max_position_jitter "
+            f"must be even and > 0 (the original cannot run otherwise), got {margin}; "
+            "adjust offset or max_position_jitter",
+        )
         _require(
             self.gaussian_smoothing_sigma >= 0,
             "ModelConfig.gaussian_smoothing_sigma must be >= 0, "
