@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from export.signature import Signature
-from parity.compare import ComparisonAccumulator, wrap_to_pi
+from parity.compare import ComparisonAccumulator, array_peak, wrap_to_pi
 from parity.errors import (
     EnvironmentUnavailable,
     ParityError,
@@ -39,7 +39,7 @@ from parity.runners import (
     TfTwinRunner,
     TorchScriptRunner,
 )
-from parity.tolerances import ToleranceTable
+from parity.tolerances import PAIR_CLASSES, ToleranceTable
 
 __all__ = ["CheckOptions", "make_runners", "resolve_devices", "run_check"]
 
@@ -106,14 +106,7 @@ def run_check(options: CheckOptions) -> ParityReport:
         reference = load_reference(reference_path)
     elif options.reference is not None or options.require_reference:
         raise ReferenceFormatError(f"reference {reference_path} does not exist")
-    try:
-        table = (
-            ToleranceTable.load(options.tolerances)
-            if options.tolerances
-            else ToleranceTable.default()
-        )
-    except ValueError as exc:
-        raise ParityError(f"--tolerances: {exc}") from None
+    table = _tolerance_table(options.tolerances, reference)
     devices = resolve_devices(options.device)
     log.info("parity: %s head, devices %s, inputs %s", signature.head, devices, inputs_path)
 
@@ -129,7 +122,8 @@ def run_check(options: CheckOptions) -> ParityReport:
         notes = [] if reference else ["no TensorFlow reference: compared backends pairwise only"]
         try:
             runners = _activate(runners, options.device, notes)
-            pairs = _make_pairs(runners, table, signature)
+            peaks = _output_peaks(inputs, n, signature, runners, table)
+            pairs = _make_pairs(runners, table, signature, peaks)
             _stream(inputs, n, signature, runners, pairs)
         finally:
             for runner in runners:
@@ -162,6 +156,26 @@ def run_check(options: CheckOptions) -> ParityReport:
         calibrated.save(options.calibrate)
         log.info("calibrated tolerances written to %s (%s)", options.calibrate, notes)
     return report
+
+
+def _tolerance_table(path: Path | None, reference: Any) -> ToleranceTable:
+    """Defaults, then the reference's own entries (provenance ``tolerances``, a partial
+    tolerance file: how its maker says it should be judged), then the ``--tolerances`` file."""
+    table = ToleranceTable.default()
+    try:
+        if reference is not None and reference.provenance.get("tolerances"):
+            table = ToleranceTable.from_dict(reference.provenance["tolerances"])
+            log.info("tolerances: the reference's own entries merged onto the defaults")
+    except ValueError as exc:
+        raise ReferenceFormatError(
+            f"reference {reference.path}: invalid 'tolerances' in its provenance: {exc}"
+        ) from None
+    if path is None:
+        return table
+    try:
+        return ToleranceTable.load(path, base=table)
+    except ValueError as exc:
+        raise ParityError(f"--tolerances: {exc}") from None
 
 
 def _read_manifest(artifacts: Path) -> dict[str, Any]:
@@ -220,7 +234,12 @@ def _check_fresh(
 ) -> None:
     problems = []
     weights = manifest["checkpoint"]["weights_sha256"]
-    if provenance.get("weights_sha256") != weights:
+    if provenance.get("weights_sha256") is None:
+        problems.append(
+            "it records no weights digest (weights_sha256 null: "
+            f"{provenance.get('weights_note', 'made without the weights it belongs to')})"
+        )
+    elif provenance.get("weights_sha256") != weights:
         problems.append(
             f"weights_sha256 {str(provenance.get('weights_sha256'))[:12]} != artifacts' {weights[:12]}"
         )
@@ -231,11 +250,12 @@ def _check_fresh(
     if provenance.get("head") != manifest["head"]:
         problems.append(f"head {provenance.get('head')!r} != artifacts' {manifest['head']!r}")
     if problems:
-        raise StaleReferenceError(
-            f"reference {path} is stale: "
-            + "; ".join(problems)
-            + ". Regenerate it with `python -m parity reference --checkpoint CKPT --inputs "
+        remedy = provenance.get("remedy") or (
+            "Regenerate it with `python -m parity reference --checkpoint CKPT --inputs "
             "ARTIFACTS/inputs.npz --out reference.npz` (needs the 'tf' extra)"
+        )
+        raise StaleReferenceError(
+            f"reference {path} is stale: " + "; ".join(problems) + f". {remedy}"
         )
 
 
@@ -301,7 +321,59 @@ def _activate(runners: list[Runner], device_option: str, notes: list[str]) -> li
     return active
 
 
-def _make_pairs(runners: list[Runner], table: ToleranceTable, signature: Signature) -> list[_Pair]:
+def _output_peaks(
+    inputs: NpzRows, n: int, signature: Signature, runners: list[Runner], table: ToleranceTable
+) -> dict[str, float]:
+    """``max |value|`` per output over the whole set, for tolerances with ``rtol_peak``.
+
+    Taken from the reference rows when there is a reference (no inference), else from one
+    extra pass of the eager runner; nothing is computed when no tolerance needs a peak.
+    """
+    needed = [
+        name
+        for name in signature.output_names
+        if any(
+            table.lookup(name, pc, r.actual_device).rtol_peak
+            for pc in PAIR_CLASSES
+            for r in runners
+            if not isinstance(r, ReferenceRunner)
+        )
+    ]
+    if not needed:
+        return {}
+    peaks = dict.fromkeys(needed, 0.0)
+    reference = next((r for r in runners if isinstance(r, ReferenceRunner)), None)
+    batch = signature.inputs[0].shape[0]
+    if reference is not None:
+        with NpzRows(reference.path) as rows:
+            for start in range(0, n, batch):
+                for name in needed:
+                    chunk = rows.rows(name, start, min(start + batch, n))
+                    peaks[name] = max(peaks[name], array_peak(chunk))
+        source = "the reference"
+    else:
+        eager = next(r for r in runners if isinstance(r, EagerRunner))
+        for start in range(0, n, batch):
+            stop = min(start + batch, n)
+            feed = {k: _pad(inputs.rows(k, start, stop), batch) for k in signature.input_names}
+            outputs = eager.infer(feed, slice(start, stop))
+            for name in needed:
+                peaks[name] = max(peaks[name], array_peak(outputs[name][: stop - start]))
+        source = f"{eager.name} (no reference)"
+    log.info(
+        "parity: peaks from %s for rtol_peak: %s",
+        source,
+        ", ".join(f"{k}={v:.4g}" for k, v in peaks.items()),
+    )
+    return peaks
+
+
+def _make_pairs(
+    runners: list[Runner],
+    table: ToleranceTable,
+    signature: Signature,
+    peaks: dict[str, float] | None = None,
+) -> list[_Pair]:
     pairs: list[_Pair] = []
     reference = next((r for r in runners if isinstance(r, ReferenceRunner)), None)
     eager = {r.actual_device: r for r in runners if isinstance(r, EagerRunner)}
@@ -324,6 +396,7 @@ def _make_pairs(runners: list[Runner], table: ToleranceTable, signature: Signatu
                 wrap_phase=spec.name == "phase",
                 pair_class=pair.pair_class,
                 device=pair.device,
+                peak=(peaks or {}).get(spec.name),
             )
     return pairs
 

@@ -1,4 +1,4 @@
-"""``python -m parity``: check, reference. Parses arguments and maps errors to exit codes.
+"""``python -m parity``: check, reference, import-keras, import-reference. Parses arguments and maps errors to exit codes.
 
 Exit codes (shared by every CLI of the project): 0 pass, 1 parity failure, 2 usage or bad
 input, 3 environment (requested device or provider unavailable), 4 stale reference.
@@ -154,6 +154,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     keras.add_argument(
         "--out", type=Path, required=True, help="model file for --checkpoint of `export build`"
     )
+    imp = sub.add_parser(
+        "import-reference",
+        help="turn arrays written by the original TensorFlow PtychoPINN into reference.npz "
+        "+ reference.json and a feed NPZ",
+    )
+    imp.add_argument(
+        "--from",
+        dest="source",
+        nargs=2,
+        metavar=("KIND", "DIR"),
+        required=True,
+        help="ptychopinn-tf and a case folder of the original (config.json, inputs.npz, outputs.npz)",
+    )
+    imp.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="reference.npz to write (provenance goes beside it as .json)",
+    )
+    imp.add_argument(
+        "--head",
+        choices=["object", "physics"],
+        default="object",
+        help="head the reference is for (one reference per head; default: object)",
+    )
+    imp.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="the model imported from the same case (python -m ptycho_torch.import_tf); "
+        "without it the reference has no weights digest and parity stops as stale (exit 4)",
+    )
+    imp.add_argument(
+        "--inputs-out",
+        type=Path,
+        help="feed NPZ to write, for `export build --inputs` (default: inputs.npz beside --out)",
+    )
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     return guarded(lambda: _dispatch(args))
@@ -181,7 +217,40 @@ def _dispatch(args: argparse.Namespace) -> int:
         keras_weights_to_model_file(args.weights, config, args.out)
         print(f"wrote {args.out}")
         return EXIT_PASS
+    if args.command == "import-reference":
+        return _import_reference(args)
     raise AssertionError(args.command)
+
+
+def _import_reference(args: argparse.Namespace) -> int:
+    from parity.errors import ParityError
+    from parity.import_reference import SOURCE_KINDS, import_reference
+
+    kind, folder = args.source
+    if kind not in SOURCE_KINDS:
+        raise ParityError(f"--from {kind!r}: known kinds are {list(SOURCE_KINDS)}")
+    reference, feed = import_reference(
+        folder, args.out, args.head, args.checkpoint, args.inputs_out
+    )
+    prov = reference.provenance
+    weights = prov["weights_sha256"]
+    shapes = ", ".join(f"{k} float32{list(v.shape)}" for k, v in reference.outputs.items())
+    print(
+        f"wrote {args.out} and {args.out.with_suffix('.json').name}: {prov['head']} head of "
+        f"case {prov['case']} ({shapes}; weights {weights[:12] if weights else 'UNKNOWN'}, "
+        f"inputs {prov['inputs_sha256'][:12]})"
+    )
+    print(f"wrote feed {feed}")
+    if not weights:
+        print(
+            "note: no --checkpoint, so no weights digest: parity against this reference stops "
+            "as stale (exit 4) until it is re-imported with --checkpoint"
+        )
+    print(
+        f"next: python -m export build --checkpoint {args.checkpoint or 'MODEL.pt'} "
+        f"--inputs {feed} --reference {args.out} --head {prov['head']} --out DIR"
+    )
+    return EXIT_PASS
 
 
 def guarded(action: object) -> int:

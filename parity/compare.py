@@ -10,8 +10,10 @@ Order of checks (all failures are collected, none stops the others):
 3. **nonfinite**: any NaN or Inf on either side fails (``nonfinite``), with counts and the
    first positions per side. Value metrics cover the elements finite on both sides; the others
    count as out of tolerance.
-4. **tolerance**: an element is out when ``|d| > atol + rtol * |right|``; the output fails when
-   more than ``max_fraction_out`` of its elements are out.
+4. **tolerance**: an element is out when ``|d| > atol + rtol * |right| + rtol_peak * peak``
+   (``peak``: the output's largest ``|value|`` over the whole compared set, given by the caller,
+   since a chunk alone does not know it); the output fails when more than ``max_fraction_out``
+   of its elements are out.
 
 ``right`` is the reference side (Polygraphy's convention) and ``d = left - right``. Metrics are
 accumulated in float64: max abs, max rel (``|d| / max(|right|, rel_floor)`` with
@@ -43,6 +45,7 @@ __all__ = [
     "PHASE_WEIGHT_FLOOR",
     "REL_FLOOR",
     "ComparisonAccumulator",
+    "array_peak",
     "compare_arrays",
     "wrap_to_pi",
 ]
@@ -113,6 +116,8 @@ class ComparisonAccumulator:
         device: Recorded in the result.
         rel_floor: Denominator floor of the relative error.
         weight_floor: ``w0`` of the phase weighting ``min(1, weight / w0)``.
+        peak: The output's peak ``max |ref|`` over all chunks; required when the tolerance
+            has ``rtol_peak`` (ValueError otherwise).
     """
 
     def __init__(
@@ -128,9 +133,15 @@ class ComparisonAccumulator:
         device: str = "",
         rel_floor: float = REL_FLOOR,
         weight_floor: float = PHASE_WEIGHT_FLOOR,
+        peak: float | None = None,
     ) -> None:
         self.output, self.left, self.right = output, left, right
         self.tolerance = tolerance
+        self.peak = float(peak) if tolerance.rtol_peak and peak is not None else None
+        try:
+            self._floor = tolerance.floor(self.peak)
+        except ValueError as exc:
+            raise ValueError(f"{output}: {exc}") from None
         self.wrap_phase = wrap_phase
         self.expected_dtype = str(np.dtype(expected_dtype))
         self.pair_class, self.device = pair_class, device
@@ -225,7 +236,7 @@ class ComparisonAccumulator:
         if finite.any():
             self._max_abs = max(self._max_abs, float(ad.max()))
             self._max_rel = max(self._max_rel, float((ad / np.maximum(ref, self.rel_floor)).max()))
-        bound = self.tolerance.atol + self.tolerance.rtol * ref
+        bound = self._floor + self.tolerance.rtol * ref
         out = (ad > bound) & finite
         self._n_out += int(out.sum())
         ratio = _ratio(ad, bound, finite)
@@ -264,8 +275,13 @@ class ComparisonAccumulator:
             failures.append("tolerance")
             messages.append(
                 f"tolerance: {n_out}/{self._n_elements} elements outside "
-                f"atol={self.tolerance.atol:g} + rtol={self.tolerance.rtol:g}*|ref| "
-                f"(max_abs={self._max_abs:.3g}, worst at {self._worst[0] if self._worst else None})"
+                f"atol={self.tolerance.atol:g} + rtol={self.tolerance.rtol:g}*|ref|"
+                + (
+                    f" + rtol_peak={self.tolerance.rtol_peak:g}*peak({self.peak:.4g})"
+                    if self.peak is not None
+                    else ""
+                )
+                + f" (max_abs={self._max_abs:.3g}, worst at {self._worst[0] if self._worst else None})"
             )
         has_values = self._n > 0
         ref_norm, left_norm = math.sqrt(self._sum_ref_sq), math.sqrt(self._sum_left_sq)
@@ -293,6 +309,7 @@ class ComparisonAccumulator:
             wrap_phase=self.wrap_phase,
             weighted=self._weighted,
             rel_floor=self.rel_floor,
+            peak=self.peak,
             n_elements=self._n_elements,
             n_compared=self._n,
             max_abs=self._max_abs if has_values else None,
@@ -344,11 +361,15 @@ def compare_arrays(
     pair_class: str = "",
     device: str = "",
     expected_dtype: str = "float32",
+    peak: float | None = None,
 ) -> OutputComparison:
     """Compare two whole arrays in one go (one chunk at sample offset 0).
 
-    See :class:`ComparisonAccumulator` for the arguments and the module for the semantics.
+    See :class:`ComparisonAccumulator` for the arguments and the module for the semantics;
+    ``peak`` defaults to the largest finite ``|b|`` (the whole reference is at hand here).
     """
+    if tolerance.rtol_peak and peak is None:
+        peak = array_peak(b)
     acc = ComparisonAccumulator(
         output,
         left_name,
@@ -358,9 +379,18 @@ def compare_arrays(
         expected_dtype=expected_dtype,
         pair_class=pair_class,
         device=device,
+        peak=peak,
     )
     acc.update(a, b, 0, weight=weight)
     return acc.finish()
+
+
+def array_peak(values: np.ndarray) -> float:
+    """Largest finite ``|value|`` (0 for an empty or all non-finite array): the ``peak`` of
+    :attr:`Tolerance.rtol_peak`. Non-finite values are counted as failures elsewhere."""
+    a = np.abs(np.asarray(values, dtype=np.float64))
+    finite = a[np.isfinite(a)]
+    return float(finite.max()) if finite.size else 0.0
 
 
 def _ratio(ad: np.ndarray, bound: np.ndarray | float, finite: np.ndarray) -> np.ndarray:

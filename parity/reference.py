@@ -26,6 +26,7 @@ __all__ = [
     "REFERENCE_SCHEMA",
     "REQUIRED_PROVENANCE",
     "Reference",
+    "atomic_write",
     "load_reference",
     "provenance_path",
     "save_reference",
@@ -75,8 +76,8 @@ def save_reference(
         arrays[name] = np.ascontiguousarray(a)
     prov["outputs"] = {k: {"dtype": "float32", "shape": list(v.shape)} for k, v in arrays.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
-    _atomic_write(
+    atomic_write(path, lambda f: np.savez(f, **arrays))  # type: ignore[arg-type]
+    atomic_write(
         provenance_path(path),
         lambda f: f.write((json.dumps(prov, indent=2, sort_keys=True) + "\n").encode()),
     )
@@ -120,7 +121,8 @@ def load_reference(path: str | Path) -> Reference:
     return Reference(outputs=outputs, provenance=prov, path=path)
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
+    """Write ``path`` through ``write(binary_file)`` into a temporary file, then rename it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -64,6 +64,7 @@ class OutputComparison:
         wrap_phase: Whether differences were wrapped into (-pi, pi].
         weighted: Whether phase errors were weighted by the reference amplitude.
         rel_floor: Denominator floor of the relative error.
+        peak: Peak ``max |ref|`` that scaled the tolerance's ``rtol_peak`` (None without one).
         n_elements: Elements per side (when shapes match).
         n_compared: Elements finite on both sides (the value metrics cover these).
         max_abs: Largest absolute difference.
@@ -72,7 +73,8 @@ class OutputComparison:
         rms: Root mean square difference.
         rel_l2: ``||a-b|| / ||ref||``.
         cosine: Cosine similarity (of unit phasors for phase).
-        max_ratio: Largest ``|a-b| / (atol + rtol*|ref|)``; above 1 means out of tolerance.
+        max_ratio: Largest ``|a-b| / (atol + rtol*|ref| + rtol_peak*peak)``; above 1 means out
+            of tolerance.
         n_out: Elements outside the tolerance (non-finite ones included).
         fraction_out: ``n_out / n_elements``.
         nan_left: NaN count on the left.
@@ -106,6 +108,7 @@ class OutputComparison:
     wrap_phase: bool = False
     weighted: bool = False
     rel_floor: float = 0.0
+    peak: float | None = None
     n_elements: int = 0
     n_compared: int = 0
     max_abs: float | None = None
@@ -150,6 +153,8 @@ class OutputComparison:
         parts.append(f"atol={_fmt(self.tolerance.atol)}")
         if self.tolerance.rtol:
             parts.append(f"rtol={_fmt(self.tolerance.rtol)}")
+        if self.tolerance.rtol_peak:
+            parts.append(f"rtol_peak={_fmt(self.tolerance.rtol_peak)} peak={_fmt(self.peak)}")
         if self.n_out:
             parts.append(f"out={self.n_out}/{self.n_elements}")
         return " ".join(parts)

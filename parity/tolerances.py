@@ -1,8 +1,16 @@
 """Tolerances per output, pair class and device, with JSON override files and calibration.
 
-An element passes when ``|left - right| <= atol + rtol * |right|`` (``right`` is the
-reference side of a comparison, as in Polygraphy). An output passes when the fraction of
-failing elements is at most ``max_fraction_out`` (0 by default: every element must pass).
+An element passes when ``|left - right| <= atol + rtol * |right| + rtol_peak * peak``
+(``right`` is the reference side of a comparison, as in Polygraphy; ``peak`` is the largest
+``|value|`` of that output over the whole compared set: the reference's, or eager PyTorch's
+when there is no reference). An output passes when the fraction of failing elements is at most
+``max_fraction_out`` (0 by default: every element must pass).
+
+``rtol_peak`` judges an output against its own scale: float32 carries ~6e-8 of a value, so an
+output that peaks at 674 (the original's gridsize-1 amplitude, whose swish border path is
+unbounded) cannot meet an absolute 1e-6, while ``rtol`` alone would demand near-exact dark
+pixels. It is 0 in the default table; references imported from the original TensorFlow
+PtychoPINN carry their own peak-relative entries (see ``parity.import_reference``).
 
 Pair classes:
 
@@ -51,6 +59,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -85,20 +94,22 @@ _FILE_KEYS = ("schema", "tolerances", "measured", "notes")
 
 @dataclass(frozen=True)
 class Tolerance:
-    """Pass criterion for one output: ``|a - b| <= atol + rtol * |ref|`` per element.
+    """Pass criterion for one output: ``|a - b| <= atol + rtol * |ref| + rtol_peak * peak``.
 
     Attributes:
         atol: Absolute tolerance, in the output's unit.
-        rtol: Relative tolerance, a multiple of ``|ref|``.
+        rtol: Relative tolerance, a multiple of ``|ref|`` (element by element).
         max_fraction_out: Largest fraction of elements allowed outside the bound.
+        rtol_peak: Multiple of the output's peak ``max |ref|`` over the whole compared set.
     """
 
     atol: float
     rtol: float
     max_fraction_out: float = 0.0
+    rtol_peak: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("atol", "rtol", "max_fraction_out"):
+        for name in ("atol", "rtol", "max_fraction_out", "rtol_peak"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ValueError(f"Tolerance.{name} must be a number, got {value!r}")
@@ -109,6 +120,21 @@ class Tolerance:
             raise ValueError(
                 f"Tolerance.max_fraction_out must be <= 1, got {self.max_fraction_out}"
             )
+
+    def floor(self, peak: float | None) -> float:
+        """The part of the bound that is the same for every element: ``atol + rtol_peak * peak``.
+
+        Raises:
+            ValueError: If ``rtol_peak`` is set and ``peak`` is unknown.
+        """
+        if not self.rtol_peak:
+            return self.atol
+        if peak is None or not math.isfinite(peak):
+            raise ValueError(
+                f"a tolerance with rtol_peak={self.rtol_peak:g} needs the output's finite peak "
+                f"max|ref|, got {peak!r}"
+            )
+        return self.atol + self.rtol_peak * abs(peak)
 
     def to_dict(self) -> dict[str, float]:
         """Plain dict for JSON."""
@@ -122,9 +148,9 @@ class Tolerance:
             ValueError: On an unknown key (the message names the allowed ones) or a missing
                 key without ``base``.
         """
-        allowed = ("atol", "rtol", "max_fraction_out")
+        allowed = ("atol", "rtol", "max_fraction_out", "rtol_peak")
         _check_keys(data, allowed, "tolerance")
-        values = asdict(base) if base is not None else {"max_fraction_out": 0.0}
+        values = asdict(base) if base is not None else {"max_fraction_out": 0.0, "rtol_peak": 0.0}
         values.update(data)
         missing = [k for k in allowed if k not in values]
         if missing:
@@ -250,8 +276,8 @@ class ToleranceTable:
         return table
 
     @classmethod
-    def load(cls, path: str | Path) -> ToleranceTable:
-        """Read an override file (JSON) and merge it onto the defaults.
+    def load(cls, path: str | Path, base: ToleranceTable | None = None) -> ToleranceTable:
+        """Read an override file (JSON) and merge it onto ``base`` (default: the defaults).
 
         Raises:
             ValueError: If the file is not JSON or holds unknown keys (the message names the file).
@@ -262,7 +288,7 @@ class ToleranceTable:
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read tolerance file {path}: {exc}") from None
         try:
-            return cls.from_dict(data)
+            return cls.from_dict(data, base=base)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
 
@@ -325,6 +351,7 @@ def calibrate(
             atol=measured_with.atol * scale,
             rtol=measured_with.rtol * scale,
             max_fraction_out=measured_with.max_fraction_out,
+            rtol_peak=measured_with.rtol_peak * scale,
         )
         default = table.lookup(out, pc, dev)
         table.entries[out][pc][dev] = new
@@ -338,8 +365,9 @@ def calibrate(
             "n_comparisons": len(group),
         }
         looser = " (looser than the default)" if new.atol > default.atol else ""
+        peak = f" rtol_peak={new.rtol_peak:.3g}" if new.rtol_peak else ""
         notes.append(
-            f"{out}/{pc}/{dev}: atol={new.atol:.3g} rtol={new.rtol:.3g}{looser} from "
+            f"{out}/{pc}/{dev}: atol={new.atol:.3g} rtol={new.rtol:.3g}{peak}{looser} from "
             f"max_abs={table.measured[out][pc][dev]['max_abs']:.3g} over {len(group)} comparison(s)"
         )
     table.notes = [f"calibrated with margin {margin:g}", *notes]

@@ -60,7 +60,12 @@ def write_junit(report: ParityReport, directory: str | Path) -> Path:
             message = (
                 f"{', '.join(c.failures) or 'fail'}: max_abs={fmt(c.max_abs)} "
                 f"max_rel={fmt(c.max_rel)} atol={c.tolerance.atol:g} rtol={c.tolerance.rtol:g} "
-                f"out={c.n_out}/{c.n_elements}"
+                + (
+                    f"rtol_peak={c.tolerance.rtol_peak:g} peak={c.peak:.4g} "
+                    if c.peak is not None
+                    else ""
+                )
+                + f"out={c.n_out}/{c.n_elements}"
             )
             failure = ET.SubElement(
                 case, "failure", message=_clean(message), type=_clean(",".join(c.failures))

@@ -95,8 +95,9 @@ def failure_detail(c: OutputComparison) -> list[str]:
         f"max_ratio={fmt(c.max_ratio)}"
     )
     lines.append(
-        f"tolerance atol={t.atol:g} rtol={t.rtol:g} max_fraction_out={t.max_fraction_out:g}; "
-        f"out of tolerance {c.n_out}/{c.n_elements}"
+        f"tolerance atol={t.atol:g} rtol={t.rtol:g} max_fraction_out={t.max_fraction_out:g}"
+        + (f" rtol_peak={t.rtol_peak:g} (peak {c.peak:.4g})" if c.peak is not None else "")
+        + f"; out of tolerance {c.n_out}/{c.n_elements}"
         + (f" ({c.fraction_out:.2%})" if c.fraction_out is not None else "")
     )
     if c.worst_index is not None:
