@@ -66,18 +66,27 @@ HEAD_INPUTS = {"object": ("diffraction",), "physics": ("diffraction", "positions
 
 # The original's gridsize-1 amplitude peaks at ~674 (its swish border path is unbounded) and
 # pred_amplitude at ~1e4: float32 resolution there is ~6e-5 and ~1e-3, so these outputs are
-# judged relative to their peak (the mission's 2e-6 x peak on CPU); phase keeps the default
-# absolute 4e-6 rad. The CUDA figure mirrors the default table's 10x and is not measured yet.
+# judged relative to their peak (the mission's 2e-6 x peak on CPU). Phase keeps 4e-6 rad plus
+# 1e-6 of its peak: the border path's phase is an unbounded swish too (up to 3.57 rad next to
+# amplitudes of ~600); against a float64 run of the same weights the original TF is 3.0e-6 rad
+# off there and eager PyTorch 3.5e-6 on the other side, so the two differ by 4.5e-6 at one
+# pixel of 65536 (n64-gs1). The CUDA figures mirror the default table and are not measured yet.
+_PEAK_RELATIVE = {
+    "cpu": {"atol": 0.0, "rtol": 0.0, "rtol_peak": 2e-6},
+    "cuda": {"atol": 0.0, "rtol": 0.0, "rtol_peak": 1e-5},
+}
+_PHASE = {
+    "cpu": {"atol": 4e-6, "rtol": 0.0, "rtol_peak": 1e-6},
+    "cuda": {"atol": 1e-5, "rtol": 0.0, "rtol_peak": 1e-6},
+}
 ORIGINAL_TOLERANCES: dict[str, Any] = {
     "tolerances": {
-        output: {
-            pair_class: {
-                "cpu": {"atol": 0.0, "rtol": 0.0, "rtol_peak": 2e-6},
-                "cuda": {"atol": 0.0, "rtol": 0.0, "rtol_peak": 1e-5},
-            }
-            for pair_class in PAIR_CLASSES
-        }
-        for output in ("amplitude", "pred_amplitude")
+        output: {pair_class: dict(entry) for pair_class in PAIR_CLASSES}
+        for output, entry in (
+            ("amplitude", _PEAK_RELATIVE),
+            ("pred_amplitude", _PEAK_RELATIVE),
+            ("phase", _PHASE),
+        )
     },
     "notes": ["peak-relative entries for a reference imported from the original TensorFlow code"],
 }

@@ -195,12 +195,9 @@ def test_twin_intermediates_match_eager_pytorch_step_by_step() -> None:
     assert not failures, f"twin and eager PyTorch part at {failures}"
 
 
-def test_twin_rejects_a_canvas_the_original_cannot_build() -> None:
-    from parity.tf_twin.errors import TwinError
-    from parity.tf_twin.model import build_twin
-
-    with pytest.raises(TwinError, match="must be even"):  # 64 + 3 + 10: odd margin
-        build_twin(ModelConfig(gridsize=2, offset=3, n_filters_scale=1))
+def test_a_canvas_the_original_cannot_build_is_rejected_before_the_twin() -> None:
+    with pytest.raises(ValueError, match="must be even"):  # 64 + 3 + 10: odd margin
+        ModelConfig(gridsize=2, offset=3, n_filters_scale=1)
 
 
 def test_reassembly_moves_each_patch_by_plus_its_offset() -> None:
