@@ -216,3 +216,26 @@ def test_twin_physics_head_output_matches_the_original(case: Case) -> None:
     expected = case.outputs["pred_amplitude"]
     err = _error(result["pred_amplitude"], expected)
     assert err <= RTOL * float(np.abs(expected).max())
+
+
+def test_twin_fed_the_imported_weights_matches_the_original(case: Case) -> None:
+    """The other route in: ``ptycho_torch.import_tf`` (archive where there is one) -> PyTorch
+    state dict -> the twin's weight transfer -> every step against the original's arrays."""
+    from parity.tf_twin.generate import twin_intermediates
+    from ptycho_torch.import_tf import import_archive, import_weights
+
+    folder = FIXTURES / case.name
+    if (folder / "wts.h5.zip").is_file():
+        imported = import_archive(folder / "wts.h5.zip")
+    else:
+        imported = import_weights(
+            folder / "model.weights.h5",
+            config=folder / "config.json",
+            probe=folder / "probe.npz",
+        )
+    nchw = np.ascontiguousarray(np.transpose(case.inputs["diffraction"], (0, 3, 1, 2)))
+    feed = {"diffraction": nchw, "positions": case.positions}
+    steps = twin_intermediates(imported.model.config, imported.model.state_dict(), feed)
+    limits = {name: OBJECT_RTOL if name in OBJECT_STEPS else RTOL for name in steps}
+    limits["phase"] = PHASE_ATOL
+    _check(case, steps, limits, "imported")

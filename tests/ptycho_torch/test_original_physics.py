@@ -128,3 +128,55 @@ def test_gridsize_two_canvas_loses_what_falls_off(case: dict) -> None:
         pytest.skip("gridsize 1 has zero offsets")
     assert case["model"].canvas == 78
     assert float(np.abs(case["inputs"]["positions"]).max()) > (78 - 64) / 2
+
+
+# Steps linear in the object patches inherit the object head's float32 rounding: gs1's phase
+# border path (unbounded swish) is ~3e-6 rad from float64 in both the original and here,
+# times amplitudes of ~600, so these steps get the amplitude + phase budget (2e-6 + 4e-6).
+OBJECT_STEPS = {"obj": "obj", "padded_obj": "padded_obj", "trimmed_obj": "d2o_object"}
+OBJECT_REL = 6e-6
+
+
+def test_imported_model_forward_matches_the_original_end_to_end(case: dict, capsys) -> None:
+    from ptycho_torch.import_tf import import_archive, import_weights
+
+    folder = FIXTURES / case["name"]
+    if (folder / "wts.h5.zip").is_file():
+        model = import_archive(folder / "wts.h5.zip").model
+    else:
+        model = import_weights(
+            folder / "model.weights.h5", config=folder / "config.json", probe=folder / "probe.npz"
+        ).model
+    inputs, outputs = case["inputs"], case["outputs"]
+    x = torch.from_numpy(_nchw(inputs["diffraction"]))
+    offsets = torch.from_numpy(np.ascontiguousarray(-inputs["positions"][:, 0].transpose(0, 2, 1)))
+    with torch.no_grad():
+        amplitude, phase = model.predict(x)
+        steps = {k: v.numpy() for k, v in model.physics_steps(amplitude, phase, offsets).items()}
+    b, c = offsets.shape[:2]
+    rows = []
+    for step, key in OBJECT_STEPS.items():
+        ours = steps[f"{step}_re"] + 1j * steps[f"{step}_im"]
+        ref = _complex(outputs, key)
+        ref = ref[..., 0] if ours.ndim == 3 else _nchw(ref)
+        rows.append((step, ours, ref, OBJECT_REL))
+    for step, key in (("extracted", "extracted_patches"), ("illuminated", "illuminated")):
+        ours = steps[f"{step}_re"] + 1j * steps[f"{step}_im"]
+        ref = _complex(outputs, key)[..., 0].reshape(b, c, 64, 64)
+        rows.append((step, ours, ref, OBJECT_REL if step == "extracted" else REL))
+    for key in ("pred_amplitude_unscaled", "pred_amplitude"):
+        rows.append((key, steps[key], _nchw(outputs[key]), REL))
+    rows.append(("amplitude", amplitude.numpy(), _nchw(outputs["amplitude"]), REL))
+    failures = []
+    for step, ours, ref, rel in rows:
+        peak = float(np.abs(ref).max())
+        err = float(np.abs(ours - ref).max())
+        print(
+            f"{case['name']} eager {step:24s} max_abs={err:.3g} peak={peak:.4g} rel={err / peak:.2g}"
+        )
+        if not err <= rel * peak:
+            failures.append(f"{step}: {err / peak:.3g} of peak > {rel:g}")
+    phase_err = float(np.abs(phase.numpy() - _nchw(outputs["phase"])).max())
+    print(f"{case['name']} eager phase max_abs={phase_err:.3g} rad")
+    assert phase_err <= 4e-6 + 1e-6 * float(np.abs(outputs["phase"]).max())
+    assert not failures, failures
