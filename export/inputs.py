@@ -26,7 +26,9 @@ def load_feed(
       ``(B, C, N, N)``, plus ``positions`` ``(B, C, 2)`` for the physics head), as the build
       writes to ``inputs.npz``;
     - a *scan* NPZ in the data contract (``diffraction`` of shape ``(n, N, N)``): the first
-      ``batch`` samples are taken, grouped into ``C`` channels by ``ptycho_torch.data``.
+      ``batch`` samples are taken, grouped into ``C`` channels by ``ptycho_torch.data`` and
+      prepared as the original prepares network inputs: normalised over all groups of the
+      scan, times the model's ``intensity_scale``.
 
     Non-float32 values are cast to float32 here, once, with a logged note.
     """
@@ -87,7 +89,12 @@ def load_feed(
 def _feed_from_scan(
     path: Path, config: ModelConfig, batch: int, head: str
 ) -> dict[str, np.ndarray]:
-    from ptycho_torch.data import group_scan_points, load_npz
+    from ptycho_torch.data import (
+        group_scan_points,
+        load_npz,
+        network_input,
+        normalisation_factor,
+    )
 
     data = load_npz(path)  # the data contract, float32 at this boundary
     if data.N != config.N:
@@ -98,7 +105,10 @@ def _feed_from_scan(
         raise SignatureError(f"--batch {batch} but the scan {path} holds only {data.n} patterns")
     groups = group_scan_points(data.xcoords, data.ycoords, config.gridsize)
     indices = groups.indices[:batch]  # (B, C)
-    feed = {"diffraction": data.diffraction[indices]}  # (B, C, N, N)
+    factor = normalisation_factor(data.diffraction, groups.indices)
+    feed = {  # (B, C, N, N), the original's X * intensity_scale
+        "diffraction": network_input(data.diffraction[indices], factor, config.intensity_scale)
+    }
     if head == "physics":
         feed["positions"] = groups.offsets[:batch]
     return feed
