@@ -168,6 +168,9 @@ def _read_feed(inputs_npz: Path) -> dict[str, np.ndarray]:
         ) from None
 
 
+_HEAD_INPUTS = ("diffraction", "positions")  # inputs some head reads; other keys stay errors
+
+
 def generate_reference(
     checkpoint: str | Path,
     inputs_npz: str | Path,
@@ -197,6 +200,8 @@ def generate_reference(
     feed = _read_feed(Path(inputs_npz))
     batch = int(np.shape(feed["diffraction"])[0]) if "diffraction" in feed else 1
     signature = make_signature(model.config, batch, head)
+    # a feed NPZ may serve both heads (diffraction + positions): keep this head's inputs
+    feed = {k: v for k, v in feed.items() if k in signature.input_names or k not in _HEAD_INPUTS}
     signature.check_feed(feed)
     outputs = twin_predict(model.config, model.state_dict(), feed, head)
     provenance = {
