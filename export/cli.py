@@ -86,11 +86,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from parity.cli import configure_logging, guarded
+    from parity.cli import configure_logging
+    from ptycho_torch.cli import run_cli
 
     args = _parser().parse_args(argv)
     configure_logging(args.verbose)
-    return guarded(lambda: _triton(args) if args.command == "triton" else _build(args))
+    return run_cli(
+        lambda: _triton(args) if args.command == "triton" else _build(args),
+        configure_logging=False,
+    )
 
 
 def _triton(args: argparse.Namespace) -> int:

@@ -1,12 +1,34 @@
-"""Typed errors of the export package. CLIs map them to exit codes (ARCHITECTURE.md)."""
+"""Typed errors of the export package; ``ptycho_torch.cli.run_cli`` maps them to exit codes.
+
+Torch-free (the host imports it): only :mod:`ptycho_torch.errors` below it.
+"""
 
 from __future__ import annotations
 
-__all__ = ["BuildError", "DtypeContractError", "ExportError", "SignatureError"]
+from ptycho_torch.errors import ExitCode, ToolError
+
+__all__ = [
+    "ArtifactsChangedError",
+    "BuildError",
+    "DtypeContractError",
+    "ExportError",
+    "ManifestError",
+    "SignatureError",
+]
 
 
-class ExportError(Exception):
+class ExportError(ToolError):
     """Base class of export failures that are the user's to fix (exit code 2)."""
+
+
+class ManifestError(ExportError):
+    """``manifest.json`` is missing, not JSON, or not the documented layout (exit code 2)."""
+
+
+class ArtifactsChangedError(ExportError):
+    """An artifact listed in the manifest is missing or its sha256 changed (exit code 4)."""
+
+    exit_code = ExitCode.STALE
 
 
 class SignatureError(ExportError, ValueError):

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from export.manifest import file_problems  # standard library only: keeps the host torch-free
+from export.manifest import read_manifest, verify_files  # torch-free: keeps the host so
+from ptycho_torch.cli import run_cli
+from ptycho_torch.errors import ToolError
 
 __all__ = ["HostError", "OnnxHost", "main", "provider_chain", "verify_artifacts"]
 
@@ -34,12 +36,8 @@ PROVIDERS = {
 }
 
 
-class HostError(Exception):
+class HostError(ToolError):
     """Bad input to the host runtime (exit code 2) or, with ``exit_code=3``, an environment gap."""
-
-    def __init__(self, message: str, exit_code: int = 2) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def provider_chain(device: str) -> list[Any]:
@@ -129,19 +127,8 @@ def verify_artifacts(
     Returns a summary dict; raises :class:`HostError` on any mismatch.
     """
     directory = Path(directory)
-    manifest_path = directory / "manifest.json"
-    if not manifest_path.is_file():
-        raise HostError(
-            f"{directory} has no manifest.json; pass the folder `python -m export build` wrote"
-        )
-    manifest = json.loads(manifest_path.read_text())
-    missing, changed = file_problems(directory, manifest)
-    if missing:
-        raise HostError(f"{', '.join(missing)} listed in the manifest is missing from {directory}")
-    if changed:
-        raise HostError(
-            f"{', '.join(changed)} does not match its sha256 in manifest.json: the file was changed"
-        )
+    manifest = read_manifest(directory)
+    verify_files(directory, manifest)
     host = OnnxHost(directory / "model.onnx", device=device)
     with np.load(directory / "inputs.npz", allow_pickle=False) as data:
         feed = {k: data[k] for k in data.files}
@@ -172,13 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     verify.add_argument("--atol", type=float, default=1e-5, help="max abs error vs reference.npz")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         summary = verify_artifacts(args.artifacts, device=args.device, atol=args.atol)
-    except HostError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(f"verified {args.artifacts}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
-    return 0
+        print(f"verified {args.artifacts}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

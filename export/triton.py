@@ -7,14 +7,13 @@ dimension is part of the dims, as it is fixed in the artifact). Standard library
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from export.errors import ExportError
-from export.manifest import file_problems
+from export.manifest import read_manifest, verify_files
 
 __all__ = ["render_config", "write_triton_repository"]
 
@@ -56,15 +55,8 @@ def write_triton_repository(artifacts: Path, repository: Path, name: str = "ptyc
     """
     if not _NAME.match(name):
         raise ExportError(f"--name {name!r}: use letters, digits, '_', '-' or '.'")
-    manifest_path = artifacts / "manifest.json"
-    if not manifest_path.is_file():
-        raise ExportError(f"{artifacts} has no manifest.json; run `python -m export build` first")
-    manifest = json.loads(manifest_path.read_text())
-    missing, changed = file_problems(artifacts, manifest)
-    if missing or changed:
-        raise ExportError(
-            f"{artifacts}: missing {missing}, changed since the build {changed}; rebuild"
-        )
+    manifest = read_manifest(artifacts)
+    verify_files(artifacts, manifest)
     model_dir = repository / name
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)

@@ -24,12 +24,14 @@ def benchmark(
     artifacts: Path, device: str = "cpu", repeats: int = 20, warmup: int = 3
 ) -> list[dict[str, object]]:
     """Median/p90 seconds per batch for eager, TorchScript, .pt2 and ONNX Runtime on ``device``."""
+    from export.manifest import read_manifest, verify_files
     from export.signature import Signature
     from parity.check import make_runners
     from parity.precision import apply_precision_policy
 
     apply_precision_policy()
-    manifest = json.loads((artifacts / "manifest.json").read_text())
+    manifest = read_manifest(artifacts)
+    verify_files(artifacts, manifest)  # benchmark what was built, nothing else
     signature = Signature.from_dict(manifest["signature"])
     with np.load(artifacts / "inputs.npz", allow_pickle=False) as data:
         feed = {k: data[k] for k in data.files}
@@ -79,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
-    from parity.cli import configure_logging, guarded
+    from parity.cli import configure_logging
+    from ptycho_torch.cli import run_cli
 
     configure_logging()
 
@@ -95,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
         return 0
 
-    return guarded(run)
+    return run_cli(run, configure_logging=False)
 
 
 if __name__ == "__main__":

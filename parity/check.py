@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from export.manifest import read_manifest, verify_files
 from export.signature import Signature
 from parity.compare import ComparisonAccumulator, array_peak, wrap_to_pi
 from parity.errors import (
@@ -95,8 +95,8 @@ def run_check(options: CheckOptions) -> ParityReport:
     """Run the parity check and write the reports. Raises ParityError subclasses for exit 2/3/4."""
     precision = apply_precision_policy()
     artifacts = options.artifacts
-    manifest = _read_manifest(artifacts)
-    _check_hashes(artifacts, manifest)
+    manifest = read_manifest(artifacts)
+    verify_files(artifacts, manifest)
     signature = Signature.from_dict(manifest["signature"])
     inputs_path = options.inputs or artifacts / "inputs.npz"
     checkpoint = options.checkpoint or Path(manifest["checkpoint"]["path"])
@@ -176,28 +176,6 @@ def _tolerance_table(path: Path | None, reference: Any) -> ToleranceTable:
         return ToleranceTable.load(path, base=table)
     except ValueError as exc:
         raise ParityError(f"--tolerances: {exc}") from None
-
-
-def _read_manifest(artifacts: Path) -> dict[str, Any]:
-    path = artifacts / "manifest.json"
-    if not path.is_file():
-        raise ParityError(
-            f"{artifacts} has no manifest.json; pass --artifacts DIR written by `python -m export build`"
-        )
-    return json.loads(path.read_text())
-
-
-def _check_hashes(artifacts: Path, manifest: dict[str, Any]) -> None:
-    from export.manifest import file_problems
-
-    missing, changed = file_problems(artifacts, manifest)
-    if missing:
-        raise ParityError(f"{missing} listed in {artifacts}/manifest.json but missing")
-    if changed:
-        raise StaleReferenceError(
-            f"{', '.join(str(artifacts / n) for n in changed)} changed after the build "
-            "(sha256 differs from manifest.json); rebuild with `python -m export build`"
-        )
 
 
 def _check_inputs(inputs: NpzRows, signature: Signature, path: Path) -> int:

@@ -1,7 +1,7 @@
 """``python -m parity``: check, reference, import-keras, import-reference. Parses arguments and maps errors to exit codes.
 
-Exit codes (shared by every CLI of the project): 0 pass, 1 parity failure, 2 usage or bad
-input, 3 environment (requested device or provider unavailable), 4 stale reference.
+Exit codes: :class:`ptycho_torch.errors.ExitCode`, shared by every CLI through
+:func:`ptycho_torch.cli.run_cli`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["add_check_arguments", "main", "run_check_command"]
+from ptycho_torch.cli import ExitCode, run_cli
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_ENV, EXIT_STALE = 0, 1, 2, 3, 4
+__all__ = ["add_check_arguments", "configure_logging", "main", "run_check_command"]
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -192,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
-    return guarded(lambda: _dispatch(args))
+    return run_cli(lambda: _dispatch(args), configure_logging=False)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -206,7 +206,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             f"wrote {args.out} and {args.out.with_suffix('.json').name} "
             f"(weights {reference.provenance['weights_sha256'][:12]}, inputs {reference.provenance['inputs_sha256'][:12]})"
         )
-        return EXIT_PASS
+        return ExitCode.PASS
     if args.command == "import-keras":
         import json
 
@@ -216,7 +216,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         config = ModelConfig.from_dict(json.loads(args.config.read_text()))
         keras_weights_to_model_file(args.weights, config, args.out)
         print(f"wrote {args.out}")
-        return EXIT_PASS
+        return ExitCode.PASS
     if args.command == "import-reference":
         return _import_reference(args)
     raise AssertionError(args.command)
@@ -250,31 +250,4 @@ def _import_reference(args: argparse.Namespace) -> int:
         f"next: python -m export build --checkpoint {args.checkpoint or 'MODEL.pt'} "
         f"--inputs {feed} --reference {args.out} --head {prov['head']} --out DIR"
     )
-    return EXIT_PASS
-
-
-def guarded(action: object) -> int:
-    """Run ``action()``; user errors become one ``error:`` line and their exit code."""
-    from export.errors import ExportError
-    from parity.errors import ParityError
-    from ptycho_torch.errors import PtychoError
-
-    try:
-        return int(action())  # type: ignore[operator]
-    except ParityError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (ExportError, PtychoError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] in ("tensorflow", "keras"):
-            print(
-                f"error: {exc.name} is not installed; install the 'tf' extra: pip install -e '.[tf]'",
-                file=sys.stderr,
-            )
-            return EXIT_ENV
-        raise
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return ExitCode.PASS

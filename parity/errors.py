@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ptycho_torch.errors import ExitCode, ToolError
+
 __all__ = [
     "EnvironmentUnavailable",
     "ParityError",
@@ -10,10 +12,8 @@ __all__ = [
 ]
 
 
-class ParityError(Exception):
+class ParityError(ToolError):
     """Base class; exit code 2 (usage or bad input) unless a subclass says otherwise."""
-
-    exit_code = 2
 
 
 class ReferenceFormatError(ParityError):
@@ -23,10 +23,10 @@ class ReferenceFormatError(ParityError):
 class StaleReferenceError(ParityError):
     """The reference was made from other weights or other inputs than the artifacts."""
 
-    exit_code = 4
+    exit_code = ExitCode.STALE
 
 
 class EnvironmentUnavailable(ParityError):
     """A requested device or execution provider is not available (never a pass)."""
 
-    exit_code = 3
+    exit_code = ExitCode.ENVIRONMENT

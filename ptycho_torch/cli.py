@@ -1,8 +1,8 @@
-"""Shared edges of the ptycho_torch command lines: logging setup and the exit-code policy.
+"""The one command-line edge: logging setup, typed errors to exit codes, Ctrl-C.
 
-Exit codes (ARCHITECTURE.md): 0 success, 2 usage or bad input. A :class:`PtychoError` (bad NPZ,
-missing checkpoint, invalid option value) becomes one ``error: ...`` line on stderr, never a
-traceback; anything else is a bug and keeps its traceback.
+Every ``python -m`` entry point of the three packages (and the torch-free host) runs its body
+through :func:`run_cli`. Torch-free: it imports only the standard library and
+:mod:`ptycho_torch.errors`.
 """
 
 from __future__ import annotations
@@ -11,27 +11,46 @@ import logging
 import sys
 from collections.abc import Callable
 
-from ptycho_torch.errors import PtychoError
+from ptycho_torch.errors import ExitCode, PtychoError, ToolError
 
-__all__ = ["EXIT_OK", "EXIT_USAGE", "UsageError", "run_cli"]
-
-EXIT_OK = 0
-EXIT_USAGE = 2
+__all__ = ["ExitCode", "UsageError", "run_cli"]
 
 
 class UsageError(PtychoError):
     """An option value the command cannot use (e.g. an invalid configuration)."""
 
 
-def run_cli(body: Callable[[], int | None]) -> int:
-    """Run a CLI body with logging configured; map typed errors to exit code 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def run_cli(body: Callable[[], int | None], *, configure_logging: bool = True) -> int:
+    """Run a CLI body; a :class:`ToolError` becomes one ``error:`` line and its exit code.
+
+    Also mapped: a missing file (2), TensorFlow/Keras not installed (3, with the install hint),
+    Ctrl-C (130). Anything else is a bug and keeps its traceback.
+
+    Args:
+        body: the command; returns an exit code or None for success.
+        configure_logging: set up ``levelname name: message`` logging on stderr first (callers
+            with their own logging setup pass False).
+    """
+    if configure_logging:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         code = body()
-    except PtychoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except ToolError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except FileNotFoundError as exc:
+        return _fail(str(exc), ExitCode.USAGE)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("tensorflow", "keras"):
+            return _fail(
+                f"{exc.name} is not installed; install the 'tf' extra: pip install -e '.[tf]'",
+                ExitCode.ENVIRONMENT,
+            )
+        raise
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    return EXIT_OK if code is None else code
+        return _fail("interrupted", ExitCode.INTERRUPTED)
+    return int(ExitCode.PASS if code is None else code)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return int(code)

@@ -1,12 +1,52 @@
-"""Typed errors of ptycho_torch; CLIs turn them into a message and exit code 2."""
+"""The one exit-code policy and error base of every command line (torch-free, imports nothing).
+
+Exit codes (README, "Exit codes"): 0 pass, 1 parity failure, 2 usage or bad input,
+3 environment (a requested device, provider or framework is unavailable), 4 stale or changed
+(the reference belongs to other weights/inputs, or an artifact no longer matches its manifest).
+A :class:`ToolError` is the user's to fix: ``run_cli`` prints one ``error:`` line and exits with
+its ``exit_code``; anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "DataError", "PtychoError"]
+from enum import IntEnum
+
+__all__ = [
+    "CheckpointError",
+    "DataError",
+    "ExitCode",
+    "PtychoError",
+    "ToolError",
+]
 
 
-class PtychoError(Exception):
-    """Base class: a user-facing problem (bad file, bad option), not a bug."""
+class ExitCode(IntEnum):
+    """Exit codes shared by every CLI."""
+
+    PASS = 0
+    PARITY_FAILURE = 1
+    USAGE = 2
+    ENVIRONMENT = 3
+    STALE = 4
+    INTERRUPTED = 130
+
+
+class ToolError(Exception):
+    """Base of every user-facing error; carries the exit code it maps to.
+
+    Subclasses set ``exit_code``; an instance may override it (``ToolError(msg, exit_code=3)``).
+    """
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, message: str = "", exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = ExitCode(exit_code)
+
+
+class PtychoError(ToolError):
+    """Base class of ptycho_torch: a user-facing problem (bad file, bad option), not a bug."""
 
 
 class DataError(PtychoError):

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import lightning as L
 import torch
@@ -27,6 +28,7 @@ from ptycho_torch.simulate import SimulationConfig, simulate_scan
 __all__ = ["DEMO_SIMULATION", "TrainResult", "demo_data", "main", "train"]
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # The demo scan: fixed seed, N=64; sized so that training fits in a few minutes on 2 CPU cores.
 DEMO_SIMULATION = SimulationConfig(seed=0, n_images=1024, N=64, photons=1e6, probe="aperture")
@@ -146,6 +148,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given(value: T | None, default: T) -> T:
+    """The option's value when given (0 included, so that validation sees it), else the default."""
+    return default if value is None else value
+
+
 def _devices(value: str) -> int | str:
     return int(value) if value.isdigit() else value
 
@@ -156,23 +163,31 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> None:
         demo = args.preset == "demo"
+        try:  # options first: a bad value fails before any data is read or simulated
+            data_config = DataConfig(
+                batch_size=_given(args.batch_size, DEMO_BATCH_SIZE if demo else 16),
+                seed=args.seed,
+            )
+            train_config = TrainConfig(
+                epochs=_given(args.epochs, DEMO_EPOCHS if demo else 10),
+                learning_rate=_given(args.lr, DEMO_LR if demo else 1e-3),
+                mae_weight=args.mae_weight,
+                seed=args.seed,
+            )
+            ModelConfig(
+                gridsize=_given(args.gridsize, 1),
+                n_filters_scale=_given(args.n_filters_scale, 1 if demo else 2),
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         data = demo_data() if demo else load_npz(args.data)
         scale = intensity_scale(data.diffraction)
         try:
             model_config = ModelConfig(
                 N=data.N,
-                gridsize=args.gridsize or 1,
-                n_filters_scale=args.n_filters_scale or (1 if demo else 2),
+                gridsize=_given(args.gridsize, 1),
+                n_filters_scale=_given(args.n_filters_scale, 1 if demo else 2),
                 intensity_scale=scale,
-            )
-            data_config = DataConfig(
-                batch_size=args.batch_size or (DEMO_BATCH_SIZE if demo else 16), seed=args.seed
-            )
-            train_config = TrainConfig(
-                epochs=args.epochs or (DEMO_EPOCHS if demo else 10),
-                learning_rate=args.lr or (DEMO_LR if demo else 1e-3),
-                mae_weight=args.mae_weight,
-                seed=args.seed,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from export.build import BuildResult
-from export.errors import ExportError
+from export.errors import ArtifactsChangedError
 from export.manifest import sha256_file
 from export.triton import write_triton_repository
 
@@ -36,5 +36,5 @@ def test_triton_refuses_artifacts_changed_since_the_build(
     copy = tmp_path / "a"
     shutil.copytree(built.out, copy)
     (copy / "model.onnx").write_bytes(b"not the model")
-    with pytest.raises(ExportError, match=r"changed since the build \['model.onnx'\]"):
+    with pytest.raises(ArtifactsChangedError, match=r"changed since the build.*model.onnx"):
         write_triton_repository(copy, tmp_path / "repo")

@@ -13,6 +13,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
+from export.errors import ArtifactsChangedError
 from export.manifest import sha256_file
 from parity import runners as runners_module
 from parity.check import CheckOptions, run_check
@@ -147,8 +148,9 @@ def test_reference_from_other_weights_is_stale(artifacts: Path) -> None:
 def test_artifact_changed_after_build_is_refused(artifacts: Path) -> None:
     with (artifacts / "model.onnx").open("ab") as f:
         f.write(b"\0")
-    with pytest.raises(StaleReferenceError, match="changed after the build"):
+    with pytest.raises(ArtifactsChangedError, match="changed since the build.*model.onnx") as err:
         run_check(CheckOptions(artifacts=artifacts, device="cpu"))
+    assert err.value.exit_code == 4
 
 
 def test_many_samples_stream_in_chunks(

@@ -1,0 +1,100 @@
+"""Every command line maps the same faults to the same exit code, with one ``error:`` line.
+
+In-process through each ``main(argv)`` (fast); the faults: a missing file, a corrupt or
+incomplete manifest (2), an artifact changed after the build (4), a bad option value, zero
+included (2).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from export.build import BuildResult
+from ptycho_torch.errors import ExitCode
+
+
+def _mains() -> dict[str, Callable[[list[str]], int]]:
+    from export.cli import main as export_main
+    from export.host import main as host_main
+    from parity.bench import main as bench_main
+    from parity.cli import main as parity_main
+    from ptycho_torch.import_tf.cli import main as import_tf_main
+    from ptycho_torch.infer import main as infer_main
+    from ptycho_torch.train import main as train_main
+
+    return {
+        "export": export_main,
+        "export.host": host_main,
+        "parity": parity_main,
+        "parity.bench": bench_main,
+        "ptycho_torch.train": train_main,
+        "ptycho_torch.infer": infer_main,
+        "ptycho_torch.import_tf": import_tf_main,
+    }
+
+
+@pytest.fixture()
+def folders(built: BuildResult, tmp_path: Path) -> dict[str, Path]:
+    """Copies of a built artifacts folder: intact, corrupt manifest, bad layout, changed file."""
+    out = {}
+    for kind in ("intact", "corrupt", "layout", "changed"):
+        out[kind] = tmp_path / kind
+        shutil.copytree(built.out, out[kind])
+    (out["corrupt"] / "manifest.json").write_text("{not json")
+    (out["layout"] / "manifest.json").write_text(json.dumps({"files": ["model.onnx"]}))
+    with (out["changed"] / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    return out
+
+
+def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str]]:
+    missing = str(tmp / "missing.pt")
+    return [
+        ("export.host", ["verify", str(d["corrupt"])], 2, "manifest.json as JSON"),
+        ("export.host", ["verify", str(d["layout"])], 2, "not a build manifest"),
+        ("export.host", ["verify", str(d["changed"])], 4, "changed since the build"),
+        ("export.host", ["verify", str(tmp / "nowhere")], 2, "no manifest.json"),
+        ("export", ["triton", "--artifacts", str(d["corrupt"]), "--out", str(tmp / "r")], 2, "JSON"),
+        ("export", ["triton", "--artifacts", str(d["changed"]), "--out", str(tmp / "r")], 4, "changed"),
+        ("export", ["build", "--checkpoint", missing, "--out", str(tmp / "b")], 2, "missing.pt"),
+        ("parity", ["check", "--artifacts", str(d["corrupt"])], 2, "manifest.json as JSON"),
+        ("parity", ["check", "--artifacts", str(d["layout"])], 2, "not a build manifest"),
+        ("parity", ["check", "--artifacts", str(d["changed"])], 4, "changed since the build"),
+        ("parity.bench", ["--artifacts", str(d["changed"])], 4, "changed since the build"),
+        ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--epochs", "0"], 2, "epochs"),
+        ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--gridsize", "0"], 2, "gridsize"),
+        ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--batch-size", "0"], 2, "batch_size"),
+        ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--n-filters-scale", "0"], 2, "n_filters_scale"),
+        ("ptycho_torch.train", ["--data", str(tmp / "none.npz"), "--out", str(tmp / "t")], 2, "none.npz"),
+        ("ptycho_torch.infer", ["--checkpoint", missing, "--data", missing, "--out", str(tmp / "i")], 2, "missing"),
+        ("ptycho_torch.import_tf", ["--archive", str(tmp / "none.zip"), "--out", str(tmp / "m.pt")], 2, "none.zip"),
+    ]  # fmt: skip
+
+
+def test_every_cli_maps_faults_to_the_documented_code(
+    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mains = _mains()
+    wrong = []
+    for cli, argv, code, words in _cases(folders, tmp_path):
+        got = mains[cli](argv)
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        if got != code or len(errors) != 1 or words not in errors[0] or "Traceback" in err:
+            wrong.append(f"{cli} {argv[:2]}: exit {got} (want {code}), error lines {errors}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_intact_artifacts_verify_and_exit_zero(
+    folders: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _mains()["export.host"](["verify", str(folders["intact"])]) == ExitCode.PASS
+
+
+def test_exit_code_values_are_the_documented_ones() -> None:
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 130]
