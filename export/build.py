@@ -206,7 +206,7 @@ def _export_all(
             "and the input check is kept in the artifact"
         ),
         "checkpoint": {
-            "path": str(options.checkpoint),
+            "path": str(Path(options.checkpoint).resolve()),  # usable from any folder
             "sha256": sha256_file(options.checkpoint),
             "weights_sha256": weights_sha,
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -124,10 +125,12 @@ def test_manifest_lists_sha256_of_every_file(built: BuildResult) -> None:
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == sha256_file(built.out / name)
         assert entry["size"] == (built.out / name).stat().st_size
-    assert (
-        manifest["versions"]["torch"] == torch.__version__.split("+")[0]
-        or manifest["versions"]["torch"]
-    )
+    import importlib.metadata
+
+    # the installed distribution's version (a local build may carry a "+cpu" suffix)
+    assert manifest["versions"]["torch"] == importlib.metadata.version("torch")
+    assert manifest["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert Path(manifest["checkpoint"]["path"]).is_absolute()
     assert manifest["signature"] == built.signature.to_dict()
 
 

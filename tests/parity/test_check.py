@@ -252,3 +252,29 @@ def test_auto_device_skips_cuda_runners_that_cannot_start_with_a_note(
     assert report.verdict == "pass"
     assert all(r.requested_device != "cuda" for r in report.runners)
     assert any("skipped CUDA runners" in note for note in report.errors)
+
+
+def test_check_of_a_copied_folder_from_another_directory_passes(
+    parity_build, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build given a relative --checkpoint records it resolved, so the copy checks anywhere."""
+    import shutil
+
+    from export.build import BuildOptions, build
+
+    src = parity_build.manifest["checkpoint"]["path"]
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(src, work / "model.pt")
+    shutil.copy(parity_build.out / "inputs.npz", work / "feed.npz")
+    monkeypatch.chdir(work)
+    built = build(
+        BuildOptions(
+            checkpoint=Path("model.pt"), inputs=Path("feed.npz"), out=Path("a"), reference="none"
+        )
+    )
+    copy = tmp_path / "elsewhere" / "artifacts"
+    shutil.copytree(built.out, copy)
+    monkeypatch.chdir(tmp_path)
+    report = run_check(CheckOptions(artifacts=copy, device="cpu"))
+    assert report.exit_code == 0, [c.messages for c in report.comparisons if c.status != "pass"]
