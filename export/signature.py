@@ -23,12 +23,14 @@ HEADS = ("object", "physics")
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One named, fixed-shape float32 tensor."""
+    """One named, fixed-shape float32 tensor, and what its values mean for comparison."""
 
     name: str
     shape: tuple[int, ...]
     layout: str  # meaning of each axis, e.g. "B,C,N,N"
     dtype: str = "float32"
+    wraps: bool = False  # an angle: differences are folded into (-pi, pi] before comparing
+    weighted_by: str | None = None  # output whose magnitude weights this one's errors
 
     def describe(self) -> str:
         """``float32[4, 1, 64, 64]``."""
@@ -57,11 +59,22 @@ class TensorSpec:
             "dtype": self.dtype,
             "shape": list(self.shape),
             "layout": self.layout,
+            "wraps": self.wraps,
+            "weighted_by": self.weighted_by,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
-        return cls(name=d["name"], shape=tuple(d["shape"]), layout=d["layout"], dtype=d["dtype"])
+        # manifests written before the meaning fields existed: the phase output was the angle
+        legacy_phase = "wraps" not in d and d["name"] == "phase"
+        return cls(
+            name=d["name"],
+            shape=tuple(d["shape"]),
+            layout=d["layout"],
+            dtype=d["dtype"],
+            wraps=bool(d.get("wraps", legacy_phase)),
+            weighted_by=d.get("weighted_by", "amplitude" if legacy_phase else None),
+        )
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,13 @@ class Signature:
                 raise SignatureError(f"output {spec.name!r} missing; got {sorted(outputs)}")
             spec.check(outputs[spec.name], role="output")
 
+    def output(self, name: str) -> TensorSpec:
+        """The output spec called ``name`` (KeyError naming the outputs when absent)."""
+        for spec in self.outputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no output {name!r}; outputs are {self.output_names}")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "head": self.head,
@@ -141,7 +161,7 @@ def make_signature(config: ModelConfig, batch: int, head: str = "object") -> Sig
     inputs = [TensorSpec("diffraction", (batch, c, n, n), image)]
     outputs = [
         TensorSpec("amplitude", (batch, out, n, n), image),
-        TensorSpec("phase", (batch, out, n, n), image),
+        TensorSpec("phase", (batch, out, n, n), image, wraps=True, weighted_by="amplitude"),
     ]
     if head == "physics":
         inputs.append(TensorSpec("positions", (batch, c, 2), "B,C,xy"))

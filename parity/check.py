@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from export.manifest import read_manifest, verify_files
-from export.signature import Signature
+from export.signature import Signature, TensorSpec
 from parity.compare import ComparisonAccumulator, array_peak, wrap_to_pi
 from parity.errors import (
     EnvironmentUnavailable,
@@ -371,7 +371,7 @@ def _make_pairs(
                 pair.left.name,
                 pair.right.name,
                 tolerance,
-                wrap_phase=spec.name == "phase",
+                wrap_phase=spec.wraps,
                 pair_class=pair.pair_class,
                 device=pair.device,
                 peak=(peaks or {}).get(spec.name),
@@ -393,12 +393,13 @@ def _stream(
             outputs[runner.name] = {k: v[: stop - start] for k, v in full.items()}
         for pair in pairs:
             left, right = outputs[pair.left.name], outputs[pair.right.name]
-            for name in signature.output_names:
-                weight = right.get("amplitude") if name == "phase" else None
+            for spec in signature.outputs:
+                name = spec.name
+                weight = right.get(spec.weighted_by) if spec.weighted_by else None
                 pair.accumulators[name].update(
                     left[name], right[name], sample_offset=start, weight=weight
                 )
-                _track_worst(pair, name, left[name], right[name], start)
+                _track_worst(pair, spec, left[name], right[name], start)
         if chunks > 1:
             log.info("parity: chunk %d/%d (samples %d-%d)", index + 1, chunks, start, stop - 1)
 
@@ -411,12 +412,15 @@ def _pad(rows: np.ndarray, batch: int) -> np.ndarray:
     return np.concatenate([rows, filler], axis=0)
 
 
-def _track_worst(pair: _Pair, name: str, left: np.ndarray, right: np.ndarray, start: int) -> None:
+def _track_worst(
+    pair: _Pair, spec: TensorSpec, left: np.ndarray, right: np.ndarray, start: int
+) -> None:
+    name = spec.name
     if left.shape != right.shape:
         return
     with np.errstate(invalid="ignore"):
         diff = left.astype(np.float64) - right.astype(np.float64)
-        diff = np.abs(wrap_to_pi(diff) if name == "phase" else diff)
+        diff = np.abs(wrap_to_pi(diff) if spec.wraps else diff)
     per_sample = np.nan_to_num(diff.reshape(diff.shape[0], -1).max(axis=1), nan=np.inf)
     i = int(np.argmax(per_sample))
     best = pair.worst.get(name)
@@ -447,7 +451,7 @@ def _write_reports(
             render_error_map(
                 left,
                 right,
-                name == "phase",
+                signature.output(name).wraps,
                 f"{name}: {pair.left.name} vs {pair.right.name}, sample {sample} (max err {err:.2e})",
                 png,
             )
