@@ -30,12 +30,6 @@ __all__ = ["HostError", "OnnxHost", "main", "provider_chain", "verify_artifacts"
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-}
-
-
 class HostError(ToolError):
     """Bad input to the host runtime (exit code 2) or, with ``exit_code=3``, an environment gap."""
 

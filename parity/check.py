@@ -61,7 +61,6 @@ class CheckOptions:
     report_dir: Path | None = None  # default: <artifacts>/report
     calibrate: Path | None = None  # write a measured tolerances file here
     tf_twin: bool = False  # also run the live TensorFlow twin
-    require_reference: bool = False  # a missing reference is an error, not a note
 
 
 @dataclass
@@ -104,7 +103,7 @@ def run_check(options: CheckOptions) -> ParityReport:
     reference = None
     if reference_path.is_file():
         reference = load_reference(reference_path)
-    elif options.reference is not None or options.require_reference:
+    elif options.reference is not None:
         raise ReferenceFormatError(f"reference {reference_path} does not exist")
     table = _tolerance_table(options.tolerances, reference)
     devices = resolve_devices(options.device)

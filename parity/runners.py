@@ -207,10 +207,6 @@ class ReferenceRunner(Runner):
         if self._rows is not None:
             self._rows.close()
 
-    def samples_available(self) -> int:
-        assert self._rows is not None
-        return self._rows.shape(self.signature.output_names[0])[0]
-
     def _infer(
         self, feed: Mapping[str, np.ndarray], samples: slice | None
     ) -> dict[str, np.ndarray]:
