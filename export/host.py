@@ -30,6 +30,7 @@ __all__ = ["HostError", "OnnxHost", "main", "provider_chain", "verify_artifacts"
 
 log = logging.getLogger(__name__)
 
+
 class HostError(ToolError):
     """Bad input to the host runtime (exit code 2) or, with ``exit_code=3``, an environment gap."""
 
