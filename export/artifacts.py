@@ -14,12 +14,14 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from export.errors import ExportError
 from export.exporters import SIGNATURE_EXTRA_FILE
+from export.pt2_safety import UnsafeArchiveError, check_pt2_archive, sample_input_members
 from export.signature import Signature
 
 __all__ = ["LoadedArtifact", "load_program", "load_torchscript", "read_onnx_signature"]
@@ -64,15 +66,42 @@ def load_torchscript(path: str | Path, device: str = "cpu") -> LoadedArtifact:
 
 
 def load_program(path: str | Path, device: str = "cpu") -> LoadedArtifact:
-    """``torch.export.load`` with the signature from the file's extra files."""
+    """``torch.export.load`` with the signature from the file's extra files.
+
+    The archive is checked first (:func:`safe_export_load`): nothing in it is ever unpickled.
+    """
     path = Path(path)
     extra = {SIGNATURE_EXTRA_FILE: ""}
-    program = torch.export.load(path, extra_files=extra)
+    program = safe_export_load(path, extra_files=extra)
     signature = _signature_from_text(extra[SIGNATURE_EXTRA_FILE], path)
     module = program.module()
     if device != "cpu":
         module = module.to(device)
     return LoadedArtifact(path, "exported-program", signature, device, module)
+
+
+def safe_export_load(path: Path, extra_files: dict[str, Any] | None = None) -> Any:
+    """``torch.export.load`` after proving it will unpickle nothing (see ``export.pt2_safety``).
+
+    Raises:
+        UnsafeArchiveError: (exit 2) the archive holds pickled objects or sample inputs that
+            are not plain tensors.
+    """
+    import io
+    import zipfile
+
+    check_pt2_archive(path)
+    with zipfile.ZipFile(path) as archive:
+        for name in sample_input_members(path):
+            try:  # torch.export.load would retry a failing weights_only load without it
+                torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - any failure means: not plain tensors
+                raise UnsafeArchiveError(
+                    f"refusing to load {path}: its sample inputs {name} are not plain tensors "
+                    f"(torch.load(weights_only=True) failed: {type(exc).__name__}); rebuild "
+                    "model.pt2 from a trusted checkpoint"
+                ) from None
+    return torch.export.load(path, extra_files=extra_files)
 
 
 def read_onnx_signature(path: str | Path) -> Signature:

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 import torch
 
-from export.artifacts import load_program, load_torchscript
+from export.artifacts import load_program, load_torchscript, safe_export_load
 from export.contract import check_onnx_contract, check_program_contract
 from export.errors import BuildError, ExportError
 from export.exporters import DEFAULT_OPSET, export_onnx, export_program, export_torchscript
@@ -181,7 +181,7 @@ def _export_all(
     with progress.step("torch.export -> model.pt2") as notes:
         export_program(wrapper, example, signature, tmp / "model.pt2")
         exporters["model.pt2"] = "torch.export.export(strict=False)"
-        program = torch.export.load(tmp / "model.pt2")
+        program = safe_export_load(tmp / "model.pt2")
         contract["model.pt2"] = check_program_contract(program, signature)
         notes.append("float32 contract ok")
     with progress.step("load back and compare with eager") as notes:
