@@ -105,7 +105,7 @@ def build(options: BuildOptions, make_reference: ReferenceMaker | None = None) -
     """Export, check and publish the artifacts. Raises :class:`ExportError` subclasses."""
     start = time.perf_counter()
     out = options.out.resolve()
-    _check_out_dir(out, options.force)
+    _check_out_dir(out, options)
     progress = _Progress(7)
     torch.manual_seed(0)
     with progress.step(f"load checkpoint {options.checkpoint}") as notes:
@@ -297,18 +297,44 @@ def _copy_reference(source: Path, tmp: Path) -> None:
     shutil.copyfile(side, tmp / "reference.json")
 
 
-def _check_out_dir(out: Path, force: bool) -> None:
+def _check_out_dir(out: Path, options: BuildOptions) -> None:
+    """``--out`` is replaced whole at the end: refuse when that would delete what is not ours.
+
+    Ours: the files the folder's manifest lists, ``manifest.json`` and ``report/``. Anything
+    else needs ``--force``; the build's own inputs (checkpoint, inputs, reference) inside
+    ``--out`` are refused even with ``--force``, since publishing would delete them.
+    """
     if not out.exists():
         return
     if not out.is_dir():
         raise ExportError(f"--out {out} exists and is not a folder")
-    if (out / "manifest.json").is_file() or not any(out.iterdir()):
-        return  # previous artifacts: replaced atomically at the end
-    if not force:
+    used = [("--checkpoint", options.checkpoint), ("--inputs", options.inputs)]
+    if options.reference not in ("auto", "none"):
+        used.append(("--reference", Path(options.reference)))
+    inside = [f"{flag} {path}" for flag, path in used if out in Path(path).resolve().parents]
+    if inside:
         raise ExportError(
-            f"--out {out} holds files that are not build artifacts (no manifest.json); "
-            "choose another folder or pass --force to replace it"
+            f"{', '.join(inside)} lies inside --out {out}, which the build replaces whole; "
+            "move it out of that folder or choose another --out"
         )
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in _our_entries(out))
+    if foreign and not options.force:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ExportError(
+            f"--out {out} holds files that are not build artifacts ({shown}); the build "
+            "replaces the folder whole: choose another folder, move them, or pass --force"
+        )
+
+
+def _our_entries(out: Path) -> set[str]:
+    """Names a previous build wrote into ``out`` (from its manifest, when readable)."""
+    ours = {"manifest.json", "report"}
+    try:
+        files = json.loads((out / "manifest.json").read_text()).get("files", {})
+        ours.update(str(name) for name in files)
+    except (OSError, ValueError, AttributeError):
+        pass  # no or unreadable manifest: nothing else counts as ours
+    return ours
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:

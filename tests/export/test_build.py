@@ -65,6 +65,52 @@ def test_refuses_to_replace_a_folder_that_is_not_artifacts(
     assert (out / "thesis.tex").read_text() == "precious"
 
 
+def test_user_files_beside_old_artifacts_are_not_deleted(
+    built: BuildResult, model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    out = tmp_path / "artifacts"
+    shutil.copytree(built.out, out)
+    (out / "NOTES.txt").write_text("mine")
+    with pytest.raises(ExportError, match=r"NOTES\.txt.*--force"):
+        build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
+    assert (out / "NOTES.txt").read_text() == "mine"
+
+
+def test_a_checkpoint_inside_out_is_never_deleted_even_with_force(
+    model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    out = tmp_path / "dir"
+    out.mkdir()
+    shutil.copy(model_file, out / "my-model.pt")
+    with pytest.raises(ExportError, match="--checkpoint .* lies inside --out"):
+        build(
+            BuildOptions(
+                checkpoint=out / "my-model.pt",
+                inputs=feed_file,
+                out=out,
+                reference="none",
+                force=True,
+            )
+        )
+    assert (out / "my-model.pt").is_file()
+
+
+def test_a_previous_build_is_replaced_without_force(
+    built: BuildResult, model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    out = tmp_path / "artifacts"
+    shutil.copytree(built.out, out)
+    (out / "report").mkdir(exist_ok=True)
+    result = build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
+    assert (result.out / "manifest.json").is_file()
+
+
 def _with_double_cast(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = model.graph
     first = graph.node[0]
