@@ -96,11 +96,18 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             ]
             if bad:
                 problems.append(f"file entries without a sha256: {bad}")
+            outside = [str(n) for n in files if not _plain_file_name(str(n))]
+            if outside:  # '../x' or '/etc/x' would be read (hashed) outside the folder
+                problems.append(f"file names that are not plain names in the folder: {outside}")
         if not isinstance(manifest.get("signature"), dict):
             problems.append("'signature' must be an object")
     if problems:
         raise ManifestError(f"{path} is not a build manifest: {'; '.join(problems)}; rebuild")
     return manifest
+
+
+def _plain_file_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
 
 
 def verify_files(directory: str | Path, manifest: dict[str, Any]) -> None:

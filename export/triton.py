@@ -17,7 +17,7 @@ from export.manifest import read_manifest, verify_files
 
 __all__ = ["render_config", "write_triton_repository"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # no leading dot: never "." or ".."
 
 
 def _tensors(kind: str, specs: list[dict[str, Any]]) -> str:
@@ -54,7 +54,9 @@ def write_triton_repository(artifacts: Path, repository: Path, name: str = "ptyc
     The artifacts are verified against their manifest first; returns the model folder.
     """
     if not _NAME.match(name):
-        raise ExportError(f"--name {name!r}: use letters, digits, '_', '-' or '.'")
+        raise ExportError(
+            f"--name {name!r}: use letters, digits, '_', '-' or '.', not starting with '.'"
+        )
     manifest = read_manifest(artifacts)
     verify_files(artifacts, manifest)
     model_dir = repository / name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ __all__ = [
 ]
 
 SUPPORTED_N = (64, 128, 256)
+MAX_FILTERS_SCALE = 32  # a checkpoint declaring more would allocate terabytes
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
 
 
@@ -55,8 +57,9 @@ class ModelConfig:
             f"ModelConfig.gridsize must be an int >= 1, got {self.gridsize!r}",
         )
         _require(
-            isinstance(self.n_filters_scale, int) and self.n_filters_scale >= 1,
-            f"ModelConfig.n_filters_scale must be an int >= 1, got {self.n_filters_scale!r}",
+            isinstance(self.n_filters_scale, int) and 1 <= self.n_filters_scale <= MAX_FILTERS_SCALE,
+            f"ModelConfig.n_filters_scale must be an int in 1..{MAX_FILTERS_SCALE} "
+            f"(s=32 is already ~6e8 parameters at N=64), got {self.n_filters_scale!r}",
         )
         _require(
             self.amp_activation in AMP_ACTIVATIONS,
@@ -64,12 +67,12 @@ class ModelConfig:
             f"got {self.amp_activation!r}",
         )
         _require(
-            self.intensity_scale > 0,
-            f"ModelConfig.intensity_scale must be > 0, got {self.intensity_scale!r}",
+            math.isfinite(self.intensity_scale) and self.intensity_scale > 0,
+            f"ModelConfig.intensity_scale must be finite and > 0, got {self.intensity_scale!r}",
         )
         _require(
-            self.probe_scale > 0,
-            f"ModelConfig.probe_scale must be > 0, got {self.probe_scale!r}",
+            math.isfinite(self.probe_scale) and self.probe_scale > 0,
+            f"ModelConfig.probe_scale must be finite and > 0, got {self.probe_scale!r}",
         )
         _require(
             isinstance(self.offset, int) and self.offset >= 0,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ptycho_torch.checkpoint import load_model
-from ptycho_torch.cli import run_cli
+from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.data import (
     PtychoData,
     group_scan_points,
@@ -158,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     def body() -> None:
+        if args.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
         model = load_model(args.checkpoint)
         data = load_npz(args.data)
         recon = reconstruct(model, data, args.batch_size)

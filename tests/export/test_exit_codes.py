@@ -42,19 +42,35 @@ def _mains() -> dict[str, Callable[[list[str]], int]]:
 def folders(built: BuildResult, tmp_path: Path) -> dict[str, Path]:
     """Copies of a built artifacts folder: intact, corrupt manifest, bad layout, changed file."""
     out = {}
-    for kind in ("intact", "corrupt", "layout", "changed"):
+    for kind in ("intact", "corrupt", "layout", "changed", "outside"):
         out[kind] = tmp_path / kind
         shutil.copytree(built.out, out[kind])
     (out["corrupt"] / "manifest.json").write_text("{not json")
     (out["layout"] / "manifest.json").write_text(json.dumps({"files": ["model.onnx"]}))
     with (out["changed"] / "model.onnx").open("ab") as f:
         f.write(b"\0")
+    manifest = json.loads((out["outside"] / "manifest.json").read_text())
+    manifest["files"]["../secret"] = {"sha256": "0" * 64, "size": 1}  # path traversal
+    (out["outside"] / "manifest.json").write_text(json.dumps(manifest))
     return out
+
+
+def _bomb_checkpoint(path: Path) -> Path:
+    """A tiny checkpoint whose config would allocate terabytes if it were built."""
+    import torch
+
+    torch.save({"model_config": {"n_filters_scale": 100000}, "state_dict": {}}, path)
+    return path
 
 
 def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str]]:
     missing = str(tmp / "missing.pt")
+    bomb = str(_bomb_checkpoint(tmp / "bomb.pt"))
     return [
+        ("export.host", ["verify", str(d["outside"])], 2, "not plain names"),
+        ("export", ["triton", "--artifacts", str(d["intact"]), "--out", str(tmp / "r"), "--name", ".."], 2, "--name"),
+        ("export", ["build", "--checkpoint", bomb, "--out", str(tmp / "b")], 2, "n_filters_scale"),
+        ("ptycho_torch.infer", ["--checkpoint", missing, "--data", missing, "--out", str(tmp / "i"), "--batch-size", "0"], 2, "--batch-size"),
         ("export.host", ["verify", str(d["corrupt"])], 2, "manifest.json as JSON"),
         ("export.host", ["verify", str(d["layout"])], 2, "not a build manifest"),
         ("export.host", ["verify", str(d["changed"])], 4, "changed since the build"),
