@@ -57,7 +57,8 @@ class ModelConfig:
             f"ModelConfig.gridsize must be an int >= 1, got {self.gridsize!r}",
         )
         _require(
-            isinstance(self.n_filters_scale, int) and 1 <= self.n_filters_scale <= MAX_FILTERS_SCALE,
+            isinstance(self.n_filters_scale, int)
+            and 1 <= self.n_filters_scale <= MAX_FILTERS_SCALE,
             f"ModelConfig.n_filters_scale must be an int in 1..{MAX_FILTERS_SCALE} "
             f"(s=32 is already ~6e8 parameters at N=64), got {self.n_filters_scale!r}",
         )
