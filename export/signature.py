@@ -47,7 +47,7 @@ class TensorSpec:
         if dtype != self.dtype:
             fix.append(f"cast it with .astype(np.{self.dtype})")
         if shape != self.shape:
-            fix.append(f"reshape or re-batch it to {list(self.shape)} (axes {self.layout})")
+            fix.append(_shape_fix(shape, self.shape, self.layout))
         raise SignatureError(
             f"{role} {self.name!r}: expected {self.describe()} ({self.layout}), got {found}; "
             + " and ".join(fix)
@@ -75,6 +75,21 @@ class TensorSpec:
             wraps=bool(d.get("wraps", legacy_phase)),
             weighted_by=d.get("weighted_by", "amplitude" if legacy_phase else None),
         )
+
+
+def _shape_fix(found: tuple[int, ...], expected: tuple[int, ...], layout: str) -> str:
+    """Advice for a wrong shape: a transpose when the axes are only in another order."""
+    if len(found) == len(expected) == 4 and found == (
+        expected[0],
+        expected[2],
+        expected[3],
+        expected[1],
+    ):
+        return (
+            "it looks channels-last (B, N, N, C): transpose it with .transpose(0, 3, 1, 2) "
+            f"to {list(expected)} (axes {layout})"
+        )
+    return f"reshape or re-batch it to {list(expected)} (axes {layout})"
 
 
 @dataclass(frozen=True)

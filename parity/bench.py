@@ -82,11 +82,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON")
     args = parser.parse_args(argv)
     from parity.cli import configure_logging
+    from parity.errors import ParityError
     from ptycho_torch.cli import run_cli
 
     configure_logging()
 
     def run() -> int:
+        if args.repeats < 1:
+            raise ParityError(f"--repeats must be >= 1, got {args.repeats}")
         rows = benchmark(args.artifacts, args.device, args.repeats)
         print(f"{'runner':<20} {'median ms':>10} {'p90 ms':>10} {'patterns/s':>11} {'vs eager':>9}")
         for row in rows:

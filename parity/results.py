@@ -347,6 +347,7 @@ class ParityReport:
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are read by CI and reviewers
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -8,16 +8,28 @@ through :func:`run_cli`. Torch-free: it imports only the standard library and
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
+from typing import Any
 
 from ptycho_torch.errors import ExitCode, PtychoError, ToolError
 
-__all__ = ["ExitCode", "UsageError", "run_cli"]
+__all__ = ["ExitCode", "Terminated", "UsageError", "run_cli"]
 
 
 class UsageError(PtychoError):
     """An option value the command cannot use (e.g. an invalid configuration)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (CI runners and ``timeout`` send it): unwinds like Ctrl-C, so every
+    ``finally`` and ``except BaseException`` clean-up (temporary build folders) runs."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def run_cli(body: Callable[[], int | None], *, configure_logging: bool = True) -> int:
@@ -33,6 +45,7 @@ def run_cli(body: Callable[[], int | None], *, configure_logging: bool = True) -
     """
     if configure_logging:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    previous = _install_sigterm()
     try:
         code = body()
     except ToolError as exc:
@@ -48,7 +61,19 @@ def run_cli(body: Callable[[], int | None], *, configure_logging: bool = True) -
         raise
     except KeyboardInterrupt:
         return _fail("interrupted", ExitCode.INTERRUPTED)
+    except Terminated:
+        return _fail("terminated (SIGTERM); nothing was published", ExitCode.TERMINATED)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(ExitCode.PASS if code is None else code)
+
+
+def _install_sigterm() -> Any:
+    """Turn SIGTERM into :class:`Terminated` (main thread only); returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _fail(message: str, code: int) -> int:

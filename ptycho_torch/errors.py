@@ -28,7 +28,8 @@ class ExitCode(IntEnum):
     USAGE = 2
     ENVIRONMENT = 3
     STALE = 4
-    INTERRUPTED = 130
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    TERMINATED = 143  # SIGTERM (128 + 15), what CI runners and `timeout` send
 
 
 class ToolError(Exception):

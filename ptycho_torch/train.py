@@ -22,6 +22,7 @@ from ptycho_torch.checkpoint import save_model
 from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
 from ptycho_torch.data import PtychoData, PtychoDataModule, intensity_scale, load_npz
+from ptycho_torch.errors import ExitCode, ToolError
 from ptycho_torch.lightning_module import PtychoLightning
 from ptycho_torch.simulate import SimulationConfig, simulate_scan
 
@@ -180,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ToolError(
+                f"--accelerator {args.accelerator} but torch sees no CUDA device "
+                f"(torch {torch.__version__}); use --accelerator cpu or auto",
+                exit_code=ExitCode.ENVIRONMENT,
+            )
         data = demo_data() if demo else load_npz(args.data)
         scale = intensity_scale(data.diffraction)
         try:

@@ -66,7 +66,22 @@ def _bomb_checkpoint(path: Path) -> Path:
 def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str]]:
     missing = str(tmp / "missing.pt")
     bomb = str(_bomb_checkpoint(tmp / "bomb.pt"))
-    return [
+    import torch
+
+    no_gpu = (
+        []
+        if torch.cuda.is_available()
+        else [
+            (
+                "ptycho_torch.train",
+                ["--preset", "demo", "--out", str(tmp / "g"), "--accelerator", "gpu"],
+                3,
+                "no CUDA device",
+            ),
+        ]
+    )
+    return no_gpu + [
+        ("parity.bench", ["--artifacts", str(d["intact"]), "--repeats", "0"], 2, "--repeats"),
         ("export.host", ["verify", str(d["outside"])], 2, "not plain names"),
         ("export", ["triton", "--artifacts", str(d["intact"]), "--out", str(tmp / "r"), "--name", ".."], 2, "--name"),
         ("export", ["build", "--checkpoint", bomb, "--out", str(tmp / "b")], 2, "n_filters_scale"),
@@ -112,5 +127,46 @@ def test_intact_artifacts_verify_and_exit_zero(
     assert _mains()["export.host"](["verify", str(folders["intact"])]) == ExitCode.PASS
 
 
+def test_channels_last_batch_is_told_to_transpose() -> None:
+    import numpy as np
+
+    from export.errors import SignatureError
+    from export.signature import TensorSpec
+
+    spec = TensorSpec("diffraction", (8, 4, 64, 64), "B,C,N,N")
+    with pytest.raises(SignatureError, match=r"channels-last.*\.transpose\(0, 3, 1, 2\)"):
+        spec.check(np.zeros((8, 64, 64, 4), np.float32))
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_build_cleanly(built: BuildResult, tmp_path: Path) -> None:
+    """SIGTERM mid-build: exit 143, no temporary folder left, previous artifacts untouched."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "artifacts"
+    shutil.copytree(built.out, out)
+    before = (out / "manifest.json").read_bytes()
+    checkpoint = built.manifest["checkpoint"]["path"]
+    feed = str(built.out / "inputs.npz")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "export", "build", "--checkpoint", checkpoint, "--inputs", feed,
+         "--out", str(out), "--reference", "none", "--no-parity"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(tmp_path.glob(".artifacts.*")):
+        time.sleep(0.05)  # wait until the build has its temporary folder
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts"]
+    assert (out / "manifest.json").read_bytes() == before
+
+
 def test_exit_code_values_are_the_documented_ones() -> None:
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 130]
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 130, 143]
