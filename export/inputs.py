@@ -83,6 +83,13 @@ def load_feed(
                 "inputs: casting %r from %s to float32 at the loading boundary", name, value.dtype
             )
             feed[name] = value.astype(np.float32)
+    for name, value in feed.items():
+        bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+        if bad:
+            raise SignatureError(
+                f"inputs {path}: {name!r} holds {bad} NaN/Inf value(s) of {value.size}; "
+                "parity needs finite inputs: clean or drop those samples"
+            )
     return {k: np.ascontiguousarray(v) for k, v in feed.items()}
 
 

@@ -54,6 +54,18 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"checkpoint {path} has an invalid model_config: {exc}") from None
     state = raw["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: 'state_dict' is not a dict of tensors")
+    bad = [
+        str(k)
+        for k, v in state.items()
+        if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(v.isfinite().all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} holds NaN/Inf weights in {bad[:5]}{' ...' if len(bad) > 5 else ''}; "
+            "the training diverged or the file is damaged: use an earlier checkpoint"
+        )
     if any(k.startswith(_LIGHTNING_PREFIX) for k in state):
         state = {
             k[len(_LIGHTNING_PREFIX) :]: v

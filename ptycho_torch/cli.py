@@ -36,7 +36,8 @@ def run_cli(body: Callable[[], int | None], *, configure_logging: bool = True) -
     """Run a CLI body; a :class:`ToolError` becomes one ``error:`` line and its exit code.
 
     Also mapped: a missing file (2), TensorFlow/Keras not installed (3, with the install hint),
-    Ctrl-C (130). Anything else is a bug and keeps its traceback.
+    Ctrl-C (130), SIGTERM (143). Anything else is a bug: exit 70 with one line, the traceback
+    in a log file (never exit 1, which means a parity failure).
 
     Args:
         body: the command; returns an exit code or None for success.
@@ -58,15 +59,39 @@ def run_cli(body: Callable[[], int | None], *, configure_logging: bool = True) -
                 f"{exc.name} is not installed; install the 'tf' extra: pip install -e '.[tf]'",
                 ExitCode.ENVIRONMENT,
             )
-        raise
+        return _internal(exc)
     except KeyboardInterrupt:
         return _fail("interrupted", ExitCode.INTERRUPTED)
     except Terminated:
         return _fail("terminated (SIGTERM); nothing was published", ExitCode.TERMINATED)
+    except Exception as exc:  # noqa: BLE001 - a bug: never exit 1, which means a parity failure
+        return _internal(exc)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return int(ExitCode.PASS if code is None else code)
+
+
+def _internal(exc: BaseException) -> int:
+    log = _write_traceback()
+    return _fail(
+        f"internal error (a bug, not your input): {type(exc).__name__}: {exc}; "
+        f"traceback in {log}; please report it with that file",
+        ExitCode.INTERNAL,
+    )
+
+
+def _write_traceback() -> str:
+    """Save the current exception's traceback to a log file; returns its path."""
+    import tempfile
+    import time
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix=f"ptychopinn-crash-{int(time.time())}-", suffix=".log")
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(" ".join(sys.argv) + "\n\n")
+        traceback.print_exc(file=f)
+    return path
 
 
 def _install_sigterm() -> Any:

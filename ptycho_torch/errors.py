@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     ENVIRONMENT = 3
     STALE = 4
+    INTERNAL = 70  # a bug (EX_SOFTWARE): one line, the traceback in a log file
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     TERMINATED = 143  # SIGTERM (128 + 15), what CI runners and `timeout` send
 

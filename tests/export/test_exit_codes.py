@@ -63,6 +63,23 @@ def _bomb_checkpoint(path: Path) -> Path:
     return path
 
 
+def _nan_files(built: BuildResult, tmp: Path) -> tuple[str, str]:
+    """A feed with a NaN and a checkpoint with a NaN weight."""
+    import numpy as np
+    import torch
+
+    with np.load(built.out / "inputs.npz") as f:
+        feed = {k: f[k].copy() for k in f.files}
+    feed["diffraction"][0, 0, 3, 3] = np.nan
+    np.savez(tmp / "nan_feed.npz", **feed)
+    raw = torch.load(built.manifest["checkpoint"]["path"], weights_only=True)
+    key = next(k for k in raw["state_dict"] if k.endswith("weight"))
+    raw["state_dict"][key] = raw["state_dict"][key].clone()
+    raw["state_dict"][key].view(-1)[0] = float("nan")
+    torch.save(raw, tmp / "nan_model.pt")
+    return str(tmp / "nan_feed.npz"), str(tmp / "nan_model.pt")
+
+
 def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str]]:
     missing = str(tmp / "missing.pt")
     bomb = str(_bomb_checkpoint(tmp / "bomb.pt"))
@@ -108,11 +125,20 @@ def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str
 
 
 def test_every_cli_maps_faults_to_the_documented_code(
-    folders: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    built: BuildResult,
+    folders: dict[str, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     mains = _mains()
     wrong = []
-    for cli, argv, code, words in _cases(folders, tmp_path):
+    nan_feed, nan_model = _nan_files(built, tmp_path)
+    ckpt = built.manifest["checkpoint"]["path"]
+    extra = [
+        ("export", ["build", "--checkpoint", ckpt, "--inputs", nan_feed, "--out", str(tmp_path / "n")], 2, "NaN/Inf value"),
+        ("export", ["build", "--checkpoint", nan_model, "--out", str(tmp_path / "n")], 2, "NaN/Inf weights"),
+    ]  # fmt: skip
+    for cli, argv, code, words in _cases(folders, tmp_path) + extra:
         got = mains[cli](argv)
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if line.startswith("error:")]
@@ -168,5 +194,21 @@ def test_sigterm_stops_a_build_cleanly(built: BuildResult, tmp_path: Path) -> No
     assert (out / "manifest.json").read_bytes() == before
 
 
+def test_a_bug_is_exit_70_with_the_traceback_in_a_log_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ptycho_torch.cli import run_cli
+
+    def broken() -> None:
+        raise ZeroDivisionError("planted")
+
+    assert run_cli(broken, configure_logging=False) == ExitCode.INTERNAL
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "Traceback" not in err
+    log = Path(err.split("traceback in ")[1].split(";")[0])
+    assert "ZeroDivisionError: planted" in log.read_text()
+    log.unlink()
+
+
 def test_exit_code_values_are_the_documented_ones() -> None:
-    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 130, 143]
+    assert [int(c) for c in ExitCode] == [0, 1, 2, 3, 4, 70, 130, 143]
