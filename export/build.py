@@ -7,10 +7,13 @@ interrupted build leaves the previous artifacts untouched.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
+import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -106,6 +109,15 @@ def build(options: BuildOptions, make_reference: ReferenceMaker | None = None) -
     start = time.perf_counter()
     out = options.out.resolve()
     _check_out_dir(out, options)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):
+        _recover_leftovers(out)
+        return _build_locked(options, out, start, make_reference)
+
+
+def _build_locked(
+    options: BuildOptions, out: Path, start: float, make_reference: ReferenceMaker | None
+) -> BuildResult:
     progress = _Progress(7)
     torch.manual_seed(0)
     with progress.step(f"load checkpoint {options.checkpoint}") as notes:
@@ -121,8 +133,7 @@ def build(options: BuildOptions, make_reference: ReferenceMaker | None = None) -
     example = tuple(torch.from_numpy(feed[n]) for n in signature.input_names)
     with torch.inference_mode():
         eager = dict(zip(signature.output_names, (t.numpy() for t in wrapper(*example))))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_building_prefix(out) + f"{os.getpid()}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
     try:
         manifest = _export_all(
@@ -335,6 +346,65 @@ def _our_entries(out: Path) -> set[str]:
     except (OSError, ValueError, AttributeError):
         pass  # no or unreadable manifest: nothing else counts as ours
     return ours
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One build at a time into ``out``: an advisory lock on ``.NAME.lock`` beside it.
+
+    A second build fails at once with a clear message rather than waiting (a CI job that waits
+    silently looks hung); the lock goes with the process, however it ends.
+    """
+    import fcntl
+
+    lock_path = out.parent / f".{out.name}.lock"
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildError(
+                f"another build into {out} is running (lock {lock_path} is held); wait for it "
+                "to finish or choose another --out"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _building_prefix(out: Path) -> str:
+    return f".{out.name}.building-{socket.gethostname()}-"
+
+
+def _recover_leftovers(out: Path) -> None:
+    """Under the lock: undo what killed builds left beside ``out``.
+
+    ``.NAME.old-*``: a build killed between its two renames left the previous artifacts there;
+    when ``out`` is missing the newest is moved back, the rest are removed.
+    ``.NAME.building-HOST-PID-*``: temporary folders of builds on this host whose process is gone.
+    """
+    olds = sorted(out.parent.glob(f".{out.name}.old-*"))
+    if olds and not out.exists():
+        olds.pop().rename(out)
+        log.warning("restored %s from a build that was killed while publishing", out)
+    for old in olds:
+        shutil.rmtree(old, ignore_errors=True)
+    prefix = _building_prefix(out)
+    for tmp in out.parent.glob(f"{prefix}*"):
+        pid = tmp.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.info("removed %s, left by a build that was killed", tmp.name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:

@@ -51,7 +51,8 @@ def test_failed_or_interrupted_build_keeps_previous_artifacts(
             )
         )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert [p.name for p in tmp_path.iterdir()] == ["artifacts"]  # no temporary folders left
+    # no temporary folders left (the advisory lock file of --out stays, empty)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".artifacts.lock", "artifacts"]
 
 
 def test_refuses_to_replace_a_folder_that_is_not_artifacts(
@@ -109,6 +110,41 @@ def test_a_previous_build_is_replaced_without_force(
     (out / "report").mkdir(exist_ok=True)
     result = build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
     assert (result.out / "manifest.json").is_file()
+
+
+def test_a_second_build_into_the_same_out_fails_clearly(
+    model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    import fcntl
+
+    out = tmp_path / "artifacts"
+    with (tmp_path / ".artifacts.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running build holds it
+        with pytest.raises(ExportError, match="another build into .* is running"):
+            build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
+    assert not out.exists()
+
+
+def test_leftovers_of_killed_builds_are_recovered(
+    built: BuildResult, model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import socket
+
+    out = tmp_path / "artifacts"
+    old = tmp_path / ".artifacts.old-1"  # killed between the two renames: out is missing
+    shutil.copytree(built.out, old)
+    dead = tmp_path / f".artifacts.building-{socket.gethostname()}-999999999-x"
+    dead.mkdir()  # killed mid-build (no such pid)
+    from export.build import _recover_leftovers
+
+    _recover_leftovers(out)
+    assert (out / "manifest.json").is_file() and not old.exists() and not dead.exists()
+    result = build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
+    leftovers = [
+        p.name for p in tmp_path.iterdir() if p.name not in ("artifacts", ".artifacts.lock")
+    ]
+    assert result.out == out and leftovers == []
 
 
 def _with_double_cast(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -183,14 +183,14 @@ def test_sigterm_stops_a_build_cleanly(built: BuildResult, tmp_path: Path) -> No
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.time() + 120
-    while time.time() < deadline and not any(tmp_path.glob(".artifacts.*")):
+    while time.time() < deadline and not any(tmp_path.glob(".artifacts.building-*")):
         time.sleep(0.05)  # wait until the build has its temporary folder
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifacts"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".artifacts.lock", "artifacts"]
     assert (out / "manifest.json").read_bytes() == before
 
 
