@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("model_repository"), help="model repository root"
     )
     t.add_argument("--name", default="ptychopinn", help="model name in the repository")
+    t.add_argument(
+        "--force", action="store_true", help="overwrite an existing model folder of that name"
+    )
     return parser
 
 
@@ -100,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _triton(args: argparse.Namespace) -> int:
     from export.triton import write_triton_repository
 
-    model_dir = write_triton_repository(args.artifacts, args.out, args.name)
+    model_dir = write_triton_repository(args.artifacts, args.out, args.name, force=args.force)
     print(f"wrote {model_dir}/config.pbtxt and {model_dir}/1/model.onnx")
     return 0
 

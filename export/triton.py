@@ -48,10 +48,13 @@ def render_config(name: str, signature: dict[str, Any]) -> str:
     )
 
 
-def write_triton_repository(artifacts: Path, repository: Path, name: str = "ptychopinn") -> Path:
+def write_triton_repository(
+    artifacts: Path, repository: Path, name: str = "ptychopinn", force: bool = False
+) -> Path:
     """Copy ``model.onnx`` into a Triton model repository with its ``config.pbtxt``.
 
-    The artifacts are verified against their manifest first; returns the model folder.
+    The artifacts are verified against their manifest first; an existing model folder of that
+    name is replaced only with ``force``. Returns the model folder.
     """
     if not _NAME.match(name):
         raise ExportError(
@@ -60,6 +63,11 @@ def write_triton_repository(artifacts: Path, repository: Path, name: str = "ptyc
     manifest = read_manifest(artifacts)
     verify_files(artifacts, manifest)
     model_dir = repository / name
+    if model_dir.exists() and not force:
+        raise ExportError(
+            f"{model_dir} already exists; pass --force to overwrite its config.pbtxt and "
+            "1/model.onnx, or choose another --name"
+        )
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(artifacts / "model.onnx", version / "model.onnx")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from export.build import BuildResult
-from export.errors import ArtifactsChangedError
+from export.errors import ArtifactsChangedError, ExportError
 from export.manifest import sha256_file
 from export.triton import write_triton_repository
 
@@ -38,3 +38,15 @@ def test_triton_refuses_artifacts_changed_since_the_build(
     (copy / "model.onnx").write_bytes(b"not the model")
     with pytest.raises(ArtifactsChangedError, match=r"changed since the build.*model.onnx"):
         write_triton_repository(copy, tmp_path / "repo")
+
+
+def test_existing_model_folder_is_not_overwritten_without_force(
+    built: BuildResult, tmp_path: Path
+) -> None:
+    first = write_triton_repository(built.out, tmp_path / "repo")
+    (first / "config.pbtxt").write_text("hand-tuned")
+    with pytest.raises(ExportError, match="already exists; pass --force"):
+        write_triton_repository(built.out, tmp_path / "repo")
+    assert (first / "config.pbtxt").read_text() == "hand-tuned"
+    write_triton_repository(built.out, tmp_path / "repo", force=True)
+    assert "hand-tuned" not in (first / "config.pbtxt").read_text()
