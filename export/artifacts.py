@@ -21,7 +21,7 @@ import torch
 
 from export.errors import ExportError
 from export.exporters import SIGNATURE_EXTRA_FILE
-from export.pt2_safety import UnsafeArchiveError, check_pt2_archive, sample_input_members
+from export.pt2_safety import check_pt2_archive
 from export.signature import Signature
 
 __all__ = ["LoadedArtifact", "load_program", "load_torchscript", "read_onnx_signature"]
@@ -87,20 +87,7 @@ def safe_export_load(path: Path, extra_files: dict[str, Any] | None = None) -> A
         UnsafeArchiveError: (exit 2) the archive holds pickled objects or sample inputs that
             are not plain tensors.
     """
-    import io
-    import zipfile
-
     check_pt2_archive(path)
-    with zipfile.ZipFile(path) as archive:
-        for name in sample_input_members(path):
-            try:  # torch.export.load would retry a failing weights_only load without it
-                torch.load(io.BytesIO(archive.read(name)), weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - any failure means: not plain tensors
-                raise UnsafeArchiveError(
-                    f"refusing to load {path}: its sample inputs {name} are not plain tensors "
-                    f"(torch.load(weights_only=True) failed: {type(exc).__name__}); rebuild "
-                    "model.pt2 from a trusted checkpoint"
-                ) from None
     return torch.export.load(path, extra_files=extra_files)
 
 

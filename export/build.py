@@ -28,10 +28,16 @@ import torch
 
 from export.artifacts import load_program, load_torchscript, safe_export_load
 from export.contract import check_onnx_contract, check_program_contract
-from export.errors import BuildError, ExportError
+from export.errors import BuildError, ExportError, ManifestError
 from export.exporters import DEFAULT_OPSET, export_onnx, export_program, export_torchscript
 from export.inputs import load_feed, save_feed
-from export.manifest import MANIFEST_SCHEMA, file_entry, package_versions, sha256_file
+from export.manifest import (
+    MANIFEST_SCHEMA,
+    file_entry,
+    package_versions,
+    read_manifest,
+    sha256_file,
+)
 from export.signature import HEADS, Signature, make_signature
 from export.wrapper import wrap
 from ptycho_torch.checkpoint import load_model, model_state_sha256
@@ -340,11 +346,8 @@ def _check_out_dir(out: Path, options: BuildOptions) -> None:
 def _our_entries(out: Path) -> set[str]:
     """Names a previous build wrote into ``out`` (from its manifest, when readable)."""
     ours = {"manifest.json", "report"}
-    try:
-        files = json.loads((out / "manifest.json").read_text()).get("files", {})
-        ours.update(str(name) for name in files)
-    except (OSError, ValueError, AttributeError):
-        pass  # no or unreadable manifest: nothing else counts as ours
+    with contextlib.suppress(ManifestError):  # unreadable: nothing else counts as ours
+        ours.update(str(name) for name in read_manifest(out)["files"])
     return ours
 
 

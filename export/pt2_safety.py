@@ -9,12 +9,13 @@ cannot help: it is not signed, so its sha256 can be updated to match.
 
 The archives this project writes use none of them: weights and constants are raw tensor bytes
 described by JSON, and the sample inputs are plain tensors. :func:`check_pt2_archive` reads the
-zip's JSON and member names only (nothing is unpickled) and refuses anything else; the sample
-inputs are then test-loaded with ``torch.load(weights_only=True)`` by the caller.
+zip's JSON and member names, test-loads the sample inputs with ``torch.load(weights_only=True)``
+(which unpickles nothing but tensors) and refuses anything else.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 from export.errors import ExportError
 
-__all__ = ["UnsafeArchiveError", "check_pt2_archive", "sample_input_members"]
+__all__ = ["UnsafeArchiveError", "check_pt2_archive"]
 
 _RAW_PREFIXES = ("weight_", "tensor_")  # payload files holding raw tensor bytes
 _UNSAFE_PREFIXES = ("custom_obj_", "opaque_obj_")
@@ -32,16 +33,12 @@ class UnsafeArchiveError(ExportError):
     """The ``.pt2`` archive holds pickled objects; it is refused before anything is loaded."""
 
 
-def sample_input_members(path: Path) -> list[str]:
-    """Names of the archive's sample-input files (``torch.save`` zips of plain tensors)."""
-    with zipfile.ZipFile(path) as archive:
-        return [n for n in archive.namelist() if "/data/sample_inputs/" in n]
-
-
 def check_pt2_archive(path: str | Path) -> None:
     """Raise :class:`UnsafeArchiveError` unless loading ``path`` can unpickle nothing.
 
-    Reads member names and the weights/constants JSON configs only.
+    Reads member names and the weights/constants JSON configs, and test-loads the sample
+    inputs with ``torch.load(weights_only=True)`` (``torch.export.load`` would retry a failing
+    ``weights_only`` load without it).
     """
     path = Path(path)
     try:
@@ -60,6 +57,10 @@ def check_pt2_archive(path: str | Path) -> None:
         for name in names:
             if name.endswith(("model_weights_config.json", "model_constants_config.json")):
                 problems.extend(_config_problems(name, archive.read(name)))
+        if not problems:
+            for name in names:
+                if "/data/sample_inputs/" in name:
+                    _check_sample_inputs(path, name, archive.read(name))
     if problems:
         raise UnsafeArchiveError(
             f"refusing to load {path}: it holds pickled objects, which torch.export.load would "
@@ -67,6 +68,19 @@ def check_pt2_archive(path: str | Path) -> None:
             "Artifacts written by `python -m export build` never do; rebuild model.pt2 from a "
             "trusted checkpoint"
         )
+
+
+def _check_sample_inputs(path: Path, name: str, raw: bytes) -> None:
+    import torch
+
+    try:
+        torch.load(io.BytesIO(raw), weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means: not plain tensors
+        raise UnsafeArchiveError(
+            f"refusing to load {path}: its sample inputs {name} are not plain tensors "
+            f"(torch.load(weights_only=True) failed: {type(exc).__name__}); rebuild "
+            "model.pt2 from a trusted checkpoint"
+        ) from None
 
 
 def _config_problems(name: str, raw: bytes) -> list[str]:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.physics import (
+    centre_mask,
     diffraction_amplitude,
     extract_patches,
     gaussian_kernel,
@@ -151,9 +152,8 @@ class DecoderHead(nn.Module):
             self.outer = (
                 OuterPath(self.c_outer, outer_filters, out) if self.probe_big else nn.Identity()
             )
-        mask = torch.ones(n, n)
-        mask[self.pad : n - self.pad, self.pad : n - self.pad] = 0.0
-        self.register_buffer("border_mask", mask, persistent=False)  # (N, N)
+        border = 1.0 - centre_mask(n)  # 0 on the central N/2 square, 1 outside
+        self.register_buffer("border_mask", border, persistent=False)  # (N, N)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, K, N/2, N/2)
         if not self.pad_object:
