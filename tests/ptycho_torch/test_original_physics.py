@@ -71,6 +71,7 @@ def _assert_close(name: str, ours: np.ndarray, ref: np.ndarray) -> None:
     assert ours.shape == ref.shape, f"{name}: shape {ours.shape} != original {ref.shape}"
     peak = float(np.abs(ref).max())
     err = float(np.abs(ours - ref).max())
+    print(f"{name}: max_abs={err:.3g} peak={peak:.4g} rel={err / peak:.2g}")  # pytest -s
     assert err <= REL * peak, f"{name}: max abs error {err:.3g} > {REL:g} x peak {peak:.4g}"
 
 
