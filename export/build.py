@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -32,7 +31,8 @@ from export.errors import BuildError, ExportError, ManifestError
 from export.exporters import DEFAULT_OPSET, export_onnx, export_program, export_torchscript
 from export.inputs import load_feed, save_feed
 from export.manifest import (
-    MANIFEST_SCHEMA,
+    CheckpointInfo,
+    Manifest,
     file_entry,
     package_versions,
     read_manifest,
@@ -40,7 +40,7 @@ from export.manifest import (
 )
 from export.signature import HEADS, Signature, make_signature
 from export.wrapper import wrap
-from ptycho_torch.checkpoint import load_model, model_state_sha256
+from ptycho_torch.checkpoint import load_model, model_state_sha256, save_model
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.digest import arrays_sha256
 
@@ -49,7 +49,8 @@ __all__ = ["DEMO_DIR", "BuildOptions", "BuildResult", "ReferenceMaker", "build"]
 log = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
-ARTIFACT_FILES = ("model.ts", "model.onnx", "model.pt2", "inputs.npz")
+WEIGHTS_FILE = "weights.pt"  # the checkpoint's weights, copied in: the folder is self-contained
+ARTIFACT_FILES = ("model.ts", "model.onnx", "model.pt2", "inputs.npz", WEIGHTS_FILE)
 REFERENCE_FILES = ("reference.npz", "reference.json")
 # Sanity bound for "the artifact loads and computes the same thing as eager" during the build;
 # the real, per-output parity verdict with its tolerance table is the parity step's job.
@@ -87,7 +88,7 @@ class BuildResult:
     """Where the artifacts are and what the build measured."""
 
     out: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     signature: Signature
     seconds: float
     steps: list[tuple[str, str, float]] = field(default_factory=list)
@@ -142,6 +143,7 @@ def _build_locked(
     tmp = Path(tempfile.mkdtemp(prefix=_building_prefix(out) + f"{os.getpid()}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
     try:
+        save_model(model, tmp / WEIGHTS_FILE)
         manifest = _export_all(
             options,
             wrapper,
@@ -157,7 +159,7 @@ def _build_locked(
         )
         with progress.step(f"publish {out}") as notes:
             _swap_into_place(tmp, out)
-            notes.append(f"{len(manifest['files'])} files")
+            notes.append(f"{len(manifest.files)} files")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return BuildResult(out, manifest, signature, time.perf_counter() - start, progress.steps)
@@ -175,7 +177,7 @@ def _export_all(
     tmp: Path,
     progress: _Progress,
     make_reference: ReferenceMaker | None,
-) -> dict[str, Any]:
+) -> Manifest:
     inputs_sha = arrays_sha256(feed)
     metadata = {
         "ptychopinn.signature": json.dumps(signature.to_dict(), sort_keys=True),
@@ -209,37 +211,37 @@ def _export_all(
     files = {
         name: file_entry(tmp / name) for name in ARTIFACT_FILES + reference if (tmp / name).exists()
     }
-    manifest = {
-        "schema_version": MANIFEST_SCHEMA,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "head": signature.head,
-        "signature": signature.to_dict(),
-        "files": files,
-        "versions": package_versions(),
-        "opset": options.opset,
-        "exporters": exporters,
-        "torchscript_note": (
+    manifest = Manifest(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        head=signature.head,
+        signature=signature.to_dict(),
+        files=files,
+        versions=package_versions(),
+        opset=options.opset,
+        exporters=exporters,
+        torchscript_note=(
             "scripted, not traced: every branch in the model depends on the frozen config only, "
             "and the input check is kept in the artifact"
         ),
-        "checkpoint": {
-            "path": str(Path(options.checkpoint).resolve()),  # usable from any folder
-            "sha256": sha256_file(options.checkpoint),
-            "weights_sha256": weights_sha,
-        },
-        "inputs_sha256": inputs_sha,
-        "model_config": config.to_dict(),
-        "precision_policy": {
+        checkpoint=CheckpointInfo(
+            path=str(Path(options.checkpoint).resolve()),  # for the record
+            sha256=sha256_file(options.checkpoint),
+            weights_sha256=weights_sha,
+            weights_file=WEIGHTS_FILE,  # the copy check runs from: the folder is self-contained
+        ),
+        inputs_sha256=inputs_sha,
+        model_config=config.to_dict(),
+        precision_policy={
             "dtype": "float32 inputs, weights and outputs; no float64/float16/complex in the ONNX graph",
             "tf32": "off for parity (torch matmul/cuDNN, ONNX Runtime CUDA use_tf32=0, TensorFlow)",
         },
-        "contract": contract,
-        "loadback_max_abs_vs_eager": loadback,
-        "reference": (
+        contract=contract,
+        loadback_max_abs_vs_eager=loadback,
+        reference=(
             json.loads((tmp / "reference.json").read_text()) if "reference.json" in files else None
         ),
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    )
+    manifest.write(tmp)
     return manifest
 
 
@@ -347,7 +349,7 @@ def _our_entries(out: Path) -> set[str]:
     """Names a previous build wrote into ``out`` (from its manifest, when readable)."""
     ours = {"manifest.json", "report"}
     with contextlib.suppress(ManifestError):  # unreadable: nothing else counts as ours
-        ours.update(str(name) for name in read_manifest(out)["files"])
+        ours.update(read_manifest(out, verify=False).files)
     return ours
 
 

@@ -127,7 +127,7 @@ def _build(args: argparse.Namespace) -> int:
     )
     result = build(options, make_reference=_reference_maker())
     print(
-        f"build OK: {len(result.manifest['files'])} files in {result.out} ({result.seconds:.1f} s)"
+        f"build OK: {len(result.manifest.files)} files in {result.out} ({result.seconds:.1f} s)"
     )
     if args.no_parity:
         return 0

@@ -6,6 +6,7 @@ import hashlib
 import importlib.metadata
 import json
 import platform
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,13 @@ from export.errors import ArtifactsChangedError, ManifestError
 
 __all__ = [
     "MANIFEST_SCHEMA",
+    "CheckpointInfo",
+    "FileEntry",
+    "Manifest",
     "file_entry",
-    "file_problems",
     "package_versions",
     "read_manifest",
     "sha256_file",
-    "verify_files",
 ]
 
 MANIFEST_SCHEMA = 1
@@ -44,31 +46,139 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def file_entry(path: Path) -> dict[str, Any]:
-    return {"sha256": sha256_file(path), "size": path.stat().st_size}
+def file_entry(path: Path) -> FileEntry:
+    return FileEntry(sha256_file(path), path.stat().st_size)
 
 
-def file_problems(directory: Path, manifest: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """``(missing, changed)``: manifest files absent from ``directory`` or not matching sha256.
+@dataclass(frozen=True)
+class FileEntry:
+    """One artifact: its sha256 and size in bytes."""
 
-    Imports nothing but the standard library, so the torch-free host uses it too.
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """The checkpoint the artifacts were built from.
+
+    ``path`` is where it was (resolved, for the record); ``weights_file`` is the copy of its
+    weights inside the artifacts folder, so a copied folder is self-contained.
     """
-    missing, changed = [], []
-    for name, entry in manifest.get("files", {}).items():
-        path = directory / name
-        if not path.is_file():
-            missing.append(name)
-        elif sha256_file(path) != entry["sha256"]:
-            changed.append(name)
-    return missing, changed
+
+    path: str
+    sha256: str
+    weights_sha256: str
+    weights_file: str | None = None
 
 
-def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """Read ``DIR/manifest.json``, checking its layout; the one reader build, check, host and
-    triton share.
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json`` as a type: the one schema of an artifacts folder besides the signature.
+
+    ``signature`` stays the plain dict :meth:`export.signature.Signature.to_dict` writes (read it
+    with ``Signature.from_dict``); fields this version does not know are kept in ``extra`` and
+    written back unchanged.
+    """
+
+    head: str
+    signature: dict[str, Any]
+    files: dict[str, FileEntry]
+    checkpoint: CheckpointInfo
+    inputs_sha256: str
+    schema_version: int = MANIFEST_SCHEMA
+    created: str = ""
+    opset: int | None = None
+    versions: dict[str, str | None] = field(default_factory=dict)
+    exporters: dict[str, str] = field(default_factory=dict)
+    model_config: dict[str, Any] = field(default_factory=dict)
+    precision_policy: dict[str, str] = field(default_factory=dict)
+    contract: dict[str, Any] = field(default_factory=dict)
+    loadback_max_abs_vs_eager: dict[str, float] = field(default_factory=dict)
+    reference: dict[str, Any] | None = None
+    torchscript_note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out["files"] = {name: asdict(entry) for name, entry in self.files.items()}
+        out["checkpoint"] = asdict(self.checkpoint)
+        return {**self.extra, **out}
+
+    @classmethod
+    def from_dict(cls, raw: object, source: str = "manifest") -> Manifest:
+        """Check the layout and build the type.
+
+        Raises:
+            ManifestError: (exit 2) naming every problem and ``source``.
+        """
+        problems = _layout_problems(raw)
+        if problems:
+            raise ManifestError(f"{source} is not a build manifest: {'; '.join(problems)}; rebuild")
+        assert isinstance(raw, dict)
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in raw.items() if k in known}
+        kwargs["files"] = {
+            str(n): FileEntry(str(e["sha256"]), int(e.get("size", -1)))
+            for n, e in raw["files"].items()
+        }
+        ck = raw["checkpoint"]
+        kwargs["checkpoint"] = CheckpointInfo(
+            str(ck["path"]),
+            str(ck.get("sha256", "")),
+            str(ck["weights_sha256"]),
+            ck.get("weights_file"),
+        )
+        extra = {k: v for k, v in raw.items() if k not in known}
+        return cls(**kwargs, extra=extra)
+
+    def weights_path(self, directory: str | Path) -> Path:
+        """The weights to run the eager model from: the copy in the folder when there is one."""
+        if self.checkpoint.weights_file:
+            return Path(directory) / self.checkpoint.weights_file
+        return Path(self.checkpoint.path)
+
+    def verify(self, directory: str | Path) -> None:
+        """Every file listed is present and unchanged.
+
+        Raises:
+            ArtifactsChangedError: (exit 4) naming every missing or changed file.
+        """
+        directory = Path(directory)
+        missing, changed = self.file_problems(directory)
+        if missing or changed:
+            parts = []
+            if missing:
+                parts.append(f"missing {', '.join(missing)}")
+            if changed:
+                parts.append(f"changed since the build (sha256 differs) {', '.join(changed)}")
+            raise ArtifactsChangedError(
+                f"{directory}: {'; '.join(parts)}; rebuild with `python -m export build`"
+            )
+
+    def file_problems(self, directory: Path) -> tuple[list[str], list[str]]:
+        """``(missing, changed)``: listed files absent from ``directory`` or not matching."""
+        missing, changed = [], []
+        for name, entry in self.files.items():
+            path = directory / name
+            if not path.is_file():
+                missing.append(name)
+            elif sha256_file(path) != entry.sha256:
+                changed.append(name)
+        return missing, changed
+
+    def write(self, directory: str | Path) -> None:
+        path = Path(directory) / "manifest.json"
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+
+def read_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
+    """Read ``DIR/manifest.json`` and (by default) check every file it lists; the one reader
+    build, check, host, triton and bench share.
 
     Raises:
         ManifestError: (exit 2) the file is missing, not JSON, or not a manifest.
+        ArtifactsChangedError: (exit 4) with ``verify``: a listed file is missing or changed.
     """
     directory = Path(directory)
     path = directory / "manifest.json"
@@ -78,55 +188,53 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
             "wrote"
         )
     try:
-        manifest = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise ManifestError(f"cannot read {path} as JSON: {exc}; rebuild the artifacts") from None
-    problems = []
-    if not isinstance(manifest, dict):
-        problems.append(f"holds a JSON {type(manifest).__name__}, expected an object")
-    else:
-        files = manifest.get("files")
-        if not isinstance(files, dict):
-            problems.append("'files' must be an object of {name: {sha256, size}}")
-        else:
-            bad = [
-                str(name)
-                for name, entry in files.items()
-                if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
-            ]
-            if bad:
-                problems.append(f"file entries without a sha256: {bad}")
-            outside = [str(n) for n in files if not _plain_file_name(str(n))]
-            if outside:  # '../x' or '/etc/x' would be read (hashed) outside the folder
-                problems.append(f"file names that are not plain names in the folder: {outside}")
-        if not isinstance(manifest.get("signature"), dict):
-            problems.append("'signature' must be an object")
-    if problems:
-        raise ManifestError(f"{path} is not a build manifest: {'; '.join(problems)}; rebuild")
+    manifest = Manifest.from_dict(raw, source=str(path))
+    if verify:
+        manifest.verify(directory)
     return manifest
+
+
+def _layout_problems(raw: object) -> list[str]:
+    if not isinstance(raw, dict):
+        return [f"holds a JSON {type(raw).__name__}, expected an object"]
+    problems = []
+    files = raw.get("files")
+    if not isinstance(files, dict):
+        problems.append("'files' must be an object of {name: {sha256, size}}")
+    else:
+        bad = [
+            str(name)
+            for name, entry in files.items()
+            if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
+        ]
+        if bad:
+            problems.append(f"file entries without a sha256: {bad}")
+        outside = [str(n) for n in files if not _plain_file_name(str(n))]
+        if outside:  # '../x' or '/etc/x' would be read (hashed) outside the folder
+            problems.append(f"file names that are not plain names in the folder: {outside}")
+    if not isinstance(raw.get("signature"), dict):
+        problems.append("'signature' must be an object")
+    if not isinstance(raw.get("head"), str):
+        problems.append("'head' must be a string")
+    if not isinstance(raw.get("inputs_sha256"), str):
+        problems.append("'inputs_sha256' must be a string")
+    ck = raw.get("checkpoint")
+    if not isinstance(ck, dict) or not all(
+        isinstance(ck.get(k), str) for k in ("path", "weights_sha256")
+    ):
+        problems.append("'checkpoint' must be an object with 'path' and 'weights_sha256'")
+    elif ck.get("weights_file") is not None and not (
+        isinstance(ck["weights_file"], str) and _plain_file_name(ck["weights_file"])
+    ):
+        problems.append("'checkpoint.weights_file' must be a plain file name in the folder")
+    return problems
 
 
 def _plain_file_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
-
-
-def verify_files(directory: str | Path, manifest: dict[str, Any]) -> None:
-    """Every file the manifest lists is present and unchanged.
-
-    Raises:
-        ArtifactsChangedError: (exit 4) naming every missing or changed file.
-    """
-    directory = Path(directory)
-    missing, changed = file_problems(directory, manifest)
-    if missing or changed:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing)}")
-        if changed:
-            parts.append(f"changed since the build (sha256 differs) {', '.join(changed)}")
-        raise ArtifactsChangedError(
-            f"{directory}: {'; '.join(parts)}; rebuild with `python -m export build`"
-        )
 
 
 def package_versions() -> dict[str, str | None]:

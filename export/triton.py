@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from export.errors import ExportError
-from export.manifest import read_manifest, verify_files
+from export.manifest import read_manifest
 
 __all__ = ["render_config", "write_triton_repository"]
 
@@ -60,8 +60,7 @@ def write_triton_repository(
         raise ExportError(
             f"--name {name!r}: use letters, digits, '_', '-' or '.', not starting with '.'"
         )
-    manifest = read_manifest(artifacts)
-    verify_files(artifacts, manifest)
+    manifest = read_manifest(artifacts)  # every file checked: missing or changed is exit 4
     model_dir = repository / name
     if model_dir.exists() and not force:
         raise ExportError(
@@ -71,5 +70,5 @@ def write_triton_repository(
     version = model_dir / "1"
     version.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(artifacts / "model.onnx", version / "model.onnx")
-    (model_dir / "config.pbtxt").write_text(render_config(name, manifest["signature"]))
+    (model_dir / "config.pbtxt").write_text(render_config(name, manifest.signature))
     return model_dir

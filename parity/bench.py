@@ -24,19 +24,18 @@ def benchmark(
     artifacts: Path, device: str = "cpu", repeats: int = 20, warmup: int = 3
 ) -> list[dict[str, object]]:
     """Median/p90 seconds per batch for eager, TorchScript, .pt2 and ONNX Runtime on ``device``."""
-    from export.manifest import read_manifest, verify_files
+    from export.manifest import read_manifest
     from export.signature import Signature
     from parity.check import make_runners
     from parity.precision import apply_precision_policy
 
     apply_precision_policy()
-    manifest = read_manifest(artifacts)
-    verify_files(artifacts, manifest)  # benchmark what was built, nothing else
-    signature = Signature.from_dict(manifest["signature"])
+    manifest = read_manifest(artifacts)  # benchmark what was built, nothing else
+    signature = Signature.from_dict(manifest.signature)
     with np.load(artifacts / "inputs.npz", allow_pickle=False) as data:
         feed = {k: data[k] for k in data.files}
     runners = make_runners(
-        artifacts, Path(manifest["checkpoint"]["path"]), signature, [device], None, tf_twin=False
+        artifacts, manifest.weights_path(artifacts), signature, [device], None, tf_twin=False
     )
     times: dict[str, list[float]] = {r.name: [] for r in runners}
     for r in runners:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from export.manifest import read_manifest, verify_files
+from export.manifest import Manifest, read_manifest
 from export.signature import Signature, TensorSpec
 from parity.compare import ComparisonAccumulator, array_peak, wrap_to_pi
 from parity.errors import (
@@ -94,11 +94,10 @@ def run_check(options: CheckOptions) -> ParityReport:
     """Run the parity check and write the reports. Raises ParityError subclasses for exit 2/3/4."""
     precision = apply_precision_policy()
     artifacts = options.artifacts
-    manifest = read_manifest(artifacts)
-    verify_files(artifacts, manifest)
-    signature = Signature.from_dict(manifest["signature"])
+    manifest = read_manifest(artifacts)  # every file checked: missing or changed is exit 4
+    signature = Signature.from_dict(manifest.signature)
     inputs_path = options.inputs or artifacts / "inputs.npz"
-    checkpoint = options.checkpoint or Path(manifest["checkpoint"]["path"])
+    checkpoint = options.checkpoint or manifest.weights_path(artifacts)
     reference_path = options.reference or artifacts / "reference.npz"
     reference = None
     if reference_path.is_file():
@@ -207,10 +206,10 @@ def _streamed_sha256(inputs: NpzRows, names: list[str], rows: int = 256) -> str:
 
 
 def _check_fresh(
-    provenance: dict[str, Any], manifest: dict[str, Any], inputs_sha: str, path: Path
+    provenance: dict[str, Any], manifest: Manifest, inputs_sha: str, path: Path
 ) -> None:
     problems = []
-    weights = manifest["checkpoint"]["weights_sha256"]
+    weights = manifest.checkpoint.weights_sha256
     if provenance.get("weights_sha256") is None:
         problems.append(
             "it records no weights digest (weights_sha256 null: "
@@ -224,8 +223,8 @@ def _check_fresh(
         problems.append(
             f"inputs_sha256 {str(provenance.get('inputs_sha256'))[:12]} != inputs' {inputs_sha[:12]}"
         )
-    if provenance.get("head") != manifest["head"]:
-        problems.append(f"head {provenance.get('head')!r} != artifacts' {manifest['head']!r}")
+    if provenance.get("head") != manifest.head:
+        problems.append(f"head {provenance.get('head')!r} != artifacts' {manifest.head!r}")
     if problems:
         remedy = provenance.get("remedy") or (
             "Regenerate it with `python -m parity reference --checkpoint CKPT --inputs "
@@ -236,14 +235,14 @@ def _check_fresh(
         )
 
 
-def _check_weights(checkpoint: Path, manifest: dict[str, Any]) -> None:
+def _check_weights(checkpoint: Path, manifest: Manifest) -> None:
     from ptycho_torch.checkpoint import load_model, model_state_sha256
 
     digest = model_state_sha256(load_model(checkpoint))
-    if digest != manifest["checkpoint"]["weights_sha256"]:
+    if digest != manifest.checkpoint.weights_sha256:
         raise StaleReferenceError(
             f"checkpoint {checkpoint} holds weights {digest[:12]}, but the artifacts were built from "
-            f"{manifest['checkpoint']['weights_sha256'][:12]}; rebuild with `python -m export build`"
+            f"{manifest.checkpoint.weights_sha256[:12]}; rebuild with `python -m export build`"
         )
 
 

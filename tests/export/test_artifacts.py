@@ -31,7 +31,7 @@ def _feed(result: BuildResult) -> dict[str, np.ndarray]:
 
 
 def _eager(result: BuildResult, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    model = load_model(result.manifest["checkpoint"]["path"])
+    model = load_model(result.manifest.checkpoint.path)
     module = wrap(model, result.signature)
     with torch.inference_mode():
         outs = module(*(torch.from_numpy(feed[n]) for n in result.signature.input_names))
@@ -71,7 +71,7 @@ def test_onnx_carries_signature_and_provenance(built: BuildResult) -> None:
     assert signature == built.signature
     host = OnnxHost(built.out / "model.onnx")
     assert (
-        host.metadata["ptychopinn.weights_sha256"] == built.manifest["checkpoint"]["weights_sha256"]
+        host.metadata["ptychopinn.weights_sha256"] == built.manifest.checkpoint.weights_sha256
     )
     assert json.loads(host.metadata["ptychopinn.model_config"])["N"] == 64
 
@@ -121,7 +121,13 @@ def test_manifest_lists_sha256_of_every_file(built: BuildResult) -> None:
     from export.manifest import sha256_file
 
     manifest = json.loads((built.out / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"model.ts", "model.onnx", "model.pt2", "inputs.npz"}
+    assert set(manifest["files"]) == {
+        "model.ts",
+        "model.onnx",
+        "model.pt2",
+        "inputs.npz",
+        "weights.pt",
+    }
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == sha256_file(built.out / name)
         assert entry["size"] == (built.out / name).stat().st_size
@@ -158,3 +164,22 @@ def test_physics_head_with_overlap_constraint_exports_faithfully(tmp_path) -> No
         for name, value in out.items():
             scale = max(1.0, float(np.abs(eager[name]).max()))
             assert np.max(np.abs(value - eager[name])) <= 1e-6 * scale, (backend, name)
+
+
+def test_manifest_round_trips_through_its_type(built: BuildResult) -> None:
+    from export.manifest import Manifest, read_manifest
+
+    raw = json.loads((built.out / "manifest.json").read_text())
+    manifest = read_manifest(built.out)
+    assert manifest == built.manifest
+    assert manifest.to_dict() == raw
+    raw["a_future_field"] = {"kept": True}
+    assert Manifest.from_dict(raw).to_dict() == raw  # unknown fields survive a rewrite
+
+
+def test_weights_copy_in_the_folder_is_the_built_model(built: BuildResult) -> None:
+    from ptycho_torch.checkpoint import load_model, model_state_sha256
+
+    path = built.manifest.weights_path(built.out)
+    assert path == built.out / "weights.pt"
+    assert model_state_sha256(load_model(path)) == built.manifest.checkpoint.weights_sha256

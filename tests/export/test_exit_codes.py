@@ -72,7 +72,7 @@ def _nan_files(built: BuildResult, tmp: Path) -> tuple[str, str]:
         feed = {k: f[k].copy() for k in f.files}
     feed["diffraction"][0, 0, 3, 3] = np.nan
     np.savez(tmp / "nan_feed.npz", **feed)
-    raw = torch.load(built.manifest["checkpoint"]["path"], weights_only=True)
+    raw = torch.load(built.manifest.checkpoint.path, weights_only=True)
     key = next(k for k in raw["state_dict"] if k.endswith("weight"))
     raw["state_dict"][key] = raw["state_dict"][key].clone()
     raw["state_dict"][key].view(-1)[0] = float("nan")
@@ -133,7 +133,7 @@ def test_every_cli_maps_faults_to_the_documented_code(
     mains = _mains()
     wrong = []
     nan_feed, nan_model = _nan_files(built, tmp_path)
-    ckpt = built.manifest["checkpoint"]["path"]
+    ckpt = built.manifest.checkpoint.path
     extra = [
         ("export", ["build", "--checkpoint", ckpt, "--inputs", nan_feed, "--out", str(tmp_path / "n")], 2, "NaN/Inf value"),
         ("export", ["build", "--checkpoint", nan_model, "--out", str(tmp_path / "n")], 2, "NaN/Inf weights"),
@@ -175,7 +175,7 @@ def test_sigterm_stops_a_build_cleanly(built: BuildResult, tmp_path: Path) -> No
     out = tmp_path / "artifacts"
     shutil.copytree(built.out, out)
     before = (out / "manifest.json").read_bytes()
-    checkpoint = built.manifest["checkpoint"]["path"]
+    checkpoint = built.manifest.checkpoint.path
     feed = str(built.out / "inputs.npz")
     proc = subprocess.Popen(
         [sys.executable, "-m", "export", "build", "--checkpoint", checkpoint, "--inputs", feed,

@@ -18,7 +18,7 @@ from ptycho_torch.model import PtychoPINN
 
 def eager_reference(result: BuildResult, path: Path, seed_noise: float = 0.0) -> Path:
     """A reference made with eager PyTorch (stands in for the TF twin in fast tests)."""
-    model = load_model(result.manifest["checkpoint"]["path"])
+    model = load_model(result.manifest.checkpoint.path)
     with np.load(result.out / "inputs.npz", allow_pickle=False) as data:
         feed = {k: data[k] for k in data.files}
     with torch.inference_mode():

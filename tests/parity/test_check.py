@@ -262,7 +262,7 @@ def test_check_of_a_copied_folder_from_another_directory_passes(
 
     from export.build import BuildOptions, build
 
-    src = parity_build.manifest["checkpoint"]["path"]
+    src = parity_build.manifest.checkpoint.path
     work = tmp_path / "work"
     work.mkdir()
     shutil.copy(src, work / "model.pt")
