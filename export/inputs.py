@@ -117,7 +117,7 @@ def _feed_from_scan(
         "diffraction": network_input(data.diffraction[indices], factor, config.intensity_scale)
     }
     if head == "physics":
-        feed["positions"] = groups.offsets[:batch]
+        feed["positions"] = groups.positions[:batch]
     return feed
 
 

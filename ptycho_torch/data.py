@@ -238,10 +238,10 @@ def network_input(diffraction: np.ndarray, factor: float, scale: float) -> np.nd
 
 @dataclass(frozen=True)
 class Groups:
-    """Samples of C scan points each: indices into the scan and offsets from the group centroid."""
+    """Samples of C scan points each: indices into the scan and positions relative to the group centroid."""
 
     indices: np.ndarray  # (S, C) int64
-    offsets: np.ndarray  # (S, C, 2) float32, (x, y) pixels relative to the centroid
+    positions: np.ndarray  # (S, C, 2) float32, (x, y) pixels relative to the centroid
 
 
 def group_scan_points(
@@ -250,7 +250,7 @@ def group_scan_points(
     """One sample per scan point: the point plus ``gridsize**2 - 1`` of its nearest neighbours.
 
     The companions are drawn (seeded) from the ``max(neighbours, C - 1)`` nearest points;
-    gridsize 1 gives one-point groups with zero offsets.
+    gridsize 1 gives one-point groups at position zero.
     """
     c = gridsize * gridsize
     xy = np.stack([xcoords, ycoords], axis=1).astype(np.float64)  # (n, 2)
@@ -271,12 +271,12 @@ def group_scan_points(
             chosen = rng.choice(candidates, size=c - 1, replace=False)
             indices[start + row] = np.concatenate([[start + row], chosen])
     points = xy[indices]  # (n, C, 2)
-    offsets = points - points.mean(axis=1, keepdims=True)
-    return Groups(indices, offsets.astype(np.float32))
+    positions = points - points.mean(axis=1, keepdims=True)
+    return Groups(indices, positions.astype(np.float32))
 
 
 class PtychoDataset(Dataset):
-    """``(diffraction (C, N, N), offsets (C, 2))`` float32 tensors per sample."""
+    """``(diffraction (C, N, N), positions (C, 2))`` float32 tensors per sample."""
 
     def __init__(
         self,
@@ -298,7 +298,7 @@ class PtychoDataset(Dataset):
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.samples[item]
         x = network_input(self.diffraction[self.groups.indices[s]], self.factor, self.scale)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.groups.offsets[s])
+        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.groups.positions[s])
 
 
 class PtychoDataModule(L.LightningDataModule):

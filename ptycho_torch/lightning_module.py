@@ -59,12 +59,12 @@ class PtychoLightning(L.LightningModule):
         self.train_config = TrainConfig(**train_config)
         self.model = PtychoPINN(ModelConfig.from_dict(model_config), probe=probe)
 
-    def forward(self, diffraction: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self.model(diffraction, offsets)
+    def forward(self, diffraction: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.model(diffraction, positions)
 
     def _loss(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
-        diffraction, offsets = batch  # (B, C, N, N), (B, C, 2)
-        _, _, pred = self.model(diffraction, offsets)
+        diffraction, positions = batch  # (B, C, N, N), (B, C, 2)
+        _, _, pred = self.model(diffraction, positions)
         cfg = self.train_config
         nll = poisson_nll(pred, diffraction)
         loss = cfg.nll_weight * nll

@@ -250,18 +250,20 @@ class PtychoPINN(nn.Module):
         z = self.encoder(x)  # (B, F, N/2**k, N/2**k)
         return self.amplitude_decoder(z), self.phase_decoder(z)
 
-    def simulate(self, amplitude: Tensor, phase: Tensor, offsets: Tensor) -> Tensor:
+    def predict_diffraction(self, amplitude: Tensor, phase: Tensor, positions: Tensor) -> Tensor:
         """Physics forward: object patches -> predicted diffraction amplitude ``(B, C, N, N)``.
 
         Args:
             amplitude, phase: ``(B, out_channels, N, N)`` from :meth:`predict`.
-            offsets: ``(B, C, 2)`` patch offsets ``(x, y)`` in pixels (scan position minus
+            positions: ``(B, C, 2)`` patch positions ``(x, y)`` in pixels (scan position minus
                 group centre).
         """
-        steps = self.physics_steps(amplitude, phase, offsets)
+        steps = self.physics_steps(amplitude, phase, positions)
         return steps["pred_amplitude"]
 
-    def physics_steps(self, amplitude: Tensor, phase: Tensor, offsets: Tensor) -> dict[str, Tensor]:
+    def physics_steps(
+        self, amplitude: Tensor, phase: Tensor, positions: Tensor
+    ) -> dict[str, Tensor]:
         """Every intermediate of the physics forward, named after the original's tensors.
 
         ``obj`` (B, C, N, N) patches, ``padded_obj`` (B, P, P) canvas, ``trimmed_obj``
@@ -271,11 +273,11 @@ class PtychoPINN(nn.Module):
         re = amplitude * torch.cos(phase)  # object = amplitude * exp(i * phase)
         im = amplitude * torch.sin(phase)
         if self.out_channels == self.C:  # object.big: reassemble the C patches
-            canvas_re, canvas_im = reassemble_patches(re, im, offsets, self.canvas)
+            canvas_re, canvas_im = reassemble_patches(re, im, positions, self.canvas)
         else:  # one shared patch, padded onto the canvas as is
             canvas_re, canvas_im = pad_to_canvas(re, im, self.canvas)
         trimmed_re, trimmed_im = trim_canvas(canvas_re, canvas_im, self.N)
-        patch_re, patch_im = extract_patches(canvas_re, canvas_im, offsets, self.N)
+        patch_re, patch_im = extract_patches(canvas_re, canvas_im, positions, self.N)
         probe_re, probe_im = self.probe_re, self.probe_im
         exit_re, exit_im = illuminate(patch_re, patch_im, probe_re, probe_im)  # type: ignore[arg-type]
         if self.smoothing:  # the original smooths the exit wave, then masks it
@@ -300,10 +302,10 @@ class PtychoPINN(nn.Module):
             "pred_amplitude": unscaled * torch.exp(self.log_scale),  # inverse intensity scaler
         }
 
-    def forward(self, diffraction: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, diffraction: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Training forward: ``(amplitude, phase, pred_amplitude)``, each ``(B, ., N, N)``."""
         amplitude, phase = self.predict(diffraction)
-        return amplitude, phase, self.simulate(amplitude, phase, offsets)
+        return amplitude, phase, self.predict_diffraction(amplitude, phase, positions)
 
 
 def _as_complex_probe(probe: np.ndarray | Tensor, n: int) -> np.ndarray:

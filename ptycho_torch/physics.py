@@ -89,25 +89,25 @@ def _cut(shift: Tensor, canvas: int, n: int) -> Tensor:
 
 
 def reassemble_patches(
-    re: Tensor, im: Tensor, offsets: Tensor, canvas: int
+    re: Tensor, im: Tensor, positions: Tensor, canvas: int
 ) -> tuple[Tensor, Tensor]:
     """The original's reassembly: patches summed on a canvas, over summed centre masks + 0.001.
 
-    The mean of all ``B*C`` offsets of the batch is subtracted first, as the original does (a
-    no-op for groups whose offsets are centred). Real and imaginary parts are divided
+    The mean of all ``B*C`` positions of the batch is subtracted first, as the original does (a
+    no-op for groups whose positions are centred). Real and imaginary parts are divided
     separately by ``sum(centre masks) + 0.001``, so pixels no centre mask covers are
     multiplied by 1000.
 
     Args:
         re, im: ``(B, C, N, N)`` real and imaginary parts of the object patches.
-        offsets: ``(B, C, 2)`` patch offsets ``(x, y)`` in pixels.
+        positions: ``(B, C, 2)`` patch positions ``(x, y)`` in pixels.
         canvas: side of the square canvas (``ModelConfig.padded_size``).
 
     Returns:
         ``(re, im)``, each ``(B, canvas, canvas)``.
     """
     n = re.shape[-1]
-    centred = offsets - offsets.reshape(-1, 2).mean(dim=0)
+    centred = positions - positions.reshape(-1, 2).mean(dim=0)
     px = _placement(centred[..., 0], canvas, n)  # (B, C, canvas, N)
     py = _placement(centred[..., 1], canvas, n)
     pxt = px.transpose(-1, -2)
@@ -124,15 +124,15 @@ def trim_canvas(re: Tensor, im: Tensor, n: int) -> tuple[Tensor, Tensor]:
     return re[..., a : a + n, a : a + n], im[..., a : a + n, a : a + n]
 
 
-def extract_patches(re: Tensor, im: Tensor, offsets: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Cut ``n x n`` patches out of a ``(B, M, M)`` canvas at ``offsets`` (bilinear, zero fill).
+def extract_patches(re: Tensor, im: Tensor, positions: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Cut ``n x n`` patches out of a ``(B, M, M)`` canvas at ``positions`` (bilinear, zero fill).
 
     Returns:
         ``(re, im)`` patches, each ``(B, C, n, n)``.
     """
     canvas = re.shape[-1]
-    ex = _cut(offsets[..., 0], canvas, n)  # (B, C, n, M)
-    ey = _cut(offsets[..., 1], canvas, n)
+    ex = _cut(positions[..., 0], canvas, n)  # (B, C, n, M)
+    ey = _cut(positions[..., 1], canvas, n)
     ext = ex.transpose(-1, -2)
     return ey @ re.unsqueeze(1) @ ext, ey @ im.unsqueeze(1) @ ext
 

@@ -19,7 +19,7 @@ from ptycho_torch.errors import ExitCode
 
 
 def _mains() -> dict[str, Callable[[list[str]], int]]:
-    from export.cli import main as export_main
+    from pipeline.cli import main as export_main
     from export.host import main as host_main
     from parity.bench import main as bench_main
     from parity.cli import main as parity_main

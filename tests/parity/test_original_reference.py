@@ -74,7 +74,7 @@ def test_images_become_nchw_by_transposing_nhwc(case: str) -> None:
 
 @pytest.mark.parametrize("case", CASES)
 def test_positions_become_scan_minus_group_centre(case: str) -> None:
-    """Ours are ``scan - centroid`` (like ``Groups.offsets``); the original stores the negative."""
+    """Ours are ``scan - centroid`` (like ``Groups.positions``); the original stores the negative."""
     positions = read_original_case(FIXTURES / case).feed["positions"]  # (B, C, 2)
     with np.load(FIXTURES / case / "inputs.npz") as inputs:
         original = inputs["positions"]  # (B, 1, 2, C)

@@ -108,16 +108,16 @@ def test_rejects_missing_and_non_npz_files(tmp_path: Path) -> None:
 def test_gridsize_one_groups_are_trivial() -> None:
     groups = group_scan_points(np.arange(5.0), np.zeros(5), gridsize=1)
     assert groups.indices.tolist() == [[0], [1], [2], [3], [4]]
-    assert np.all(groups.offsets == 0) and groups.offsets.dtype == np.float32
+    assert np.all(groups.positions == 0) and groups.positions.dtype == np.float32
 
 
 def test_gridsize_two_groups_nearest_neighbours_with_centroid_offsets() -> None:
     y, x = np.divmod(np.arange(36), 6)
     xs, ys = x * 10.0, y * 10.0
     groups = group_scan_points(xs, ys, gridsize=2, neighbours=4, seed=0)
-    assert groups.indices.shape == (36, 4) and groups.offsets.shape == (36, 4, 2)
+    assert groups.indices.shape == (36, 4) and groups.positions.shape == (36, 4, 2)
     assert np.array_equal(groups.indices[:, 0], np.arange(36))  # each sample starts at its point
-    for row, offs in zip(groups.indices, groups.offsets):
+    for row, offs in zip(groups.indices, groups.positions):
         assert len(set(row.tolist())) == 4
         d = np.hypot(xs[row[1:]] - xs[row[0]], ys[row[1:]] - ys[row[0]])
         assert d.max() <= 20.0 + 1e-9  # among the 4 nearest (grid step 10; corners reach 20)

@@ -1,4 +1,9 @@
-"""``python -m export build``: parse arguments, build, run parity, map errors to exit codes."""
+"""``python -m export build|triton``: parse arguments, build, make the reference, run parity.
+
+The composition of the three packages: ``export.build`` writes the artifacts, the TensorFlow
+twin (``parity.tf_twin``) makes the reference when TensorFlow is installed, ``parity`` checks.
+Errors become exit codes in ``ptycho_torch.cli.run_cli``.
+"""
 
 from __future__ import annotations
 
@@ -126,9 +131,7 @@ def _build(args: argparse.Namespace) -> int:
         reference=args.reference,
     )
     result = build(options, make_reference=_reference_maker())
-    print(
-        f"build OK: {len(result.manifest.files)} files in {result.out} ({result.seconds:.1f} s)"
-    )
+    print(f"build OK: {len(result.manifest.files)} files in {result.out} ({result.seconds:.1f} s)")
     if args.no_parity:
         return 0
     from parity.cli import run_check_command
