@@ -7,14 +7,10 @@ interrupted build leaves the previous artifacts untouched.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import logging
-import os
 import shutil
-import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +23,7 @@ import torch
 
 from export.artifacts import load_program, load_torchscript, safe_export_load
 from export.contract import check_onnx_contract, check_program_contract
-from export.errors import BuildError, ExportError, ManifestError
+from export.errors import BuildError, ExportError
 from export.exporters import DEFAULT_OPSET, export_onnx, export_program, export_torchscript
 from export.inputs import load_feed, save_feed
 from export.manifest import (
@@ -35,8 +31,16 @@ from export.manifest import (
     Manifest,
     file_entry,
     package_versions,
-    read_manifest,
     sha256_file,
+)
+from export.publish import (
+    DEFAULT_KEEP,
+    check_out,
+    exclusive,
+    make_build_dir,
+    out_path,
+    publish,
+    recover_leftovers,
 )
 from export.signature import HEADS, Signature, make_signature
 from export.wrapper import wrap
@@ -75,10 +79,13 @@ class BuildOptions:
     opset: int = DEFAULT_OPSET  # ONNX opset
     force: bool = False  # allow replacing a non-artifacts folder
     reference: str = "auto"  # "auto", "none" or a path to a reference.npz
+    keep: int = DEFAULT_KEEP  # previous versions kept beside the published one
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ExportError(f"--head must be one of {list(HEADS)}, got {self.head!r}")
+        if self.keep < 0:
+            raise ExportError(f"--keep must be >= 0, got {self.keep}")
         if not 17 <= self.opset <= 23:
             raise ExportError(f"--opset must be between 17 and 23 (DFT needs 17), got {self.opset}")
 
@@ -114,12 +121,19 @@ class _Progress:
 def build(options: BuildOptions, make_reference: ReferenceMaker | None = None) -> BuildResult:
     """Export, check and publish the artifacts. Raises :class:`ExportError` subclasses."""
     start = time.perf_counter()
-    out = options.out.resolve()
-    _check_out_dir(out, options)
+    out = out_path(options.out)
+    check_out(out, _used_paths(options), options.force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out):
-        _recover_leftovers(out)
+    with exclusive(out):
+        recover_leftovers(out)
         return _build_locked(options, out, start, make_reference)
+
+
+def _used_paths(options: BuildOptions) -> list[tuple[str, Path]]:
+    used = [("--checkpoint", Path(options.checkpoint)), ("--inputs", Path(options.inputs))]
+    if options.reference not in ("auto", "none"):
+        used.append(("--reference", Path(options.reference)))
+    return used
 
 
 def _build_locked(
@@ -140,8 +154,7 @@ def _build_locked(
     example = tuple(torch.from_numpy(feed[n]) for n in signature.input_names)
     with torch.inference_mode():
         eager = dict(zip(signature.output_names, (t.numpy() for t in wrapper(*example))))
-    tmp = Path(tempfile.mkdtemp(prefix=_building_prefix(out) + f"{os.getpid()}-", dir=out.parent))
-    tmp.chmod(0o755)  # mkdtemp makes it private; artifacts are meant to be shared
+    tmp = make_build_dir(out)
     try:
         save_model(model, tmp / WEIGHTS_FILE)
         manifest = _export_all(
@@ -158,8 +171,8 @@ def _build_locked(
             make_reference,
         )
         with progress.step(f"publish {out}") as notes:
-            _swap_into_place(tmp, out)
-            notes.append(f"{len(manifest.files)} files")
+            version = publish(tmp, out, options.keep, protect=[p for _, p in _used_paths(options)])
+            notes.append(f"{len(manifest.files)} files, {out.name} -> {version.name}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return BuildResult(out, manifest, signature, time.perf_counter() - start, progress.steps)
@@ -314,115 +327,3 @@ def _copy_reference(source: Path, tmp: Path) -> None:
         raise ExportError(f"reference {source} (with {side.name} beside it) does not exist")
     shutil.copyfile(source, tmp / "reference.npz")
     shutil.copyfile(side, tmp / "reference.json")
-
-
-def _check_out_dir(out: Path, options: BuildOptions) -> None:
-    """``--out`` is replaced whole at the end: refuse when that would delete what is not ours.
-
-    Ours: the files the folder's manifest lists, ``manifest.json`` and ``report/``. Anything
-    else needs ``--force``; the build's own inputs (checkpoint, inputs, reference) inside
-    ``--out`` are refused even with ``--force``, since publishing would delete them.
-    """
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise ExportError(f"--out {out} exists and is not a folder")
-    used = [("--checkpoint", options.checkpoint), ("--inputs", options.inputs)]
-    if options.reference not in ("auto", "none"):
-        used.append(("--reference", Path(options.reference)))
-    inside = [f"{flag} {path}" for flag, path in used if out in Path(path).resolve().parents]
-    if inside:
-        raise ExportError(
-            f"{', '.join(inside)} lies inside --out {out}, which the build replaces whole; "
-            "move it out of that folder or choose another --out"
-        )
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in _our_entries(out))
-    if foreign and not options.force:
-        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-        raise ExportError(
-            f"--out {out} holds files that are not build artifacts ({shown}); the build "
-            "replaces the folder whole: choose another folder, move them, or pass --force"
-        )
-
-
-def _our_entries(out: Path) -> set[str]:
-    """Names a previous build wrote into ``out`` (from its manifest, when readable)."""
-    ours = {"manifest.json", "report"}
-    with contextlib.suppress(ManifestError):  # unreadable: nothing else counts as ours
-        ours.update(read_manifest(out, verify=False).files)
-    return ours
-
-
-@contextlib.contextmanager
-def _exclusive(out: Path) -> Iterator[None]:
-    """One build at a time into ``out``: an advisory lock on ``.NAME.lock`` beside it.
-
-    A second build fails at once with a clear message rather than waiting (a CI job that waits
-    silently looks hung); the lock goes with the process, however it ends.
-    """
-    import fcntl
-
-    lock_path = out.parent / f".{out.name}.lock"
-    with lock_path.open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BuildError(
-                f"another build into {out} is running (lock {lock_path} is held); wait for it "
-                "to finish or choose another --out"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _building_prefix(out: Path) -> str:
-    return f".{out.name}.building-{socket.gethostname()}-"
-
-
-def _recover_leftovers(out: Path) -> None:
-    """Under the lock: undo what killed builds left beside ``out``.
-
-    ``.NAME.old-*``: a build killed between its two renames left the previous artifacts there;
-    when ``out`` is missing the newest is moved back, the rest are removed.
-    ``.NAME.building-HOST-PID-*``: temporary folders of builds on this host whose process is gone.
-    """
-    olds = sorted(out.parent.glob(f".{out.name}.old-*"))
-    if olds and not out.exists():
-        olds.pop().rename(out)
-        log.warning("restored %s from a build that was killed while publishing", out)
-    for old in olds:
-        shutil.rmtree(old, ignore_errors=True)
-    prefix = _building_prefix(out)
-    for tmp in out.parent.glob(f"{prefix}*"):
-        pid = tmp.name[len(prefix) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-            log.info("removed %s, left by a build that was killed", tmp.name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Replace ``out`` by ``tmp`` with two renames; the old folder is deleted only afterwards."""
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{int(time.time() * 1000)}")
-        out.rename(old)
-    try:
-        tmp.rename(out)
-    except BaseException:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

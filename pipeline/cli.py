@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from export.exporters import DEFAULT_OPSET
+from export.publish import DEFAULT_KEEP
 
 __all__ = ["main"]
 
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out",
         type=Path,
         default=Path("artifacts"),
-        help="artifacts folder, replaced atomically (default: artifacts)",
+        help="artifacts: a link switched atomically to the new build (default: artifacts)",
     )
     b.add_argument(
         "--batch",
@@ -72,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
         "--force",
         action="store_true",
         help="replace --out even if it holds files that are not build artifacts",
+    )
+    b.add_argument(
+        "--keep",
+        type=int,
+        default=DEFAULT_KEEP,
+        help=f"previous builds kept in .OUT.versions/ beside --out (default {DEFAULT_KEEP})",
     )
     b.add_argument("--no-parity", action="store_true", help="skip the parity check after the build")
     from parity.cli import add_check_arguments
@@ -129,6 +136,7 @@ def _build(args: argparse.Namespace) -> int:
         opset=args.opset,
         force=args.force,
         reference=args.reference,
+        keep=args.keep,
     )
     result = build(options, make_reference=_reference_maker())
     print(f"build OK: {len(result.manifest.files)} files in {result.out} ({result.seconds:.1f} s)")

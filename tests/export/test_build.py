@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,8 +52,13 @@ def test_failed_or_interrupted_build_keeps_previous_artifacts(
             )
         )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    # no temporary folders left (the advisory lock file of --out stays, empty)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".artifacts.lock", "artifacts"]
+    # no temporary folders or links left (the advisory lock file of --out stays, empty)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".artifacts.lock",
+        ".artifacts.versions",
+        "artifacts",
+    ]
+    assert [p.name for p in (tmp_path / ".artifacts.versions").iterdir()] == [out.resolve().name]
 
 
 def test_refuses_to_replace_a_folder_that_is_not_artifacts(
@@ -110,6 +116,12 @@ def test_a_previous_build_is_replaced_without_force(
     (out / "report").mkdir(exist_ok=True)
     result = build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
     assert (result.out / "manifest.json").is_file()
+    # the plain folder was swapped for the link in one step and kept as a previous version
+    assert out.is_symlink()
+    previous = [p for p in (tmp_path / ".artifacts.versions").iterdir() if p != out.resolve()]
+    assert [(p / "manifest.json").read_bytes() for p in previous] == [
+        (built.out / "manifest.json").read_bytes()
+    ]
 
 
 def test_a_second_build_into_the_same_out_fails_clearly(
@@ -125,26 +137,64 @@ def test_a_second_build_into_the_same_out_fails_clearly(
     assert not out.exists()
 
 
-def test_leftovers_of_killed_builds_are_recovered(
-    built: BuildResult, model_file: Path, feed_file: Path, tmp_path: Path
+def test_leftovers_of_killed_builds_are_removed(
+    model_file: Path, feed_file: Path, tmp_path: Path
 ) -> None:
-    import shutil
     import socket
 
+    host = socket.gethostname()
     out = tmp_path / "artifacts"
-    old = tmp_path / ".artifacts.old-1"  # killed between the two renames: out is missing
-    shutil.copytree(built.out, old)
-    dead = tmp_path / f".artifacts.building-{socket.gethostname()}-999999999-x"
+    build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
+    versions = tmp_path / ".artifacts.versions"
+    dead = versions / f".building-{host}-999999999-x"
     dead.mkdir()  # killed mid-build (no such pid)
-    from export.build import _recover_leftovers
-
-    _recover_leftovers(out)
-    assert (out / "manifest.json").is_file() and not old.exists() and not dead.exists()
-    result = build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
-    leftovers = [
-        p.name for p in tmp_path.iterdir() if p.name not in ("artifacts", ".artifacts.lock")
+    dead_link = tmp_path / f".artifacts.link-{host}-999999999"
+    dead_link.symlink_to("nowhere")  # killed between making the link and switching it
+    live = versions / f".building-{host}-{os.getpid()}-y"
+    live.mkdir()  # a running build's folder is left alone
+    build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
+    assert not dead.exists() and not dead_link.is_symlink() and live.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".artifacts.lock",
+        ".artifacts.versions",
+        "artifacts",
     ]
-    assert result.out == out and leftovers == []
+
+
+def test_publish_keeps_the_newest_versions(
+    model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "artifacts"
+    seen = []
+    for _ in range(4):
+        build(
+            BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none", keep=1)
+        )
+        seen.append(out.resolve().name)
+    kept = sorted(p.name for p in (tmp_path / ".artifacts.versions").iterdir())
+    assert kept == sorted(seen[-2:])  # the published one and one previous
+    assert os.readlink(out) == f".artifacts.versions/{seen[-1]}"  # relative: the parent can move
+
+
+def test_force_keeps_a_replaced_user_folder(
+    model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    for _ in range(3):  # later builds prune old versions, never one holding the user's file
+        build(
+            BuildOptions(
+                checkpoint=model_file,
+                inputs=feed_file,
+                out=out,
+                reference="none",
+                force=True,
+                keep=0,
+            )
+        )
+    kept = list((tmp_path / ".mine.versions").glob("*/thesis.tex"))
+    assert [p.read_text() for p in kept] == ["precious"]
 
 
 def _with_double_cast(model: onnx.ModelProto) -> onnx.ModelProto:

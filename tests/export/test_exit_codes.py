@@ -19,13 +19,13 @@ from ptycho_torch.errors import ExitCode
 
 
 def _mains() -> dict[str, Callable[[list[str]], int]]:
-    from pipeline.cli import main as export_main
-    from export.host import main as host_main
+    from export.host_cli import main as host_main
     from parity.bench import main as bench_main
     from parity.cli import main as parity_main
+    from pipeline.cli import main as export_main
+    from ptycho_torch.commands.infer import main as infer_main
+    from ptycho_torch.commands.train import main as train_main
     from ptycho_torch.import_tf.cli import main as import_tf_main
-    from ptycho_torch.infer import main as infer_main
-    from ptycho_torch.train import main as train_main
 
     return {
         "export": export_main,
@@ -183,14 +183,16 @@ def test_sigterm_stops_a_build_cleanly(built: BuildResult, tmp_path: Path) -> No
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.time() + 120
-    while time.time() < deadline and not any(tmp_path.glob(".artifacts.building-*")):
+    while time.time() < deadline and not any(tmp_path.glob(".artifacts.versions/.building-*")):
         time.sleep(0.05)  # wait until the build has its temporary folder
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".artifacts.lock", "artifacts"]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [".artifacts.lock", ".artifacts.versions", "artifacts"]
+    assert list((tmp_path / ".artifacts.versions").iterdir()) == []  # temporary folder removed
     assert (out / "manifest.json").read_bytes() == before
 
 
