@@ -23,6 +23,7 @@ from export.errors import ExportError
 from export.exporters import SIGNATURE_EXTRA_FILE
 from export.pt2_safety import check_pt2_archive
 from export.signature import Signature
+from export.ts_safety import check_torchscript_archive
 
 __all__ = ["LoadedArtifact", "load_program", "load_torchscript", "read_onnx_signature"]
 
@@ -57,6 +58,7 @@ class LoadedArtifact:
 def load_torchscript(path: str | Path, device: str = "cpu") -> LoadedArtifact:
     """``torch.jit.load`` with the signature from the file's extra files."""
     path = Path(path)
+    check_torchscript_archive(path)  # names only TorchScript's own types: nothing Python runs
     extra = {SIGNATURE_EXTRA_FILE: ""}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
