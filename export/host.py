@@ -11,11 +11,12 @@ importing that module would import torch; it imports only ``export.manifest`` (s
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,20 @@ import numpy as np
 import onnxruntime as ort
 
 from export.manifest import read_manifest  # torch-free: keeps the host so
-from ptycho_torch.cli import run_cli
 from ptycho_torch.errors import ToolError
 
-__all__ = ["HostError", "OnnxHost", "main", "provider_chain", "verify_artifacts"]
+__all__ = [
+    "DEVICES",
+    "HostError",
+    "OnnxHost",
+    "VerifyOptions",
+    "provider_chain",
+    "verify_artifacts",
+]
 
 log = logging.getLogger(__name__)
+
+DEVICES = ("cpu", "cuda")
 
 
 class HostError(ToolError):
@@ -114,8 +123,22 @@ class OnnxHost:
         return dict(zip(self.output_names, outputs))
 
 
+@dataclass(frozen=True)
+class VerifyOptions:
+    """How :func:`verify_artifacts` runs the parity batch."""
+
+    device: str = field(default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES})
+    atol: float = field(default=1e-5, metadata={"help": "max abs error vs reference.npz"})
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"VerifyOptions.device must be one of {DEVICES}, got {self.device!r}")
+        if not (math.isfinite(self.atol) and self.atol >= 0):
+            raise ValueError(f"VerifyOptions.atol must be finite and >= 0, got {self.atol!r}")
+
+
 def verify_artifacts(
-    directory: str | Path, device: str = "cpu", atol: float = 1e-5
+    directory: str | Path, options: VerifyOptions = VerifyOptions()
 ) -> dict[str, Any]:
     """Check manifest hashes, run ``inputs.npz`` and compare with ``reference.npz``.
 
@@ -123,7 +146,7 @@ def verify_artifacts(
     """
     directory = Path(directory)
     manifest = read_manifest(directory)  # every file checked: missing or changed is exit 4
-    host = OnnxHost(directory / "model.onnx", device=device)
+    host = OnnxHost(directory / "model.onnx", device=options.device)
     with np.load(directory / "inputs.npz", allow_pickle=False) as data:
         feed = {k: data[k] for k in data.files}
     outputs = host.run(feed)
@@ -134,32 +157,16 @@ def verify_artifacts(
             for name in host.output_names:
                 err = float(np.max(np.abs(outputs[name].astype(np.float64) - data[name])))
                 summary[f"max_abs[{name}]"] = err
-                if not err <= atol:
+                if not err <= options.atol:
                     raise HostError(
-                        f"output {name!r} differs from reference.npz by {err:.3g} > {atol:g}", 1
+                        f"output {name!r} differs from reference.npz by {err:.3g} "
+                        f"> {options.atol:g}",
+                        1,
                     )
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m export.host", description=__doc__.splitlines()[0]
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    verify = sub.add_parser(
-        "verify", help="check hashes and replay the parity batch with ONNX Runtime"
-    )
-    verify.add_argument("artifacts", type=Path, help="folder written by `python -m export build`")
-    verify.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    verify.add_argument("--atol", type=float, default=1e-5, help="max abs error vs reference.npz")
-    args = parser.parse_args(argv)
-
-    def body() -> None:
-        summary = verify_artifacts(args.artifacts, device=args.device, atol=args.atol)
-        print(f"verified {args.artifacts}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
-
-    return run_cli(body)
-
-
 if __name__ == "__main__":
+    from export.host_cli import main
+
     sys.exit(main())

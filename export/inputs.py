@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from export.errors import SignatureError
 from ptycho_torch.config import ModelConfig
+from ptycho_torch.npz import read_npz
 
 __all__ = ["load_feed", "save_feed"]
 
@@ -34,18 +34,7 @@ def load_feed(
     """
     if not path.is_file():
         raise SignatureError(f"inputs file {path} does not exist; pass --inputs PATH to an NPZ")
-    if not zipfile.is_zipfile(path):
-        raise SignatureError(
-            f"inputs {path} is not an NPZ file (a zip archive written by np.savez); "
-            "pass a feed or scan NPZ with --inputs"
-        )
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise SignatureError(
-            f"cannot read inputs {path} as an NPZ without pickles: {exc}"
-        ) from None
+    arrays = read_npz(path, what="inputs")  # no pickles; sizes checked before allocating
     if "diffraction" not in arrays:
         raise SignatureError(f"inputs {path} has no 'diffraction' array; found {sorted(arrays)}")
     diffraction = arrays["diffraction"]

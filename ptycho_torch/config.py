@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -29,22 +29,50 @@ def _require(ok: bool, message: str) -> None:
 class ModelConfig:
     """Shape and head options of the network (ARCHITECTURE.md, "The network")."""
 
-    N: int = 64  # diffraction pattern / object patch size in pixels
-    gridsize: int = 1  # patches per sample along each axis; C = gridsize**2 channels
-    n_filters_scale: int = 2  # s: multiplies every filter count
-    amp_activation: str = "sigmoid"  # activation of the amplitude centre path
-    object_big: bool = True  # decoder predicts C patches (else one shared patch)
-    probe_big: bool = True  # outer (border) path of the decoder head is present
-    pad_object: bool = True  # the "pad object / big probe" head (centre conv + zero pad)
-    intensity_scale: float = 1.0  # initial value of exp(log_scale)
-    intensity_scale_trainable: bool = False  # whether log_scale receives gradients
+    N: int = field(
+        default=64, metadata={"help": "diffraction pattern / object patch size in pixels"}
+    )
+    gridsize: int = field(
+        default=1, metadata={"help": "patches per sample along each axis; gridsize**2 channels"}
+    )
+    n_filters_scale: int = field(
+        default=2, metadata={"help": "multiplies every filter count of the network"}
+    )
+    amp_activation: str = field(
+        default="sigmoid",
+        metadata={"help": "activation of the amplitude centre path", "choices": AMP_ACTIVATIONS},
+    )
+    object_big: bool = field(
+        default=True, metadata={"help": "the decoder predicts C patches (else one shared patch)"}
+    )
+    probe_big: bool = field(
+        default=True, metadata={"help": "the outer (border) path of the decoder head is present"}
+    )
+    pad_object: bool = field(
+        default=True,
+        metadata={"help": "the 'pad object / big probe' head (centre conv + zero pad)"},
+    )
+    intensity_scale: float = field(
+        default=1.0, metadata={"help": "initial value of exp(log_scale)"}
+    )
+    intensity_scale_trainable: bool = field(
+        default=False, metadata={"help": "log_scale receives gradients"}
+    )
     # The original normalises the probe to probeGuess / (probe_scale * mean|disk * probeGuess|)
-    probe_scale: float = 4.0
-    offset: int = 4  # the original's nominal scan step; sizes the reassembly canvas
-    max_position_jitter: int = 10  # extra canvas margin of the original (pixels)
-    probe_mask: bool = False  # multiply the exit wave by the disk mask (radius N/4) in the forward
-    gaussian_smoothing_sigma: float = (
-        0.0  # > 0: smooth the exit wave (3x3 Gaussian), as the original
+    probe_scale: float = field(default=4.0, metadata={"help": "the original's probe normalisation"})
+    offset: int = field(
+        default=4,
+        metadata={"help": "the original's nominal scan step; sizes the reassembly canvas"},
+    )
+    max_position_jitter: int = field(
+        default=10, metadata={"help": "extra canvas margin of the original (pixels)"}
+    )
+    probe_mask: bool = field(
+        default=False,
+        metadata={"help": "multiply the exit wave by the disk mask (radius N/4) in the forward"},
+    )
+    gaussian_smoothing_sigma: float = field(
+        default=0.0, metadata={"help": "> 0: smooth the exit wave (3x3 Gaussian), as the original"}
     )
 
     def __post_init__(self) -> None:
@@ -126,10 +154,12 @@ class ModelConfig:
 class DataConfig:
     """How NPZ scans become training samples."""
 
-    batch_size: int = 16  # samples per optimisation step
-    neighbours: int = 6  # nearest scan points a group is drawn from (gridsize > 1)
-    val_fraction: float = 0.1  # held-out fraction of samples
-    seed: int = 0  # grouping and split seed
+    batch_size: int = field(default=16, metadata={"help": "samples per optimisation step"})
+    neighbours: int = field(
+        default=6, metadata={"help": "nearest scan points a group is drawn from (gridsize > 1)"}
+    )
+    val_fraction: float = field(default=0.1, metadata={"help": "held-out fraction of samples"})
+    seed: int = field(default=0, metadata={"help": "grouping and split seed"})
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, f"DataConfig.batch_size must be >= 1, got {self.batch_size}")
@@ -147,11 +177,13 @@ class DataConfig:
 class TrainConfig:
     """Optimisation settings."""
 
-    epochs: int = 10  # passes over the training samples
-    learning_rate: float = 1e-3  # Adam step size
-    mae_weight: float = 0.0  # weight of the amplitude MAE term added to the Poisson NLL
-    nll_weight: float = 1.0  # weight of the Poisson NLL term
-    seed: int = 0  # torch seed for initialisation and shuffling
+    epochs: int = field(default=10, metadata={"help": "passes over the training samples"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    mae_weight: float = field(
+        default=0.0, metadata={"help": "weight of the amplitude MAE added to the Poisson NLL"}
+    )
+    nll_weight: float = field(default=1.0, metadata={"help": "weight of the Poisson NLL term"})
+    seed: int = field(default=0, metadata={"help": "torch seed for initialisation and shuffling"})
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"TrainConfig.epochs must be >= 1, got {self.epochs}")

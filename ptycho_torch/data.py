@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ptycho_torch.config import DataConfig
 from ptycho_torch.errors import DataError
+from ptycho_torch.npz import read_npz
 
 __all__ = [
     "Groups",
@@ -60,19 +60,6 @@ class PtychoData:
     @property
     def N(self) -> int:
         return int(self.diffraction.shape[-1])
-
-
-def _read(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
-    try:
-        value = npz[key]
-    except ValueError as exc:  # allow_pickle=False refuses object arrays
-        raise DataError(
-            f"{path}: key {key!r} holds a pickled object array ({exc}); expected a plain numeric "
-            "array. Re-save it with np.savez(..., key=np.asarray(values, dtype=...))"
-        ) from None
-    if value.dtype.hasobject:
-        raise DataError(f"{path}: key {key!r} has dtype object; expected a plain numeric array")
-    return value
 
 
 def _expect_shape(path: Path, key: str, value: np.ndarray, expected: tuple[object, ...]) -> None:
@@ -142,25 +129,14 @@ def load_npz(path: str | Path) -> PtychoData:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist; pass --data PATH to an .npz scan")
-    if not zipfile.is_zipfile(path):
+    arrays = read_npz(path, what="data file")  # no pickles; sizes checked before allocating
+    missing = [k for k in REQUIRED_KEYS if k not in arrays]
+    if missing:
         raise DataError(
-            f"{path} is not an .npz file (a zip archive written by np.savez); "
-            "pass a scan in the NPZ data contract"
+            f"{path}: missing key(s) {missing}; expected {list(REQUIRED_KEYS)} "
+            f"(optional {list(OPTIONAL_KEYS)}), found {sorted(arrays)}"
         )
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable .npz file: {exc}") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DataError(f"{path} holds a single array, expected an .npz archive of named arrays")
-    with npz:
-        missing = [k for k in REQUIRED_KEYS if k not in npz.files]
-        if missing:
-            raise DataError(
-                f"{path}: missing key(s) {missing}; expected {list(REQUIRED_KEYS)} "
-                f"(optional {list(OPTIONAL_KEYS)}), found {sorted(npz.files)}"
-            )
-        raw = {k: _read(npz, k, path) for k in (*REQUIRED_KEYS, *OPTIONAL_KEYS) if k in npz.files}
+    raw = {k: arrays[k] for k in (*REQUIRED_KEYS, *OPTIONAL_KEYS) if k in arrays}
     casts: list[str] = []
     diffraction = _diffraction(path, raw["diffraction"], casts)
     n, big_n = diffraction.shape[0], diffraction.shape[-1]

@@ -9,21 +9,16 @@ float32.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ptycho_torch.checkpoint import load_model
-from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.data import (
     PtychoData,
     group_scan_points,
-    load_npz,
     network_input,
     normalisation_factor,
 )
@@ -33,9 +28,9 @@ from ptycho_torch.model import PtychoPINN
 from ptycho_torch.stitch import StitchedObject, stitch_patches
 
 __all__ = [
+    "InferConfig",
     "Reconstruction",
     "evaluate",
-    "main",
     "predict_patches",
     "reconstruct",
     "untrained_like",
@@ -46,6 +41,17 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class InferConfig:
+    """Options of an inference run."""
+
+    batch_size: int = field(default=64, metadata={"help": "scan points per forward pass"})
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ValueError(f"InferConfig.batch_size must be an int >= 1, got {self.batch_size!r}")
+
+
+@dataclass(frozen=True)
 class Reconstruction:
     """Predicted patches (one per scan point) and the stitched object."""
 
@@ -53,7 +59,9 @@ class Reconstruction:
     stitched: StitchedObject
 
 
-def predict_patches(model: PtychoPINN, data: PtychoData, batch_size: int = 64) -> np.ndarray:
+def predict_patches(
+    model: PtychoPINN, data: PtychoData, batch_size: int = InferConfig.batch_size
+) -> np.ndarray:
     """Run ``model.predict`` over the scan in batches; returns complex64 ``(n, N, N)`` patches.
 
     With gridsize > 1 every scan point is predicted as channel 0 of its own group; patches
@@ -84,7 +92,9 @@ def predict_patches(model: PtychoPINN, data: PtychoData, batch_size: int = 64) -
     return (total / np.maximum(count, 1)[:, None, None]).astype(np.complex64)
 
 
-def reconstruct(model: PtychoPINN, data: PtychoData, batch_size: int = 64) -> Reconstruction:
+def reconstruct(
+    model: PtychoPINN, data: PtychoData, batch_size: int = InferConfig.batch_size
+) -> Reconstruction:
     """Predict every scan point and stitch the patches into the object's frame."""
     patches = predict_patches(model, data, batch_size)
     shape = data.obj.shape if data.obj is not None else None
@@ -136,50 +146,7 @@ def write_outputs(recon: Reconstruction, out: Path) -> list[Path]:
     return paths
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m ptycho_torch.infer",
-        description="Reconstruct the object of a scan with a trained PtychoPINN.",
-    )
-    p.add_argument("--checkpoint", required=True, help="Lightning .ckpt or model.pt")
-    p.add_argument("--data", required=True, help="scan .npz (data contract)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument(
-        "--baseline",
-        action="store_true",
-        help="also report the metrics of an untrained model with the same config",
-    )
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    args = _parser().parse_args(argv)
-
-    def body() -> None:
-        if args.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-        model = load_model(args.checkpoint)
-        data = load_npz(args.data)
-        recon = reconstruct(model, data, args.batch_size)
-        paths = write_outputs(recon, Path(args.out))
-        logger.info("wrote %s", ", ".join(str(p) for p in paths))
-        metrics = evaluate(recon, data)
-        if metrics is None:
-            logger.info("no objectGuess in %s: no quality metrics", args.data)
-            return
-        report: dict[str, object] = {"trained": metrics.to_dict()}
-        print(f"trained:   {metrics.summary()}")
-        if args.baseline:
-            base = evaluate(reconstruct(untrained_like(model), data, args.batch_size), data)
-            assert base is not None
-            report["untrained"] = base.to_dict()
-            print(f"untrained: {base.summary()}")
-        (Path(args.out) / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
-
-    return run_cli(body)
-
-
 if __name__ == "__main__":
+    from ptycho_torch.commands.infer import main
+
     raise SystemExit(main())

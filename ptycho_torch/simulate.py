@@ -15,21 +15,17 @@ Run ``python -m ptycho_torch.simulate --out scan.npz`` to write a file.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from ptycho_torch.cli import UsageError, run_cli
 
 __all__ = [
     "SimulatedScan",
     "SimulationConfig",
     "extract_object_patches",
-    "main",
     "make_object",
     "make_probe",
     "simulate_scan",
@@ -39,33 +35,50 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROBES = ("aperture", "gaussian")
+DTYPES = ("float32", "float64")
 
 
 @dataclass(frozen=True)
 class SimulationConfig:
     """What to simulate; every random choice derives from ``seed``."""
 
-    seed: int = 0  # seeds object, scan jitter and Poisson noise
-    n_images: int = 1024  # scan points (a square grid, cut to this count)
-    N: int = 64  # patch / diffraction size in pixels
-    photons: float = 1e6  # mean total counts per diffraction pattern
-    object_size: int | None = None  # M; default: just large enough for the scan grid
-    probe: str = "aperture"  # "aperture" (disc) or "gaussian"
-    dtype: str = "float32"  # "float64" writes float64/complex128 (loader regression input)
+    seed: int = field(default=0, metadata={"help": "seeds object, scan jitter and Poisson noise"})
+    n_images: int = field(
+        default=1024, metadata={"help": "scan points (a square grid, cut to this count)"}
+    )
+    N: int = field(default=64, metadata={"help": "patch size (64, 128, 256 for the model)"})
+    photons: float = field(default=1e6, metadata={"help": "mean counts per pattern"})
+    object_size: int | None = field(
+        default=None,
+        metadata={"help": "object side M in pixels (default: just large enough for the scan)"},
+    )
+    probe: str = field(
+        default="aperture", metadata={"help": "probe: disc or Gaussian", "choices": PROBES}
+    )
+    dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "float64 writes float64/complex128 (loader regression input)",
+            "choices": DTYPES,
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.n_images < 1:
-            raise ValueError(f"n_images must be >= 1, got {self.n_images}")
+            raise ValueError(f"SimulationConfig.n_images must be >= 1, got {self.n_images}")
         if self.N < 8 or self.N % 2:
-            raise ValueError(f"N must be an even number >= 8, got {self.N}")
+            raise ValueError(f"SimulationConfig.N must be an even number >= 8, got {self.N}")
         if not self.photons > 0:
-            raise ValueError(f"photons must be > 0, got {self.photons}")
+            raise ValueError(f"SimulationConfig.photons must be > 0, got {self.photons}")
         if self.probe not in PROBES:
-            raise ValueError(f"probe must be one of {PROBES}, got {self.probe!r}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+            raise ValueError(f"SimulationConfig.probe must be one of {PROBES}, got {self.probe!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"SimulationConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
         if self.object_size is not None and self.object_size < self.N + 4:
-            raise ValueError(f"object_size must be >= N + 4 = {self.N + 4}, got {self.object_size}")
+            raise ValueError(
+                f"SimulationConfig.object_size must be >= N + 4 = {self.N + 4}, "
+                f"got {self.object_size}"
+            )
 
     @property
     def grid_side(self) -> int:
@@ -242,44 +255,7 @@ def write_npz(scan: SimulatedScan, path: str | Path) -> Path:
     return path
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m ptycho_torch.simulate", description="Write a simulated ptychography NPZ."
-    )
-    p.add_argument("--out", required=True, help="output .npz file")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-images", type=int, default=1024)
-    p.add_argument("--N", type=int, default=64, help="patch size (64, 128, 256 for the model)")
-    p.add_argument("--photons", type=float, default=1e6, help="mean counts per pattern")
-    p.add_argument("--object-size", type=int, default=None, help="object side M in pixels")
-    p.add_argument("--probe", choices=PROBES, default="aperture")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: ``python -m ptycho_torch.simulate --out FILE.npz``."""
-    args = _parser().parse_args(argv)
-
-    def body() -> None:
-        try:
-            config = SimulationConfig(
-                seed=args.seed,
-                n_images=args.n_images,
-                N=args.N,
-                photons=args.photons,
-                object_size=args.object_size,
-                probe=args.probe,
-                dtype=args.dtype,
-            )
-            scan = simulate_scan(config)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        path = write_npz(scan, args.out)
-        logger.info("wrote %s", path)
-
-    return run_cli(body)
-
-
 if __name__ == "__main__":
+    from ptycho_torch.commands.simulate import main
+
     raise SystemExit(main())

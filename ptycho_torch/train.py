@@ -8,34 +8,33 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from types import MappingProxyType
 
 import lightning as L
 import torch
 
 from ptycho_torch.checkpoint import save_model
-from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
-from ptycho_torch.data import PtychoData, PtychoDataModule, intensity_scale, load_npz
-from ptycho_torch.errors import ExitCode, ToolError
+from ptycho_torch.data import PtychoData, PtychoDataModule
 from ptycho_torch.lightning_module import PtychoLightning
 from ptycho_torch.simulate import SimulationConfig, simulate_scan
 
-__all__ = ["DEMO_SIMULATION", "TrainResult", "demo_data", "main", "train"]
+__all__ = ["DEMO_PRESET", "DEMO_SIMULATION", "TrainResult", "demo_data", "train"]
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 # The demo scan: fixed seed, N=64; sized so that training fits in a few minutes on 2 CPU cores.
 DEMO_SIMULATION = SimulationConfig(seed=0, n_images=1024, N=64, photons=1e6, probe="aperture")
-DEMO_EPOCHS = 12
-DEMO_BATCH_SIZE = 16
-DEMO_LR = 2e-3
+# The demo's option values by field name (ModelConfig, DataConfig, TrainConfig); given options
+# override them, and the dataclass defaults apply to the rest.
+DEMO_PRESET: Mapping[str, object] = MappingProxyType(
+    {"epochs": 12, "batch_size": 16, "learning_rate": 2e-3, "n_filters_scale": 1}
+)
 
 
 @dataclass(frozen=True)
@@ -125,96 +124,7 @@ def _value(t: torch.Tensor | None) -> float | None:
     return None if t is None else float(t)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m ptycho_torch.train", description="Train PtychoPINN with Lightning."
-    )
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="scan .npz (data contract)")
-    source.add_argument(
-        "--preset", choices=("demo",), help="demo: simulate and train a small model"
-    )
-    p.add_argument("--out", required=True, help="output folder (last.ckpt, model.pt)")
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate")
-    p.add_argument("--gridsize", type=int, default=None)
-    p.add_argument("--n-filters-scale", type=int, default=None)
-    p.add_argument("--mae-weight", type=float, default=0.0, help="weight of the amplitude MAE")
-    p.add_argument("--seed", type=int, default=0, help="initialisation, split and shuffle seed")
-    p.add_argument("--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)")
-    p.add_argument("--devices", default="auto", help="Lightning devices (e.g. 1, 4, auto)")
-    p.add_argument("--strategy", default="auto", help="Lightning strategy (e.g. ddp)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return p
-
-
-def _given(value: T | None, default: T) -> T:
-    """The option's value when given (0 included, so that validation sees it), else the default."""
-    return default if value is None else value
-
-
-def _devices(value: str) -> int | str:
-    return int(value) if value.isdigit() else value
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point."""
-    args = _parser().parse_args(argv)
-
-    def body() -> None:
-        demo = args.preset == "demo"
-        try:  # options first: a bad value fails before any data is read or simulated
-            data_config = DataConfig(
-                batch_size=_given(args.batch_size, DEMO_BATCH_SIZE if demo else 16),
-                seed=args.seed,
-            )
-            train_config = TrainConfig(
-                epochs=_given(args.epochs, DEMO_EPOCHS if demo else 10),
-                learning_rate=_given(args.lr, DEMO_LR if demo else 1e-3),
-                mae_weight=args.mae_weight,
-                seed=args.seed,
-            )
-            ModelConfig(
-                gridsize=_given(args.gridsize, 1),
-                n_filters_scale=_given(args.n_filters_scale, 1 if demo else 2),
-            )
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-            raise ToolError(
-                f"--accelerator {args.accelerator} but torch sees no CUDA device "
-                f"(torch {torch.__version__}); use --accelerator cpu or auto",
-                exit_code=ExitCode.ENVIRONMENT,
-            )
-        data = demo_data() if demo else load_npz(args.data)
-        scale = intensity_scale(data.diffraction)
-        try:
-            model_config = ModelConfig(
-                N=data.N,
-                gridsize=_given(args.gridsize, 1),
-                n_filters_scale=_given(args.n_filters_scale, 1 if demo else 2),
-                intensity_scale=scale,
-            )
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        logger.info("intensity scale from data: %.4g", scale)
-        train(
-            data,
-            args.out,
-            model_config,
-            data_config,
-            train_config,
-            {
-                "accelerator": args.accelerator,
-                "devices": _devices(args.devices),
-                "strategy": args.strategy,
-                "enable_progress_bar": not args.no_progress,
-            },
-        )
-
-    return run_cli(body)
-
-
 if __name__ == "__main__":
+    from ptycho_torch.commands.train import main
+
     raise SystemExit(main())

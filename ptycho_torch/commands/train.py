@@ -1,0 +1,101 @@
+"""``python -m ptycho_torch.train``: train on a scan NPZ or the demo preset.
+
+Model, data and training options come from :class:`~ptycho_torch.config.ModelConfig`,
+:class:`~ptycho_torch.config.DataConfig` and :class:`~ptycho_torch.config.TrainConfig`, so their
+defaults live there; ``--preset demo`` replaces them with :data:`ptycho_torch.train.DEMO_PRESET`
+and given options replace both. Every option is validated before any data is read or simulated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ptycho_torch.cli import run_cli
+from ptycho_torch.cli_options import ConfigOptions
+from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
+from ptycho_torch.data import intensity_scale, load_npz
+from ptycho_torch.errors import ExitCode, ToolError
+from ptycho_torch.train import DEMO_PRESET, demo_data, train
+
+__all__ = ["main"]
+
+logger = logging.getLogger("ptycho_torch.train")
+
+PRESETS: Mapping[str, Mapping[str, Any]] = {"demo": DEMO_PRESET}
+TRAINING = ConfigOptions(
+    TrainConfig,
+    fields=("epochs", "learning_rate", "mae_weight", "seed"),
+    flags={"learning_rate": "--lr"},
+    helps={"seed": "initialisation, split and shuffle seed (TrainConfig and DataConfig)"},
+)
+DATA = ConfigOptions(DataConfig, fields=("batch_size",))
+MODEL = ConfigOptions(ModelConfig, fields=("gridsize", "n_filters_scale"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ptycho_torch.train", description="Train PtychoPINN with Lightning."
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="scan .npz (data contract)")
+    source.add_argument(
+        "--preset", choices=tuple(PRESETS), help="demo: simulate and train a small model"
+    )
+    p.add_argument("--out", required=True, help="output folder (last.ckpt, model.pt)")
+    TRAINING.add_to(p.add_argument_group("training (TrainConfig)"), presets=PRESETS)
+    DATA.add_to(p.add_argument_group("data (DataConfig)"), presets=PRESETS)
+    MODEL.add_to(p.add_argument_group("model (ModelConfig)"), presets=PRESETS)
+    lightning = p.add_argument_group("trainer (lightning.Trainer)")
+    lightning.add_argument(
+        "--accelerator", default="auto", help="Lightning accelerator (cpu, gpu, auto)"
+    )
+    lightning.add_argument("--devices", default="auto", help="Lightning devices (e.g. 1, 4, auto)")
+    lightning.add_argument("--strategy", default="auto", help="Lightning strategy (e.g. ddp)")
+    lightning.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def _devices(value: str) -> int | str:
+    return int(value) if value.isdigit() else value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point."""
+    args = _parser().parse_args(argv)
+
+    def body() -> None:
+        preset = PRESETS.get(args.preset, {})
+        # options first: a bad value fails before any data is read or simulated
+        train_config = TRAINING.build(args, preset=preset)
+        data_config = DATA.build(args, preset=preset, seed=train_config.seed)
+        MODEL.build(args, preset=preset)
+        if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+            raise ToolError(
+                f"--accelerator {args.accelerator} but torch sees no CUDA device "
+                f"(torch {torch.__version__}); use --accelerator cpu or auto",
+                exit_code=ExitCode.ENVIRONMENT,
+            )
+        data = demo_data() if args.preset == "demo" else load_npz(args.data)
+        scale = intensity_scale(data.diffraction)
+        model_config = MODEL.build(args, preset=preset, N=data.N, intensity_scale=scale)
+        logger.info("intensity scale from data: %.4g", scale)
+        train(
+            data,
+            args.out,
+            model_config,
+            data_config,
+            train_config,
+            {
+                "accelerator": args.accelerator,
+                "devices": _devices(args.devices),
+                "strategy": args.strategy,
+                "enable_progress_bar": not args.no_progress,
+            },
+        )
+
+    return run_cli(body)

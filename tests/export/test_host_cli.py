@@ -1,0 +1,29 @@
+"""``python -m export.host``'s command module: torch-free, options validated before any file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export.host_cli import main
+
+
+def test_host_command_imports_neither_torch_nor_lightning() -> None:
+    code = (
+        "import sys, export.host_cli; "
+        "sys.exit(1 if {'torch', 'lightning'} & set(sys.modules) else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "nan"])
+def test_verify_rejects_a_bad_atol_with_one_error_line(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["verify", str(tmp_path / "nowhere"), "--atol", value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --atol {float(value)}: VerifyOptions.atol must be finite")
+    assert err.count("error:") == 1 and "Traceback" not in err
