@@ -71,21 +71,57 @@ ReferenceMaker = Callable[[Path, Path, Path, str], None]
 class BuildOptions:
     """What ``python -m export build`` was asked to do."""
 
-    checkpoint: Path = DEMO_DIR / "model.pt"  # Lightning .ckpt or slim model file
-    inputs: Path = DEMO_DIR / "inputs.npz"  # feed NPZ or scan NPZ (data contract)
-    out: Path = Path("artifacts")  # artifacts folder, replaced atomically
-    batch: int | None = None  # fixed batch size; default: the feed's, or 4 for a scan
-    head: str = "object"  # "object" or "physics"
-    opset: int = DEFAULT_OPSET  # ONNX opset
-    force: bool = False  # allow replacing a non-artifacts folder
-    reference: str = "auto"  # "auto", "none" or a path to a reference.npz
-    keep: int = DEFAULT_KEEP  # previous versions kept beside the published one
+    checkpoint: Path = field(
+        default=DEMO_DIR / "model.pt",
+        metadata={"help": "Lightning .ckpt or model file; the bundled demo model by default"},
+    )
+    inputs: Path = field(
+        default=DEMO_DIR / "inputs.npz",
+        metadata={"help": "feed NPZ or scan NPZ; the bundled demo batch by default"},
+    )
+    out: Path = field(
+        default=Path("artifacts"),
+        metadata={"help": "artifacts: a link switched atomically to the new build"},
+    )
+    batch: int | None = field(
+        default=None,
+        metadata={
+            "help": "fixed batch size of the artifacts (default: the inputs' batch, "
+            "or 4 for a scan NPZ)"
+        },
+    )
+    head: str = field(
+        default="object",
+        metadata={
+            "help": "object: diffraction -> amplitude, phase; "
+            "physics: also positions -> pred_amplitude",
+            "choices": HEADS,
+        },
+    )
+    opset: int = field(default=DEFAULT_OPSET, metadata={"help": "ONNX opset (17..23)"})
+    force: bool = field(
+        default=False,
+        metadata={"help": "publish even if --out holds files that are not build artifacts"},
+    )
+    reference: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (bundled for the demo, else generated with TensorFlow when "
+            "installed), none, or a reference.npz"
+        },
+    )
+    keep: int = field(
+        default=DEFAULT_KEEP,
+        metadata={"help": "previous builds kept in .OUT.versions/ beside --out"},
+    )
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise ExportError(f"--head must be one of {list(HEADS)}, got {self.head!r}")
         if self.keep < 0:
             raise ExportError(f"--keep must be >= 0, got {self.keep}")
+        if self.batch is not None and self.batch < 1:
+            raise ExportError(f"--batch must be >= 1, got {self.batch}")
         if not 17 <= self.opset <= 23:
             raise ExportError(f"--opset must be between 17 and 23 (DFT needs 17), got {self.opset}")
 

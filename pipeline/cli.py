@@ -13,15 +13,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from export.exporters import DEFAULT_OPSET
-from export.publish import DEFAULT_KEEP
+from export.build import BuildOptions
+from ptycho_torch.cli_options import ConfigOptions
 
 __all__ = ["main"]
 
+BUILD = ConfigOptions(BuildOptions)
+
 
 def _parser() -> argparse.ArgumentParser:
-    from export.build import DEMO_DIR
-
     parser = argparse.ArgumentParser(
         prog="python -m export",
         description="Export PtychoPINN with a fixed float32 signature and prove parity.",
@@ -32,54 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         "build",
         help="write model.ts, model.onnx, model.pt2, inputs.npz, reference and manifest.json, then run parity",
     )
-    b.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=DEMO_DIR / "model.pt",
-        help="Lightning .ckpt or model file (default: the bundled demo model)",
-    )
-    b.add_argument(
-        "--inputs",
-        type=Path,
-        default=DEMO_DIR / "inputs.npz",
-        help="feed NPZ or scan NPZ (default: the bundled demo batch)",
-    )
-    b.add_argument(
-        "--out",
-        type=Path,
-        default=Path("artifacts"),
-        help="artifacts: a link switched atomically to the new build (default: artifacts)",
-    )
-    b.add_argument(
-        "--batch",
-        type=int,
-        help="fixed batch size of the artifacts (default: the inputs' batch, or 4 for a scan NPZ)",
-    )
-    b.add_argument(
-        "--head",
-        choices=["object", "physics"],
-        default="object",
-        help="object: diffraction -> amplitude, phase (default); physics: also positions -> pred_amplitude",
-    )
-    b.add_argument(
-        "--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})"
-    )
-    b.add_argument(
-        "--reference",
-        default="auto",
-        help="auto (bundled for the demo, else generated with TensorFlow when installed), none, or a reference.npz",
-    )
-    b.add_argument(
-        "--force",
-        action="store_true",
-        help="replace --out even if it holds files that are not build artifacts",
-    )
-    b.add_argument(
-        "--keep",
-        type=int,
-        default=DEFAULT_KEEP,
-        help=f"previous builds kept in .OUT.versions/ beside --out (default {DEFAULT_KEEP})",
-    )
+    BUILD.add_to(b)  # every BuildOptions field; its default and help live on the field
     b.add_argument("--no-parity", action="store_true", help="skip the parity check after the build")
     from parity.cli import add_check_arguments
 
@@ -121,23 +74,9 @@ def _triton(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from export.build import BuildOptions, build
+    from export.build import build
 
-    if args.batch is not None and args.batch < 1:
-        from export.errors import ExportError
-
-        raise ExportError(f"--batch must be >= 1, got {args.batch}")
-    options = BuildOptions(
-        checkpoint=args.checkpoint,
-        inputs=args.inputs,
-        out=args.out,
-        batch=args.batch,
-        head=args.head,
-        opset=args.opset,
-        force=args.force,
-        reference=args.reference,
-        keep=args.keep,
-    )
+    options = BUILD.build(args)
     result = build(options, make_reference=_reference_maker())
     print(f"build OK: {len(result.manifest.files)} files in {result.out} ({result.seconds:.1f} s)")
     if args.no_parity:
