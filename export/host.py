@@ -53,6 +53,16 @@ def provider_chain(device: str) -> list[Any]:
     raise HostError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
 
 
+def _ort_reason(exc: Exception) -> str:
+    """ONNX Runtime's own reason, without its C++ source location."""
+    text = str(exc).strip()
+    if "Load model from" in text and "failed:" in text:
+        text = text.split("failed:", 1)[1].strip()
+    if "onnxruntime_src" in text:
+        text = text.rsplit(") ", 1)[-1]  # after the C++ function signature
+    return text
+
+
 class OnnxHost:
     """An ONNX Runtime session bound to the artifact's fixed float32 signature."""
 
@@ -66,8 +76,12 @@ class OnnxHost:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=options, providers=provider_chain(device)
             )
-        except Exception as exc:  # noqa: BLE001
-            raise HostError(f"ONNX Runtime cannot load {self.path}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
+            raise HostError(
+                f"ONNX Runtime {ort.__version__} cannot load {self.path}: {_ort_reason(exc)}; "
+                "the file is truncated, not ONNX, refers to data outside its folder, or needs a "
+                "newer onnxruntime: copy it again or rebuild with `python -m export build`"
+            ) from None
         self.device = device
         self.providers = list(self.session.get_providers())
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
