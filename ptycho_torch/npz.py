@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,19 @@ __all__ = ["DEFAULT_MAX_BYTES", "MAX_BYTES_ENV", "NpzMember", "inspect_npz", "re
 
 MAX_BYTES_ENV = "PTYCHO_MAX_NPZ_BYTES"
 DEFAULT_MAX_BYTES = 16 * 2**30  # 16 GiB of arrays per file
+# What zipfile/zlib/numpy raise on damaged bytes (found by tests/export/test_fuzz.py): a bad
+# deflate stream, an unsupported or encrypted member, a cut header, a bad CRC.
+_DAMAGED = (
+    OSError,
+    ValueError,
+    EOFError,
+    KeyError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    zipfile.BadZipFile,
+    zlib.error,
+)
 
 
 class NpzMember:
@@ -54,7 +69,7 @@ def inspect_npz(path: str | Path, what: str = "file") -> dict[str, NpzMember]:
         raise DataError(f"{what} {path} does not exist")
     try:
         archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
+    except _DAMAGED as exc:
         raise DataError(
             f"{what} {path} is not an .npz file (a zip archive written by np.savez): {exc}"
         ) from None
@@ -84,7 +99,7 @@ def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, what: s
             else:
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
             header_bytes = f.tell()
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except _DAMAGED as exc:
         raise DataError(f"{what} {path}: array {name!r} has an unreadable header: {exc}") from None
     if dtype.hasobject:
         raise DataError(
@@ -111,5 +126,5 @@ def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in members}  # .npy members only: nothing else inflated
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except _DAMAGED as exc:
         raise DataError(f"cannot read {what} {path} as an NPZ of plain arrays: {exc}") from None

@@ -97,3 +97,24 @@ def test_compressed_and_version_2_headers_read_normally(tmp_path: Path) -> None:
         assert sorted(arrays) == ["diffraction", "positions"]
         np.testing.assert_array_equal(arrays["diffraction"], a)
         np.testing.assert_array_equal(arrays["positions"], b)
+
+
+def test_every_single_byte_flip_of_a_compressed_npz_is_a_data_error_or_reads(
+    tmp_path: Path,
+) -> None:
+    """Exhaustive over positions (the fuzzer found a bad deflate stream raising zlib.error)."""
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, diffraction=np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    raw = good.read_bytes()
+    bad = tmp_path / "bad.npz"
+    outcomes = {"read": 0, "refused": 0}
+    for i in range(len(raw)):
+        flipped = bytearray(raw)
+        flipped[i] ^= 0x5A
+        bad.write_bytes(bytes(flipped))
+        try:
+            read_npz(bad)
+            outcomes["read"] += 1
+        except DataError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0 and sum(outcomes.values()) == len(raw)
