@@ -16,9 +16,23 @@ import numpy as np
 from export.errors import SignatureError
 from ptycho_torch.config import ModelConfig
 
-__all__ = ["HEADS", "Signature", "TensorSpec", "make_signature"]
+__all__ = [
+    "AMPLITUDE",
+    "HEADS",
+    "OUTPUT_NAMES",
+    "PHASE",
+    "PRED_AMPLITUDE",
+    "Signature",
+    "TensorSpec",
+    "make_signature",
+]
 
 HEADS = ("object", "physics")
+# Output names, declared here once; what each output means is in its TensorSpec (make_signature).
+AMPLITUDE = "amplitude"
+PHASE = "phase"
+PRED_AMPLITUDE = "pred_amplitude"
+OUTPUT_NAMES = (AMPLITUDE, PHASE, PRED_AMPLITUDE)  # every output of any head
 
 
 @dataclass(frozen=True)
@@ -66,14 +80,14 @@ class TensorSpec:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TensorSpec:
         # manifests written before the meaning fields existed: the phase output was the angle
-        legacy_phase = "wraps" not in d and d["name"] == "phase"
+        legacy_phase = "wraps" not in d and d["name"] == PHASE
         return cls(
             name=d["name"],
             shape=tuple(d["shape"]),
             layout=d["layout"],
             dtype=d["dtype"],
             wraps=bool(d.get("wraps", legacy_phase)),
-            weighted_by=d.get("weighted_by", "amplitude" if legacy_phase else None),
+            weighted_by=d.get("weighted_by", AMPLITUDE if legacy_phase else None),
         )
 
 
@@ -175,12 +189,12 @@ def make_signature(config: ModelConfig, batch: int, head: str = "object") -> Sig
     image = "B,C,N,N"
     inputs = [TensorSpec("diffraction", (batch, c, n, n), image)]
     outputs = [
-        TensorSpec("amplitude", (batch, out, n, n), image),
-        TensorSpec("phase", (batch, out, n, n), image, wraps=True, weighted_by="amplitude"),
+        TensorSpec(AMPLITUDE, (batch, out, n, n), image),
+        TensorSpec(PHASE, (batch, out, n, n), image, wraps=True, weighted_by=AMPLITUDE),
     ]
     if head == "physics":
         inputs.append(TensorSpec("positions", (batch, c, 2), "B,C,xy"))
-        outputs.append(TensorSpec("pred_amplitude", (batch, c, n, n), image))
+        outputs.append(TensorSpec(PRED_AMPLITUDE, (batch, c, n, n), image))
     return Signature(head=head, inputs=tuple(inputs), outputs=tuple(outputs))
 
 

@@ -22,10 +22,11 @@ errors of values below 1e-3 say nothing), mean abs, RMS, relative L2 (``||d|| / 
 cosine similarity, the count and fraction out of tolerance, and the worst element: the one using
 the largest share of its tolerance (for an absolute tolerance, the max-abs element).
 
-**Phase** (``wrap_phase=True``): ``d`` is folded into (-pi, pi] first, so ``a`` and
-``a + 2*pi*k`` agree. The cosine similarity is that of the unit phasors ``exp(i*phase)``,
-i.e. a weighted mean of ``cos(d)``. Where ``weight`` (the reference amplitude) is given, each
-phase error is multiplied by ``min(1, weight / PHASE_WEIGHT_FLOOR)`` with
+**Angles** (``wrap_phase=True``: the output's :class:`export.signature.TensorSpec` says
+``wraps``, as phase's does): ``d`` is folded into (-pi, pi] first, so ``a`` and ``a + 2*pi*k``
+agree. The cosine similarity is that of the unit phasors ``exp(i*phase)``, i.e. a weighted mean
+of ``cos(d)``. Where ``weight`` (the reference side of the spec's ``weighted_by`` output, the
+amplitude for phase) is given, each phase error is multiplied by ``min(1, weight / PHASE_WEIGHT_FLOOR)`` with
 ``PHASE_WEIGHT_FLOOR = 1e-2``: phase is undefined where the amplitude is ~0, so errors there
 fade out linearly below 1 % of the sigmoid amplitude's full scale instead of failing the check.
 """
@@ -37,8 +38,15 @@ import math
 
 import numpy as np
 
-from parity.results import OutputComparison
-from parity.tolerances import Tolerance
+from parity.output_comparison import OutputComparison
+from parity.running_stats import (
+    MAX_POSITIONS,
+    DifferenceStats,
+    SideStats,
+    array_peak,
+    wrap_to_pi,
+)
+from parity.tolerance import Tolerance
 
 __all__ = [
     "MAX_POSITIONS",
@@ -54,50 +62,6 @@ logger = logging.getLogger(__name__)
 
 REL_FLOOR = 1e-3
 PHASE_WEIGHT_FLOOR = 1e-2
-MAX_POSITIONS = 5
-
-
-def wrap_to_pi(d: np.ndarray) -> np.ndarray:
-    """Fold angles (radians) into (-pi, pi]; exact under negation up to the -pi/pi boundary."""
-    d = np.asarray(d, dtype=np.float64)
-    with np.errstate(invalid="ignore"):  # NaN/Inf in, NaN out: callers count non-finite apart
-        w = d - (2.0 * math.pi) * np.round(d / (2.0 * math.pi))
-    return np.where(w <= -math.pi, w + 2.0 * math.pi, w)
-
-
-class _Side:
-    """Dtype, shape and non-finite bookkeeping of one side."""
-
-    def __init__(self) -> None:
-        self.dtype: str = ""
-        self.row_shape: tuple[int, ...] | None = None
-        self.rows = 0
-        self.consistent = True
-        self.nan = 0
-        self.inf = 0
-        self.first_nan: list[list[int]] = []
-        self.first_inf: list[list[int]] = []
-
-    def add(self, chunk: np.ndarray, offset: int) -> None:
-        if str(chunk.dtype) not in self.dtype.split("+"):
-            # Chunks of mixed dtypes are recorded as "float32+float64" (and fail the dtype check).
-            self.dtype = f"{self.dtype}+{chunk.dtype}" if self.dtype else str(chunk.dtype)
-        if self.row_shape is None:
-            self.row_shape = chunk.shape[1:]
-        elif chunk.shape[1:] != self.row_shape:
-            self.consistent = False
-        self.rows += chunk.shape[0]
-        if not np.issubdtype(chunk.dtype, np.inexact):
-            return
-        nan, inf = np.isnan(chunk), np.isinf(chunk)
-        self.nan += int(nan.sum())
-        self.inf += int(inf.sum())
-        _first_positions(nan, offset, self.first_nan)
-        _first_positions(inf, offset, self.first_inf)
-
-    @property
-    def shape(self) -> list[int]:
-        return [self.rows, *(self.row_shape or ())]
 
 
 class ComparisonAccumulator:
@@ -110,7 +74,7 @@ class ComparisonAccumulator:
         left: Name of the compared runner.
         right: Name of the reference runner.
         tolerance: Pass criterion.
-        wrap_phase: Fold differences into (-pi, pi] (for phase outputs).
+        wrap_phase: Fold differences into (-pi, pi] (for an output whose spec ``wraps``).
         expected_dtype: Dtype both sides must have.
         pair_class: Recorded in the result (see :mod:`parity.tolerances`).
         device: Recorded in the result.
@@ -146,23 +110,13 @@ class ComparisonAccumulator:
         self.expected_dtype = str(np.dtype(expected_dtype))
         self.pair_class, self.device = pair_class, device
         self.rel_floor, self.weight_floor = rel_floor, weight_floor
-        self._l, self._r = _Side(), _Side()
+        self._l, self._r = SideStats(), SideStats()
         self._shape_mismatch = False
         self._uncomparable: str | None = None
-        self._weighted = False
         self._n_elements = 0
-        self._n = 0
-        self._n_out = 0  # finite elements outside the tolerance
-        self._n_nonfinite = 0  # elements non-finite on either side
-        self._max_abs = 0.0
-        self._max_rel = 0.0
-        self._max_ratio = -1.0
-        self._sum_abs = 0.0
-        self._sum_sq = 0.0
-        self._sum_ref_sq = 0.0
-        self._dot = 0.0
-        self._sum_left_sq = 0.0
-        self._worst: tuple[list[int], float, float] | None = None
+        self._values = DifferenceStats(
+            output, self._floor, tolerance.rtol, rel_floor, wrap_phase, weight_floor
+        )
 
     def update(
         self,
@@ -197,100 +151,20 @@ class ComparisonAccumulator:
         self._n_elements += a.size
         if a.size == 0:
             return
-        self._accumulate(a.astype(np.float64), b.astype(np.float64), sample_offset, weight)
-
-    def _accumulate(
-        self, a: np.ndarray, b: np.ndarray, offset: int, weight: np.ndarray | None
-    ) -> None:
-        finite = np.isfinite(a) & np.isfinite(b)
-        self._n_nonfinite += int(finite.size - finite.sum())
-        a0, b0 = np.where(finite, a, 0.0), np.where(finite, b, 0.0)
-        d = a0 - b0
-        factor = np.ones_like(d)
-        if self.wrap_phase:
-            d = wrap_to_pi(d)
-            if weight is not None:
-                w = np.asarray(weight, dtype=np.float64)
-                if w.shape != d.shape:
-                    raise ValueError(
-                        f"{self.output}: weight shape {w.shape} != chunk shape {d.shape}"
-                    )
-                factor = np.minimum(1.0, np.abs(np.nan_to_num(w)) / self.weight_floor)
-                d = d * factor
-                self._weighted = True
-        elif weight is not None:
-            raise ValueError(f"{self.output}: weight applies to phase outputs (wrap_phase=True)")
-        ad = np.abs(d)
-        ref = np.abs(b0)
-        self._n += int(finite.sum())
-        self._sum_abs += float(ad.sum())
-        self._sum_sq += float(np.square(d).sum())
-        self._sum_ref_sq += float(np.square(b0).sum())
-        if self.wrap_phase:
-            f2 = np.square(factor) * finite
-            self._dot += float((f2 * np.cos(d)).sum())
-            self._sum_left_sq += float(f2.sum())
-        else:
-            self._dot += float((a0 * b0).sum())
-            self._sum_left_sq += float(np.square(a0).sum())
-        if finite.any():
-            self._max_abs = max(self._max_abs, float(ad.max()))
-            self._max_rel = max(self._max_rel, float((ad / np.maximum(ref, self.rel_floor)).max()))
-        bound = self._floor + self.tolerance.rtol * ref
-        out = (ad > bound) & finite
-        self._n_out += int(out.sum())
-        ratio = _ratio(ad, bound, finite)
-        flat = int(np.argmax(ratio))
-        if finite.ravel()[flat] and float(ratio.ravel()[flat]) > self._max_ratio:
-            self._max_ratio = float(ratio.ravel()[flat])
-            index = [int(i) for i in np.unravel_index(flat, d.shape)]
-            self._worst = (_shift(index, offset), float(a.ravel()[flat]), float(b.ravel()[flat]))
+        self._values.add(a.astype(np.float64), b.astype(np.float64), sample_offset, weight)
 
     def finish(self) -> OutputComparison:
         """The comparison so far, with status and failure kinds."""
-        failures: list[str] = []
-        messages: list[str] = []
-        dl, dr, want = self._l.dtype, self._r.dtype, self.expected_dtype
-        if dl != want or dr != want:
-            failures.append("dtype")
-            messages.append(
-                f"dtype: expected {want} on both sides, got {dl} (left) and {dr} (right)"
-            )
-        shape_bad = self._shape_mismatch or not (self._l.consistent and self._r.consistent)
-        if shape_bad:
-            failures.append("shape")
-            messages.append(f"shape: {self._l.shape} (left) != {self._r.shape} (right)")
-        if self._uncomparable:
-            messages.append(self._uncomparable)
-        nonfinite = self._l.nan + self._l.inf + self._r.nan + self._r.inf
-        if nonfinite:
-            failures.append("nonfinite")
-            messages.append(
-                f"nonfinite: left {self._l.nan} NaN / {self._l.inf} Inf, "
-                f"right {self._r.nan} NaN / {self._r.inf} Inf"
-            )
-        n_out = self._n_out + self._n_nonfinite
-        fraction = n_out / self._n_elements if self._n_elements else None
-        if self._n_out and fraction is not None and fraction > self.tolerance.max_fraction_out:
-            failures.append("tolerance")
-            messages.append(
-                f"tolerance: {n_out}/{self._n_elements} elements outside "
-                f"atol={self.tolerance.atol:g} + rtol={self.tolerance.rtol:g}*|ref|"
-                + (
-                    f" + rtol_peak={self.tolerance.rtol_peak:g}*peak({self.peak:.4g})"
-                    if self.peak is not None
-                    else ""
-                )
-                + f" (max_abs={self._max_abs:.3g}, worst at {self._worst[0] if self._worst else None})"
-            )
-        has_values = self._n > 0
-        ref_norm, left_norm = math.sqrt(self._sum_ref_sq), math.sqrt(self._sum_left_sq)
-        worst_index = self._worst[0] if self._worst else None
+        v, want = self._values, self.expected_dtype
+        failures, messages = self._failures()
+        has_values = v.n > 0
+        worst_index = v.worst[0] if v.worst else None
         worst_sample = worst_index[0] if worst_index else None
         firsts = self._l.first_nan + self._l.first_inf + self._r.first_nan + self._r.first_inf
-        if firsts and (worst_sample is None or self._max_ratio <= 1.0):
+        if firsts and (worst_sample is None or v.max_ratio <= 1.0):
             # Within tolerance everywhere else: the non-finite sample is the one worth a map.
             worst_sample = min(p[0] for p in firsts)
+        n_out = v.n_out + v.n_nonfinite
         result = OutputComparison(
             output=self.output,
             left=self.left,
@@ -302,25 +176,25 @@ class ComparisonAccumulator:
             failures=failures,
             messages=messages,
             expected_dtype=want,
-            dtype_left=dl,
-            dtype_right=dr,
+            dtype_left=self._l.dtype,
+            dtype_right=self._r.dtype,
             shape_left=self._l.shape,
             shape_right=self._r.shape,
             wrap_phase=self.wrap_phase,
-            weighted=self._weighted,
+            weighted=v.weighted,
             rel_floor=self.rel_floor,
             peak=self.peak,
             n_elements=self._n_elements,
-            n_compared=self._n,
-            max_abs=self._max_abs if has_values else None,
-            max_rel=self._max_rel if has_values else None,
-            mean_abs=self._sum_abs / self._n if has_values else None,
-            rms=math.sqrt(self._sum_sq / self._n) if has_values else None,
-            rel_l2=_safe_div(math.sqrt(self._sum_sq), ref_norm) if has_values else None,
-            cosine=self._cosine(left_norm, ref_norm) if has_values else None,
-            max_ratio=self._max_ratio if has_values and self._max_ratio >= 0 else None,
+            n_compared=v.n,
+            max_abs=v.max_abs if has_values else None,
+            max_rel=v.max_rel if has_values else None,
+            mean_abs=v.sum_abs / v.n if has_values else None,
+            rms=math.sqrt(v.sum_sq / v.n) if has_values else None,
+            rel_l2=v.rel_l2() if has_values else None,
+            cosine=v.cosine() if has_values else None,
+            max_ratio=v.max_ratio if has_values and v.max_ratio >= 0 else None,
             n_out=n_out,
-            fraction_out=fraction,
+            fraction_out=n_out / self._n_elements if self._n_elements else None,
             nan_left=self._l.nan,
             nan_right=self._r.nan,
             inf_left=self._l.inf,
@@ -330,22 +204,49 @@ class ComparisonAccumulator:
             first_inf_left=self._l.first_inf,
             first_inf_right=self._r.first_inf,
             worst_index=worst_index,
-            worst_left=self._worst[1] if self._worst else None,
-            worst_right=self._worst[2] if self._worst else None,
+            worst_left=v.worst[1] if v.worst else None,
+            worst_right=v.worst[2] if v.worst else None,
             worst_sample=worst_sample,
         )
         logger.debug("%s", result.log_line())
         return result
 
-    def _cosine(self, left_norm: float, ref_norm: float) -> float:
-        if self.wrap_phase:
-            # _dot = sum f^2 cos(d), _sum_left_sq = sum f^2 (weights of the unit phasors).
-            return _clip(self._dot / self._sum_left_sq) if self._sum_left_sq else 1.0
-        if left_norm == 0.0 and ref_norm == 0.0:
-            return 1.0
-        if left_norm == 0.0 or ref_norm == 0.0:
-            return 0.0
-        return _clip(self._dot / (left_norm * ref_norm))
+    def _failures(self) -> tuple[list[str], list[str]]:
+        """Failure kinds in check order, and one message per failure (or uncomparable values)."""
+        failures: list[str] = []
+        messages: list[str] = []
+        v, t = self._values, self.tolerance
+        dl, dr, want = self._l.dtype, self._r.dtype, self.expected_dtype
+        if dl != want or dr != want:
+            failures.append("dtype")
+            messages.append(
+                f"dtype: expected {want} on both sides, got {dl} (left) and {dr} (right)"
+            )
+        if self._shape_mismatch or not (self._l.consistent and self._r.consistent):
+            failures.append("shape")
+            messages.append(f"shape: {self._l.shape} (left) != {self._r.shape} (right)")
+        if self._uncomparable:
+            messages.append(self._uncomparable)
+        if self._l.nan + self._l.inf + self._r.nan + self._r.inf:
+            failures.append("nonfinite")
+            messages.append(
+                f"nonfinite: left {self._l.nan} NaN / {self._l.inf} Inf, "
+                f"right {self._r.nan} NaN / {self._r.inf} Inf"
+            )
+        n_out = v.n_out + v.n_nonfinite
+        if v.n_out and self._n_elements and n_out / self._n_elements > t.max_fraction_out:
+            peak = (
+                f" + rtol_peak={t.rtol_peak:g}*peak({self.peak:.4g})"
+                if self.peak is not None
+                else ""
+            )
+            failures.append("tolerance")
+            messages.append(
+                f"tolerance: {n_out}/{self._n_elements} elements outside "
+                f"atol={t.atol:g} + rtol={t.rtol:g}*|ref|{peak} "
+                f"(max_abs={v.max_abs:.3g}, worst at {v.worst[0] if v.worst else None})"
+            )
+        return failures, messages
 
 
 def compare_arrays(
@@ -383,42 +284,3 @@ def compare_arrays(
     )
     acc.update(a, b, 0, weight=weight)
     return acc.finish()
-
-
-def array_peak(values: np.ndarray) -> float:
-    """Largest finite ``|value|`` (0 for an empty or all non-finite array): the ``peak`` of
-    :attr:`Tolerance.rtol_peak`. Non-finite values are counted as failures elsewhere."""
-    a = np.abs(np.asarray(values, dtype=np.float64))
-    finite = a[np.isfinite(a)]
-    return float(finite.max()) if finite.size else 0.0
-
-
-def _ratio(ad: np.ndarray, bound: np.ndarray | float, finite: np.ndarray) -> np.ndarray:
-    bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), ad.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(
-            bound > 0, ad / np.where(bound > 0, bound, 1.0), np.where(ad > 0, np.inf, 0.0)
-        )
-    return np.where(finite, ratio, -1.0)
-
-
-def _first_positions(mask: np.ndarray, offset: int, into: list[list[int]]) -> None:
-    room = MAX_POSITIONS - len(into)
-    if room <= 0 or not mask.any():
-        return
-    for flat in np.flatnonzero(mask)[:room]:
-        into.append(_shift([int(i) for i in np.unravel_index(int(flat), mask.shape)], offset))
-
-
-def _shift(index: list[int], offset: int) -> list[int]:
-    return [index[0] + int(offset), *index[1:]]
-
-
-def _safe_div(num: float, den: float) -> float:
-    if den == 0.0:
-        return 0.0 if num == 0.0 else math.inf
-    return num / den
-
-
-def _clip(x: float) -> float:
-    return min(1.0, max(-1.0, x))

@@ -1,25 +1,28 @@
 """Parity results as plain dataclasses with an exact JSON round trip.
 
 Reports (Markdown, JUnit, HTML) are views of a :class:`ParityReport`; the JSON file is the
-record. Non-finite floats are not valid JSON, so metric fields store them as the strings
-``"NaN"``, ``"Infinity"`` and ``"-Infinity"``, and free-form dicts (environment, details) store
-them as ``{"$float": "NaN"}``; both decode back to the same float. Tuples in free-form dicts
-come back as lists.
+record (strict JSON: :mod:`parity.json_codec`). One compared output is an
+:class:`parity.output_comparison.OutputComparison`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parity.errors import ParityError
-from parity.tolerances import Tolerance
+from parity.json_codec import (
+    ReportFormatError,
+    decode_float,
+    decode_tree,
+    encode_float,
+    encode_tree,
+)
+from parity.output_comparison import OutputComparison
 
 __all__ = [
     "REPORT_SCHEMA",
@@ -31,158 +34,6 @@ __all__ = [
 ]
 
 REPORT_SCHEMA = 1
-_FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-class ReportFormatError(ParityError):
-    """A report JSON file is unreadable or not in this version's schema."""
-
-
-@dataclass
-class OutputComparison:
-    """One output of one runner pair: dtype and shape checks, then value metrics.
-
-    ``right`` is the reference side: relative metrics and ``rtol`` divide by ``|right|``.
-    Value metrics are ``None`` when no element could be compared (shape mismatch, or every
-    element non-finite). Indices are full multi-indices into the output (``[sample, c, y, x]``).
-
-    Attributes:
-        output: Output name (``amplitude``, ``phase``, ``pred_amplitude``).
-        left: Name of the compared runner (e.g. ``eager``).
-        right: Name of the reference runner (e.g. ``tf-reference``).
-        pair_class: Tolerance pair class (``torch-vs-artifact``, ``vs-reference``).
-        device: Device the pair ran on (``cpu``, ``cuda``).
-        tolerance: Criterion applied.
-        status: ``pass`` or ``fail``.
-        failures: Failure kinds in order: ``dtype``, ``shape``, ``nonfinite``, ``tolerance``.
-        messages: One human-readable line per failure.
-        expected_dtype: Dtype both sides must have.
-        dtype_left: Dtype of the left output.
-        dtype_right: Dtype of the right output.
-        shape_left: Shape of the left output (axis 0 summed over chunks).
-        shape_right: Shape of the right output.
-        wrap_phase: Whether differences were wrapped into (-pi, pi].
-        weighted: Whether phase errors were weighted by the reference amplitude.
-        rel_floor: Denominator floor of the relative error.
-        peak: Peak ``max |ref|`` that scaled the tolerance's ``rtol_peak`` (None without one).
-        n_elements: Elements per side (when shapes match).
-        n_compared: Elements finite on both sides (the value metrics cover these).
-        max_abs: Largest absolute difference.
-        max_rel: Largest ``|a-b| / max(|ref|, rel_floor)``.
-        mean_abs: Mean absolute difference.
-        rms: Root mean square difference.
-        rel_l2: ``||a-b|| / ||ref||``.
-        cosine: Cosine similarity (of unit phasors for phase).
-        max_ratio: Largest ``|a-b| / (atol + rtol*|ref| + rtol_peak*peak)``; above 1 means out
-            of tolerance.
-        n_out: Elements outside the tolerance (non-finite ones included).
-        fraction_out: ``n_out / n_elements``.
-        nan_left: NaN count on the left.
-        nan_right: NaN count on the right.
-        inf_left: Inf count on the left.
-        inf_right: Inf count on the right.
-        first_nan_left: First NaN positions on the left (at most a few).
-        first_nan_right: First NaN positions on the right.
-        first_inf_left: First Inf positions on the left.
-        first_inf_right: First Inf positions on the right.
-        worst_index: Element using the largest share of its tolerance.
-        worst_left: Left value there.
-        worst_right: Right value there.
-        worst_sample: Sample (axis 0) to draw an error map of.
-    """
-
-    output: str
-    left: str
-    right: str
-    tolerance: Tolerance
-    status: str
-    pair_class: str = ""
-    device: str = ""
-    failures: list[str] = field(default_factory=list)
-    messages: list[str] = field(default_factory=list)
-    expected_dtype: str = "float32"
-    dtype_left: str = ""
-    dtype_right: str = ""
-    shape_left: list[int] = field(default_factory=list)
-    shape_right: list[int] = field(default_factory=list)
-    wrap_phase: bool = False
-    weighted: bool = False
-    rel_floor: float = 0.0
-    peak: float | None = None
-    n_elements: int = 0
-    n_compared: int = 0
-    max_abs: float | None = None
-    max_rel: float | None = None
-    mean_abs: float | None = None
-    rms: float | None = None
-    rel_l2: float | None = None
-    cosine: float | None = None
-    max_ratio: float | None = None
-    n_out: int = 0
-    fraction_out: float | None = None
-    nan_left: int = 0
-    nan_right: int = 0
-    inf_left: int = 0
-    inf_right: int = 0
-    first_nan_left: list[list[int]] = field(default_factory=list)
-    first_nan_right: list[list[int]] = field(default_factory=list)
-    first_inf_left: list[list[int]] = field(default_factory=list)
-    first_inf_right: list[list[int]] = field(default_factory=list)
-    worst_index: list[int] | None = None
-    worst_left: float | None = None
-    worst_right: float | None = None
-    worst_sample: int | None = None
-
-    @property
-    def passed(self) -> bool:
-        """True when the status is ``pass``."""
-        return self.status == "pass"
-
-    def label(self) -> str:
-        """``amplitude | eager vs onnxruntime[cpu]``."""
-        return f"{self.output} | {self.left} vs {self.right}"
-
-    def log_line(self) -> str:
-        """Polygraphy-style line: ``amplitude | eager vs ort[cpu] | PASSED max_abs=3.1e-07 atol=1e-06``."""
-        parts = [f"{self.label()} | {'PASSED' if self.passed else 'FAILED'}"]
-        if self.failures:
-            parts.append(f"[{', '.join(self.failures)}]")
-        parts.append(f"max_abs={_fmt(self.max_abs)}")
-        if self.tolerance.rtol:
-            parts.append(f"max_rel={_fmt(self.max_rel)}")
-        parts.append(f"atol={_fmt(self.tolerance.atol)}")
-        if self.tolerance.rtol:
-            parts.append(f"rtol={_fmt(self.tolerance.rtol)}")
-        if self.tolerance.rtol_peak:
-            parts.append(f"rtol_peak={_fmt(self.tolerance.rtol_peak)} peak={_fmt(self.peak)}")
-        if self.n_out:
-            parts.append(f"out={self.n_out}/{self.n_elements}")
-        return " ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; non-finite metric floats become strings."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["tolerance"] = self.tolerance.to_dict()
-        for key, value in data.items():
-            if isinstance(value, float):
-                data[key] = _encode_float(value)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> OutputComparison:
-        """Inverse of :meth:`to_dict` (unknown keys are rejected)."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ReportFormatError(f"unknown OutputComparison keys {unknown}")
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key == "tolerance":
-                value = Tolerance.from_dict(value)
-            elif isinstance(value, str) and value in _FLOAT_NAMES and known[key].type != "str":
-                value = _FLOAT_NAMES[value]
-            kwargs[key] = value
-        return cls(**kwargs)
 
 
 @dataclass
@@ -211,16 +62,16 @@ class RunnerInfo:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         data = asdict(self)
-        data["detail"] = _encode_tree(self.detail)
-        data["seconds"] = _encode_float(self.seconds)
+        data["detail"] = encode_tree(self.detail)
+        data["seconds"] = encode_float(self.seconds)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunnerInfo:
         """Inverse of :meth:`to_dict`."""
         kwargs = dict(data)
-        kwargs["detail"] = _decode_tree(kwargs.get("detail", {}))
-        kwargs["seconds"] = _decode_float(kwargs.get("seconds", 0.0))
+        kwargs["detail"] = decode_tree(kwargs.get("detail", {}))
+        kwargs["seconds"] = decode_float(kwargs.get("seconds", 0.0))
         return cls(**kwargs)
 
 
@@ -259,9 +110,14 @@ class ParityReport:
         reference_provenance: Provenance of the TensorFlow reference.
         runners: The runners that took part.
         comparisons: Every comparison made.
-        errors: Failures that are not comparisons (environment, runner crashes).
+        notes: What a reader should know about the run that is not a comparison (no
+            reference, CUDA runners skipped under ``--device auto``). Never a failure: a run
+            that cannot be checked raises instead of writing a report.
         error_maps: Rendered error maps.
         schema: Report schema version.
+        errors: Former name of ``notes``, which is all it ever held; accepted by the
+            constructor and kept as the same list so callers written against it still work.
+            Not saved (``report.json`` has ``notes``).
     """
 
     created: str
@@ -274,11 +130,15 @@ class ParityReport:
     reference_provenance: dict[str, Any] = field(default_factory=dict)
     runners: list[RunnerInfo] = field(default_factory=list)
     comparisons: list[OutputComparison] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     error_maps: list[ErrorMap | dict[str, Any]] = field(default_factory=list)
     schema: int = REPORT_SCHEMA
+    errors: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.errors is not self.notes:
+            self.notes = [*self.notes, *self.errors]
+            self.errors = self.notes
         self.error_maps = list(self.maps())
 
     def maps(self) -> list[ErrorMap]:
@@ -299,12 +159,12 @@ class ParityReport:
             "artifacts_dir": self.artifacts_dir,
             "verdict": self.verdict,
             "exit_code": self.exit_code,
-            "environment": _encode_tree(self.environment),
-            "precision": _encode_tree(self.precision),
-            "reference_provenance": _encode_tree(self.reference_provenance),
+            "environment": encode_tree(self.environment),
+            "precision": encode_tree(self.precision),
+            "reference_provenance": encode_tree(self.reference_provenance),
             "runners": [r.to_dict() for r in self.runners],
             "comparisons": [c.to_dict() for c in self.comparisons],
-            "errors": list(self.errors),
+            "notes": list(self.notes),
             "error_maps": [m.to_dict() for m in self.maps()],
         }
 
@@ -327,12 +187,13 @@ class ParityReport:
                 artifacts_dir=data["artifacts_dir"],
                 verdict=data["verdict"],
                 exit_code=data["exit_code"],
-                environment=_decode_tree(data.get("environment", {})),
-                precision=_decode_tree(data.get("precision", {})),
-                reference_provenance=_decode_tree(data.get("reference_provenance", {})),
+                environment=decode_tree(data.get("environment", {})),
+                precision=decode_tree(data.get("precision", {})),
+                reference_provenance=decode_tree(data.get("reference_provenance", {})),
                 runners=[RunnerInfo.from_dict(r) for r in data.get("runners", [])],
                 comparisons=[OutputComparison.from_dict(c) for c in data.get("comparisons", [])],
-                errors=list(data.get("errors", [])),
+                # reports written before notes had their name kept them under "errors"
+                notes=list(data.get("notes", data.get("errors", []))),
                 error_maps=[ErrorMap.from_dict(m) for m in data.get("error_maps", [])],
             )
         except (KeyError, TypeError) as exc:
@@ -369,46 +230,3 @@ class ParityReport:
         if not isinstance(data, dict):
             raise ReportFormatError(f"{path} must hold a JSON object")
         return cls.from_dict(data)
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.2g}"
-
-
-def _encode_float(value: float) -> float | str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
-
-
-def _decode_float(value: Any) -> Any:
-    return _FLOAT_NAMES.get(value, value) if isinstance(value, str) else value
-
-
-def _encode_tree(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _encode_tree(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_encode_tree(v) for v in value]
-    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (str, bytes)):
-        try:
-            value = value.item()  # numpy scalar -> Python scalar
-        except (TypeError, ValueError):
-            return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return {"$float": _encode_float(value)}
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def _decode_tree(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"$float"}:
-            return _FLOAT_NAMES[value["$float"]]
-        return {k: _decode_tree(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode_tree(v) for v in value]
-    return value

@@ -1,53 +1,9 @@
-"""Tolerances per output, pair class and device, with JSON override files and calibration.
+"""Tolerance tables: lookups, JSON override files and calibration from measured comparisons.
 
-An element passes when ``|left - right| <= atol + rtol * |right| + rtol_peak * peak``
-(``right`` is the reference side of a comparison, as in Polygraphy; ``peak`` is the largest
-``|value|`` of that output over the whole compared set: the reference's, or eager PyTorch's
-when there is no reference). An output passes when the fraction of failing elements is at most
-``max_fraction_out`` (0 by default: every element must pass).
+A :class:`ToleranceTable` holds one :class:`parity.tolerance.Tolerance` per output, pair class
+and device (the documented defaults and why they are what they are: :mod:`parity.tolerance`).
 
-``rtol_peak`` judges an output against its own scale: float32 carries ~6e-8 of a value, so an
-output that peaks at 674 (the original's gridsize-1 amplitude, whose swish border path is
-unbounded) cannot meet an absolute 1e-6, while ``rtol`` alone would demand near-exact dark
-pixels. The default table uses it for ``pred_amplitude`` (2e-6 of the peak on CPU, 1e-5 on
-CUDA); references imported from the original TensorFlow PtychoPINN carry their own
-peak-relative entries for amplitude and phase too (see ``parity.import_reference``).
-
-Pair classes:
-
-- ``torch-vs-artifact``: eager PyTorch against one of its own artifacts (TorchScript,
-  ``.pt2``, ONNX Runtime) on the same device. Same weights, same float32 math, different
-  kernels and summation order.
-- ``vs-reference``: any runner against the TensorFlow reference. Different framework and
-  convolution algorithms, yet measured at about 1e-7 (amplitude) on CPU for this network, so
-  the same bounds hold (README, "Measured figures").
-
-Phase is ``pi * tanh`` of a deep float32 conv stack: measured against a float64 run of the
-trained demo model, eager PyTorch, ONNX Runtime and the TensorFlow twin are each 0.9-1.5e-6 rad
-off, so two float32 backends can differ by ~2e-6; its CPU bound is 4e-6 rad (6e-7 of 2*pi).
-
-Devices: ``cpu`` and ``cuda``. GPU tolerances assume TF32 is off (the parity precision
-policy); cuDNN may still pick other algorithms than the CPU kernels, so they are looser.
-
-Default table (``atol`` / ``rtol``; ``max_fraction_out`` is 0 everywhere):
-
-==================  ==================  ===================  ====================
-output              pair class          cpu                  cuda
-==================  ==================  ===================  ====================
-amplitude           torch-vs-artifact   1e-6 / 0             1e-5 / 0
-amplitude           vs-reference        1e-6 / 0             1e-5 / 0
-phase               torch-vs-artifact   4e-6 / 0             1e-5 / 0
-phase               vs-reference        4e-6 / 0             1e-5 / 0
-pred_amplitude      torch-vs-artifact   1e-4 / 1e-5          1e-3 / 1e-4
-pred_amplitude      vs-reference        1e-3 / 1e-4          1e-3 / 1e-4
-==================  ==================  ===================  ====================
-
-``amplitude`` is a sigmoid output in [0, 1] and ``phase`` is ``pi * tanh`` in radians (compared
-with the difference wrapped into (-pi, pi]); both use absolute tolerances. ``pred_amplitude``
-(the physics head's diffraction amplitude) reaches ~1e3, so it is judged relatively; its
-``atol`` only covers dark pixels where the FFT's absolute rounding noise dominates.
-
-These are starting points. ``calibrate`` turns measured noise floors of a real run into a
+These are starting points. :func:`calibrate` turns measured noise floors of a real run into a
 table (``margin`` times the noise), and :meth:`ToleranceTable.save` writes the figures behind
 every value into the file's ``measured`` section. Override files are JSON; a partial file
 merges onto the defaults::
@@ -60,14 +16,22 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from parity.results import OutputComparison
+from parity.output_comparison import OutputComparison
+from parity.tolerance import (
+    DEVICES,
+    OUTPUTS,
+    PAIR_CLASSES,
+    Tolerance,
+    check_keys,
+    classify_pair,
+    default_entries,
+    device_key,
+)
 
 __all__ = [
     "DEVICES",
@@ -83,110 +47,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TOLERANCE_SCHEMA = 1
-OUTPUTS = ("amplitude", "phase", "pred_amplitude")
-PAIR_CLASSES = ("torch-vs-artifact", "vs-reference")
-DEVICES = ("cpu", "cuda")
-REFERENCE_KINDS = ("tf-reference", "tf-live")
 # Calibration never goes tighter than this share of the tolerance it measured with, so that a
 # bit-identical run (noise 0) does not produce a zero tolerance that the next machine fails.
 MIN_CALIBRATED_SCALE = 0.01
 _FILE_KEYS = ("schema", "tolerances", "measured", "notes")
-
-
-@dataclass(frozen=True)
-class Tolerance:
-    """Pass criterion for one output: ``|a - b| <= atol + rtol * |ref| + rtol_peak * peak``.
-
-    Attributes:
-        atol: Absolute tolerance, in the output's unit.
-        rtol: Relative tolerance, a multiple of ``|ref|`` (element by element).
-        max_fraction_out: Largest fraction of elements allowed outside the bound.
-        rtol_peak: Multiple of the output's peak ``max |ref|`` over the whole compared set.
-    """
-
-    atol: float
-    rtol: float
-    max_fraction_out: float = 0.0
-    rtol_peak: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("atol", "rtol", "max_fraction_out", "rtol_peak"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ValueError(f"Tolerance.{name} must be a number, got {value!r}")
-            if not value >= 0.0 or value == float("inf"):
-                raise ValueError(f"Tolerance.{name} must be finite and >= 0, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        if self.max_fraction_out > 1.0:
-            raise ValueError(
-                f"Tolerance.max_fraction_out must be <= 1, got {self.max_fraction_out}"
-            )
-
-    def floor(self, peak: float | None) -> float:
-        """The part of the bound that is the same for every element: ``atol + rtol_peak * peak``.
-
-        Raises:
-            ValueError: If ``rtol_peak`` is set and ``peak`` is unknown.
-        """
-        if not self.rtol_peak:
-            return self.atol
-        if peak is None or not math.isfinite(peak):
-            raise ValueError(
-                f"a tolerance with rtol_peak={self.rtol_peak:g} needs the output's finite peak "
-                f"max|ref|, got {peak!r}"
-            )
-        return self.atol + self.rtol_peak * abs(peak)
-
-    def to_dict(self) -> dict[str, float]:
-        """Plain dict for JSON."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], base: Tolerance | None = None) -> Tolerance:
-        """Build from a dict; keys missing from ``data`` come from ``base`` when given.
-
-        Raises:
-            ValueError: On an unknown key (the message names the allowed ones) or a missing
-                key without ``base``.
-        """
-        allowed = ("atol", "rtol", "max_fraction_out", "rtol_peak")
-        _check_keys(data, allowed, "tolerance")
-        values = asdict(base) if base is not None else {"max_fraction_out": 0.0, "rtol_peak": 0.0}
-        values.update(data)
-        missing = [k for k in allowed if k not in values]
-        if missing:
-            raise ValueError(f"tolerance lacks {missing}; give atol and rtol")
-        return cls(**values)
-
-
-def _default_entries() -> dict[str, dict[str, dict[str, Tolerance]]]:
-    def absolute(cpu: float, cuda: float) -> dict[str, Tolerance]:
-        return {"cpu": Tolerance(cpu, 0.0), "cuda": Tolerance(cuda, 0.0)}
-
-    # phase = pi * tanh(x): each float32 backend is itself ~1e-6 rad from a float64 run of the
-    # trained demo model (README, "Why phase gets 4e-6"), so two of them differ by up to ~2e-6.
-    amplitude = {"torch-vs-artifact": absolute(1e-6, 1e-5), "vs-reference": absolute(1e-6, 1e-5)}
-    phase = {"torch-vs-artifact": absolute(4e-6, 1e-5), "vs-reference": absolute(4e-6, 1e-5)}
-    return {
-        "amplitude": amplitude,
-        "phase": phase,
-        # with the original's physics pred_amplitude peaks at 1e3..1e4 (x1000 border at
-        # gridsize 1): judged against its peak, 2e-6 on CPU and 1e-5 on CUDA (the mission's)
-        "pred_amplitude": {
-            pair: {
-                "cpu": Tolerance(1e-6, 0.0, rtol_peak=2e-6),
-                "cuda": Tolerance(1e-5, 0.0, rtol_peak=1e-5),
-            }
-            for pair in ("torch-vs-artifact", "vs-reference")
-        },
-    }
-
-
-def classify_pair(left_kind: str, right_kind: str) -> str:
-    """Pair class of a comparison from its runners' kinds (see :class:`RunnerInfo.kind`)."""
-    if left_kind in REFERENCE_KINDS or right_kind in REFERENCE_KINDS:
-        return "vs-reference"
-    return "torch-vs-artifact"
 
 
 @dataclass
@@ -199,7 +63,7 @@ class ToleranceTable:
         notes: Free-form lines saved with the file (how and when it was calibrated).
     """
 
-    entries: dict[str, dict[str, dict[str, Tolerance]]] = field(default_factory=_default_entries)
+    entries: dict[str, dict[str, dict[str, Tolerance]]] = field(default_factory=default_entries)
     measured: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -220,7 +84,7 @@ class ToleranceTable:
         by_device = by_class.get(pair_class)
         if by_device is None:
             raise ValueError(f"unknown pair class {pair_class!r}; allowed: {sorted(by_class)}")
-        tol = by_device.get(_device_key(device))
+        tol = by_device.get(device_key(device))
         if tol is None:
             raise ValueError(f"unknown device {device!r}; allowed: {sorted(by_device)}")
         return tol
@@ -252,7 +116,7 @@ class ToleranceTable:
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"tolerance file must hold a JSON object, got {type(data).__name__}")
-        _check_keys(data, _FILE_KEYS, "tolerance file")
+        check_keys(data, _FILE_KEYS, "tolerance file")
         schema = data.get("schema", TOLERANCE_SCHEMA)
         if schema != TOLERANCE_SCHEMA:
             raise ValueError(
@@ -260,11 +124,11 @@ class ToleranceTable:
             )
         table = copy.deepcopy(base if base is not None else cls.default())
         overrides = data.get("tolerances", {})
-        _check_keys(overrides, tuple(table.entries), "output in 'tolerances'")
+        check_keys(overrides, tuple(table.entries), "output in 'tolerances'")
         for out, pcs in overrides.items():
-            _check_keys(pcs, tuple(table.entries[out]), f"pair class under {out!r}")
+            check_keys(pcs, tuple(table.entries[out]), f"pair class under {out!r}")
             for pc, devs in pcs.items():
-                _check_keys(devs, tuple(table.entries[out][pc]), f"device under {out!r}/{pc!r}")
+                check_keys(devs, tuple(table.entries[out][pc]), f"device under {out!r}/{pc!r}")
                 for dev, tol in devs.items():
                     where = f"{out!r}/{pc!r}/{dev!r}"
                     if not isinstance(tol, Mapping):
@@ -339,7 +203,7 @@ def calibrate(
     notes: list[str] = []
     groups: dict[tuple[str, str, str], list[OutputComparison]] = {}
     for c in comparisons:
-        key = (c.output, c.pair_class, _device_key(c.device))
+        key = (c.output, c.pair_class, device_key(c.device))
         if {"dtype", "shape", "nonfinite"} & set(c.failures) or c.max_ratio is None:
             notes.append(f"skipped {c.label()}: failures {c.failures} leave no usable noise figure")
             continue
@@ -380,16 +244,3 @@ def calibrate(
     for line in notes:
         logger.info("calibrate: %s", line)
     return table, notes
-
-
-def _device_key(device: str) -> str:
-    # "cuda:0" and "cuda" share a tolerance.
-    return device.split(":", 1)[0]
-
-
-def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], what: str) -> None:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{what} must be a JSON object, got {data!r}")
-    for key in data:
-        if key not in allowed:
-            raise ValueError(f"unknown {what} key {key!r}; allowed: {', '.join(allowed)}")

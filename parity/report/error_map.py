@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from parity.compare import wrap_to_pi
+from parity.running_stats import wrap_to_pi
 
 __all__ = ["MAX_CHANNELS", "error_map_filename", "render_error_map"]
 

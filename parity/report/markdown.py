@@ -60,9 +60,9 @@ def render_markdown(report: ParityReport) -> str:
                 + " |"
             )
         lines.append("")
-    if report.errors:
-        lines += ["### Errors and notes", ""]
-        lines += [f"- {_inline(e)}" for e in report.errors]
+    if report.notes:
+        lines += ["### Notes", ""]
+        lines += [f"- {_inline(note)}" for note in report.notes]
         lines.append("")
     failed = report.failed_comparisons
     if failed:

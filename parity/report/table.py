@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from parity.results import OutputComparison, ParityReport
+from parity.output_comparison import OutputComparison
+from parity.results import ParityReport
 
 __all__ = [
     "PairRow",
@@ -73,11 +74,11 @@ def verdict_line(report: ParityReport) -> str:
     """One line: verdict, head, how many comparisons failed."""
     failed = len(report.failed_comparisons)
     mark = PASS_MARK if report.verdict == "pass" else FAIL_MARK
-    errors = f", {len(report.errors)} note(s)/error(s)" if report.errors else ""
+    notes = f", {len(report.notes)} note(s)" if report.notes else ""
     return (
         f"{mark} Parity {report.verdict.upper()} (exit code {report.exit_code}): head "
         f"`{report.head}`, {len(report.comparisons) - failed}/{len(report.comparisons)} "
-        f"comparisons passed{errors}"
+        f"comparisons passed{notes}"
     )
 
 

@@ -18,6 +18,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Any
 
+from export.signature import AMPLITUDE, PHASE, PRED_AMPLITUDE
 from parity.tf_twin.errors import TwinError
 from ptycho_torch.config import ModelConfig
 
@@ -240,7 +241,7 @@ def build_twin(config: ModelConfig) -> keras.Model:
     phase = b.decoder(z, "phase_decoder", "pi_tanh")
     pred = b.custom["FarField"](config, name="far_field")(amplitude, phase, positions)
     pred = scale(pred, inverse=True)
-    outputs = {"amplitude": amplitude, "phase": phase, "pred_amplitude": pred}
+    outputs = {AMPLITUDE: amplitude, PHASE: phase, PRED_AMPLITUDE: pred}
     return keras.Model({"diffraction": diffraction, "positions": positions}, outputs, name="twin")
 
 
@@ -248,10 +249,8 @@ def object_head(twin: keras.Model) -> keras.Model:
     """``diffraction -> {amplitude, phase}``: the object head, sharing the twin's layers."""
     keras = _keras()
     diffraction = twin.get_layer("diffraction").output
-    amplitude, phase = (twin.output[k] for k in ("amplitude", "phase"))
-    return keras.Model(
-        {"diffraction": diffraction}, {"amplitude": amplitude, "phase": phase}, name="twin_object"
-    )
+    outputs = {k: twin.output[k] for k in (AMPLITUDE, PHASE)}
+    return keras.Model({"diffraction": diffraction}, outputs, name="twin_object")
 
 
 def intermediates(twin: keras.Model, diffraction: Any, positions: Any) -> dict[str, tf.Tensor]:
@@ -274,13 +273,13 @@ def intermediates(twin: keras.Model, diffraction: Any, positions: Any) -> dict[s
 
     heads = object_head(twin)({"diffraction": diffraction}, training=False)
     far_field, scale = twin.get_layer("far_field"), twin.get_layer("intensity_scale")
-    steps = far_field.steps(heads["amplitude"], heads["phase"], tf.convert_to_tensor(positions))
+    steps = far_field.steps(heads[AMPLITUDE], heads[PHASE], tf.convert_to_tensor(positions))
     pred = scale(steps["pred_amplitude_unscaled"], inverse=True)
     return {
-        "amplitude": tf.transpose(heads["amplitude"], (0, 3, 1, 2)),
-        "phase": tf.transpose(heads["phase"], (0, 3, 1, 2)),
+        AMPLITUDE: tf.transpose(heads[AMPLITUDE], (0, 3, 1, 2)),
+        PHASE: tf.transpose(heads[PHASE], (0, 3, 1, 2)),
         **steps,
-        "pred_amplitude": pred,
+        PRED_AMPLITUDE: pred,
     }
 
 

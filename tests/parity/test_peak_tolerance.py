@@ -10,15 +10,9 @@ import pytest
 
 from parity.check import CheckOptions, run_check
 from parity.compare import ComparisonAccumulator, compare_arrays
-from parity.results import OutputComparison
-from parity.tolerances import (
-    DEVICES,
-    OUTPUTS,
-    PAIR_CLASSES,
-    Tolerance,
-    ToleranceTable,
-    calibrate,
-)
+from parity.output_comparison import OutputComparison
+from parity.tolerance import DEVICES, OUTPUTS, PAIR_CLASSES, Tolerance
+from parity.tolerances import ToleranceTable, calibrate
 
 PEAKY = Tolerance(0.0, 0.0, rtol_peak=2e-6)
 

@@ -8,15 +8,8 @@ import numpy as np
 import pytest
 
 from parity.compare import compare_arrays
-from parity.tolerances import (
-    DEVICES,
-    OUTPUTS,
-    PAIR_CLASSES,
-    Tolerance,
-    ToleranceTable,
-    calibrate,
-    classify_pair,
-)
+from parity.tolerance import DEVICES, OUTPUTS, PAIR_CLASSES, Tolerance, classify_pair
+from parity.tolerances import ToleranceTable, calibrate
 
 
 def test_defaults_cover_every_output_pair_class_and_device():

@@ -1,0 +1,184 @@
+"""Read a *case folder* written by the original TensorFlow PtychoPINN, in our layouts.
+
+A case folder (layout of ``../shared/reference/ptychopinn-tf/n64-gs1``) holds ``config.json``
+(the original's parameters, source commit, versions), ``inputs.npz`` (the model inputs, NHWC)
+and ``outputs.npz`` (the model outputs, NHWC). :func:`read_original_case` checks every array
+and converts it:
+
+- images NHWC ``(B, N, N, C)`` -> NCHW by ``transpose(0, 3, 1, 2)``;
+- the original's ``positions`` ``(B, 1, 2, C)`` hold ``[:, 0, 0, c] = x``, ``[:, 0, 1, c] = y``
+  with the value ``-(scan position - group mean)``; ours are ``scan position - group centroid``
+  (:attr:`ptycho_torch.data.Groups.offsets`), so ``ours[b, c] = -original[b, 0, :, c]``.
+
+Only ``np.load(allow_pickle=False)`` and JSON are read; the folder's ``.dill`` pickles and its
+``wts.h5.zip`` archive are never opened. Writing a reference from a case:
+:mod:`parity.import_reference`.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.signature import AMPLITUDE, PHASE, PRED_AMPLITUDE
+from parity.errors import ReferenceFormatError
+from ptycho_torch.config import ModelConfig
+
+__all__ = ["OriginalCase", "read_original_case"]
+
+
+@dataclass(frozen=True)
+class OriginalCase:
+    """One case folder of the original, converted to our layouts (NCHW, our position sign).
+
+    Attributes:
+        folder: The case folder.
+        name: Case name (``config.json`` ``case``, else the folder name).
+        config: The whole ``config.json``.
+        feed: ``diffraction`` (B, C, N, N) and, when present, ``positions`` (B, C, 2), float32.
+        outputs: ``amplitude``, ``phase`` (B, C_out, N, N) and, when present,
+            ``pred_amplitude`` (B, C, N, N), float32.
+    """
+
+    folder: Path
+    name: str
+    config: dict[str, Any]
+    feed: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+
+    @property
+    def network(self) -> dict[str, Any]:
+        """The original's ``network_and_physics`` parameters (original names)."""
+        return dict(self.config["network_and_physics"])
+
+    def signature_config(self) -> ModelConfig:
+        """A ModelConfig with the fields the signature depends on (N, gridsize, object.big)."""
+        net = self.network
+        return ModelConfig(N=net["N"], gridsize=net["gridsize"], object_big=net["object.big"])
+
+
+def read_original_case(folder: str | Path) -> OriginalCase:
+    """Read and validate a case folder; every array comes back in our layout.
+
+    Raises:
+        ReferenceFormatError: A file is missing, not JSON / not a pickle-free NPZ, or an array
+            has the wrong key, dtype, shape or non-finite values (the message names what was
+            expected, what was found and how to fix it).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ReferenceFormatError(
+            f"{folder} is not a folder; pass the case folder written by the original "
+            "(config.json, inputs.npz, outputs.npz), e.g. .../ptychopinn-tf/n64-gs1"
+        )
+    config = _read_config(folder / "config.json")
+    net = config["network_and_physics"]
+    n, c = int(net["N"]), int(net["gridsize"]) ** 2
+    c_out = c if net["object.big"] else 1
+    inputs = _read_npz(folder / "inputs.npz")
+    outputs = _read_npz(folder / "outputs.npz")
+    where_in, where_out = folder / "inputs.npz", folder / "outputs.npz"
+    batch = _array(inputs, "diffraction", where_in, ("B", n, n, c), None).shape[0]
+    feed = {"diffraction": _nchw(inputs["diffraction"])}
+    if "positions" in inputs:
+        positions = _array(inputs, "positions", where_in, ("B", 1, 2, c), batch)
+        # (B, 1, 2, C) -> (B, C, 2), and ours = scan - centroid = -(the original's value)
+        feed["positions"] = np.ascontiguousarray(-positions[:, 0].transpose(0, 2, 1))
+    converted = {}
+    # the original's output keys are our output names
+    for name, channels in ((AMPLITUDE, c_out), (PHASE, c_out), (PRED_AMPLITUDE, c)):
+        if name in outputs or name != PRED_AMPLITUDE:
+            converted[name] = _nchw(_array(outputs, name, where_out, ("B", n, n, channels), batch))
+    return OriginalCase(folder, str(config.get("case") or folder.name), config, feed, converted)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ReferenceFormatError(
+            f"{path} does not exist; a case folder of the original holds config.json, "
+            "inputs.npz and outputs.npz"
+        )
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReferenceFormatError(f"cannot read {path} as JSON: {exc}") from None
+    net = config.get("network_and_physics") if isinstance(config, dict) else None
+    if not isinstance(net, dict):
+        raise ReferenceFormatError(
+            f"{path} must be a JSON object with a 'network_and_physics' object (the original's "
+            f"parameters); found {sorted(config) if isinstance(config, dict) else type(config).__name__}"
+        )
+    missing = [k for k in ("N", "gridsize", "object.big") if k not in net]
+    if missing:
+        raise ReferenceFormatError(f"{path}: 'network_and_physics' lacks {missing}")
+    for key in ("N", "gridsize"):
+        if not isinstance(net[key], int) or isinstance(net[key], bool) or net[key] < 1:
+            raise ReferenceFormatError(
+                f"{path}: network_and_physics.{key} must be a positive integer, got {net[key]!r}"
+            )
+    if not isinstance(net["object.big"], bool):
+        raise ReferenceFormatError(
+            f"{path}: network_and_physics['object.big'] must be true or false, "
+            f"got {net['object.big']!r}"
+        )
+    return config
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise ReferenceFormatError(
+            f"{path} does not exist; a case folder of the original holds config.json, "
+            "inputs.npz and outputs.npz"
+        )
+    if not zipfile.is_zipfile(path):
+        raise ReferenceFormatError(f"{path} is not an NPZ file (a zip written by np.savez)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ReferenceFormatError(
+            f"cannot read {path} without pickles ({exc}); every array must be a plain "
+            "numeric array saved with np.savez"
+        ) from None
+
+
+def _array(
+    arrays: dict[str, np.ndarray],
+    name: str,
+    where: Path,
+    shape: tuple[int | str, ...],
+    batch: int | None,
+) -> np.ndarray:
+    """``arrays[name]``, checked: float32, ``shape`` ("B" = any batch, or ``batch``), finite."""
+    expected = tuple(batch if d == "B" and batch is not None else d for d in shape)
+    text = f"float32[{', '.join(map(str, expected))}]"
+    if name not in arrays:
+        raise ReferenceFormatError(
+            f"{where} lacks {name!r} ({text}, NHWC as the original writes it); "
+            f"it holds {sorted(arrays)}"
+        )
+    a = arrays[name]
+    fits = a.ndim == len(expected) and all(
+        e == "B" or int(e) == d for e, d in zip(expected, a.shape)
+    )
+    if a.dtype != np.float32 or not fits:
+        raise ReferenceFormatError(
+            f"{where}: {name!r} is {a.dtype}{list(a.shape)}, expected {text} (NHWC, with N, "
+            "gridsize and object.big from config.json); the original writes float32 arrays "
+            "in this layout: check that config.json belongs to these arrays"
+        )
+    bad = int(a.size - np.isfinite(a).sum())
+    if bad:
+        raise ReferenceFormatError(
+            f"{where}: {name!r} holds {bad} NaN/Inf values; a reference must be finite"
+        )
+    return a
+
+
+def _nchw(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
