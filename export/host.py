@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from export.manifest import read_manifest  # torch-free: keeps the host so
+from export.manifest import read_manifest
+from export.signature import Signature  # torch-free: keeps the host so
 from ptycho_torch.errors import ToolError
 
 __all__ = [
@@ -94,41 +95,25 @@ class OnnxHost:
         meta = self.session.get_modelmeta().custom_metadata_map
         if "ptychopinn.signature" not in meta:
             raise HostError(f"{self.path} carries no PtychoPINN signature in its metadata")
-        self.signature: dict[str, Any] = json.loads(meta["ptychopinn.signature"])
+        self.signature = Signature.from_dict(json.loads(meta["ptychopinn.signature"]))
         self.metadata = dict(meta)
 
     @property
     def input_names(self) -> list[str]:
-        return [s["name"] for s in self.signature["inputs"]]
+        return self.signature.input_names
 
     @property
     def output_names(self) -> list[str]:
-        return [s["name"] for s in self.signature["outputs"]]
+        return self.signature.output_names
 
     def check_feed(self, feed: Mapping[str, Any]) -> None:
-        """Raise :class:`HostError` listing every name, dtype or shape problem of ``feed``."""
-        problems = []
-        extra = sorted(set(feed) - set(self.input_names))
-        if extra:
-            problems.append(f"unexpected input(s) {extra}")
-        for spec in self.signature["inputs"]:
-            name, shape = spec["name"], tuple(spec["shape"])
-            if name not in feed:
-                problems.append(f"missing input {name!r}")
-                continue
-            value = feed[name]
-            dtype = str(getattr(value, "dtype", type(value).__name__))
-            got_shape = tuple(getattr(value, "shape", ()))
-            if dtype != "float32" or got_shape != shape:
-                problems.append(
-                    f"input {name!r}: expected float32{list(shape)} ({spec['layout']}), "
-                    f"got {dtype}{list(got_shape)}"
-                )
-        if problems:
-            raise HostError(
-                "; ".join(problems)
-                + ". Cast with .astype(np.float32) and batch to the exported size."
-            )
+        """The one feed check (``Signature.check_feed``): every name, dtype, shape and
+        non-finite problem at once, with the advice that fits it.
+
+        Raises:
+            SignatureError: (exit 2) what was expected, what was found, what to do.
+        """
+        self.signature.check_feed(feed)
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check the feed, run the session, return outputs by name."""

@@ -131,6 +131,13 @@ class Signature:
             problems.append(f"missing input(s) {missing}")
         if extra:
             problems.append(f"unexpected input(s) {extra}")
+        if missing and extra:
+            renames = ", ".join(f"{e!r} -> {m!r}" for e, m in zip(extra, missing))
+            problems.append(
+                f"the inputs are named by the signature: rename the keys ({renames})"
+                if len(missing) == len(extra)
+                else f"the inputs are named by the signature: use the names {self.input_names}"
+            )
         for spec in self.inputs:
             if spec.name in feed:
                 try:

@@ -13,7 +13,7 @@ import torch
 from export.artifacts import load_program, load_torchscript, read_onnx_signature
 from export.build import BuildResult
 from export.errors import SignatureError
-from export.host import HostError, OnnxHost
+from export.host import OnnxHost
 from export.wrapper import wrap
 from ptycho_torch.checkpoint import load_model
 
@@ -97,7 +97,7 @@ def test_exported_program_rejects_bad_input_with_clear_error(built: BuildResult,
 def test_onnx_rejects_bad_input_with_clear_error(built: BuildResult, bad: str) -> None:
     x = BAD_FEEDS[bad](_feed(built)["diffraction"])
     host = OnnxHost(built.out / "model.onnx")
-    with pytest.raises(HostError, match=r"'diffraction': expected float32\[2, 1, 64, 64\]"):
+    with pytest.raises(SignatureError, match=r"'diffraction': expected float32\[2, 1, 64, 64\]"):
         host.run({"diffraction": x})
     session = ort.InferenceSession(
         str(built.out / "model.onnx"), providers=["CPUExecutionProvider"]
