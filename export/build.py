@@ -24,7 +24,7 @@ import torch
 from export.artifacts import load_program, load_torchscript, safe_export_load
 from export.contract import check_onnx_contract, check_program_contract
 from export.errors import BuildError, ExportError
-from export.exporters import DEFAULT_OPSET, export_onnx, export_program, export_torchscript
+from export.exporters import export_onnx, export_program, export_torchscript
 from export.inputs import load_feed, save_feed
 from export.manifest import (
     CheckpointInfo,
@@ -33,8 +33,8 @@ from export.manifest import (
     package_versions,
     sha256_file,
 )
+from export.options import DEMO_DIR, BuildOptions
 from export.publish import (
-    DEFAULT_KEEP,
     check_out,
     exclusive,
     make_build_dir,
@@ -42,7 +42,7 @@ from export.publish import (
     publish,
     recover_leftovers,
 )
-from export.signature import HEADS, Signature, make_signature
+from export.signature import Signature, make_signature
 from export.wrapper import wrap
 from ptycho_torch.checkpoint import load_model, model_state_sha256, save_model
 from ptycho_torch.config import ModelConfig
@@ -52,7 +52,6 @@ __all__ = ["DEMO_DIR", "BuildOptions", "BuildResult", "ReferenceMaker", "build"]
 
 log = logging.getLogger(__name__)
 
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
 WEIGHTS_FILE = "weights.pt"  # the checkpoint's weights, copied in: the folder is self-contained
 ARTIFACT_FILES = ("model.ts", "model.onnx", "model.pt2", "inputs.npz", WEIGHTS_FILE)
 REFERENCE_FILES = ("reference.npz", "reference.json")
@@ -65,65 +64,6 @@ LOADBACK_RTOL_PEAK = 2e-6
 
 ReferenceMaker = Callable[[Path, Path, Path, str], None]
 """(checkpoint, inputs.npz, out reference.npz, head) -> None; writes reference.npz + .json."""
-
-
-@dataclass(frozen=True)
-class BuildOptions:
-    """What ``python -m export build`` was asked to do."""
-
-    checkpoint: Path = field(
-        default=DEMO_DIR / "model.pt",
-        metadata={"help": "Lightning .ckpt or model file; the bundled demo model by default"},
-    )
-    inputs: Path = field(
-        default=DEMO_DIR / "inputs.npz",
-        metadata={"help": "feed NPZ or scan NPZ; the bundled demo batch by default"},
-    )
-    out: Path = field(
-        default=Path("artifacts"),
-        metadata={"help": "artifacts: a link switched atomically to the new build"},
-    )
-    batch: int | None = field(
-        default=None,
-        metadata={
-            "help": "fixed batch size of the artifacts (default: the inputs' batch, "
-            "or 4 for a scan NPZ)"
-        },
-    )
-    head: str = field(
-        default="object",
-        metadata={
-            "help": "object: diffraction -> amplitude, phase; "
-            "physics: also positions -> pred_amplitude",
-            "choices": HEADS,
-        },
-    )
-    opset: int = field(default=DEFAULT_OPSET, metadata={"help": "ONNX opset (17..23)"})
-    force: bool = field(
-        default=False,
-        metadata={"help": "publish even if --out holds files that are not build artifacts"},
-    )
-    reference: str = field(
-        default="auto",
-        metadata={
-            "help": "auto (bundled for the demo, else generated with TensorFlow when "
-            "installed), none, or a reference.npz"
-        },
-    )
-    keep: int = field(
-        default=DEFAULT_KEEP,
-        metadata={"help": "previous builds kept in .OUT.versions/ beside --out"},
-    )
-
-    def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ExportError(f"--head must be one of {list(HEADS)}, got {self.head!r}")
-        if self.keep < 0:
-            raise ExportError(f"--keep must be >= 0, got {self.keep}")
-        if self.batch is not None and self.batch < 1:
-            raise ExportError(f"--batch must be >= 1, got {self.batch}")
-        if not 17 <= self.opset <= 23:
-            raise ExportError(f"--opset must be between 17 and 23 (DFT needs 17), got {self.opset}")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from export.contract import iter_graphs
 from export.errors import BuildError
+from export.options import DEFAULT_OPSET
 from export.signature import Signature
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPSET = 18  # tested default: DFT-17/18 for the physics head, supported by ORT >= 1.16
 SIGNATURE_EXTRA_FILE = "signature.json"  # stored inside model.ts and model.pt2
 
 

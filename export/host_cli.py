@@ -19,9 +19,9 @@ __all__ = ["main"]
 VERIFY = ConfigOptions(VerifyOptions)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "python -m export.host") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m export.host",
+        prog=prog,
         description="Torch-free runtime for inference hosts: NumPy and ONNX Runtime only.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,9 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "python -m export.host") -> int:
+    """CLI entry point (also ``python -m export verify|predict``, with that ``prog``)."""
+    args = _parser(prog).parse_args(argv)
 
     def body() -> None:
         summary = verify_artifacts(args.artifacts, VERIFY.build(args))

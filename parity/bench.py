@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def benchmark(
     """Median/p90 seconds per batch for eager, TorchScript, .pt2 and ONNX Runtime on ``device``."""
     from export.manifest import read_manifest
     from export.signature import Signature
-    from parity.check import make_runners
+    from parity.pairs import make_runners
     from parity.precision import apply_precision_policy
 
     apply_precision_policy()
@@ -38,9 +39,9 @@ def benchmark(
         artifacts, manifest.weights_path(artifacts), signature, [device], None, tf_twin=False
     )
     times: dict[str, list[float]] = {r.name: [] for r in runners}
-    for r in runners:
-        r.activate()
-    try:
+    with ExitStack() as stack:  # every activated runner is deactivated, whatever fails
+        for r in runners:
+            stack.enter_context(r)
         for _ in range(warmup):
             for r in runners:
                 r.infer(feed)
@@ -49,9 +50,6 @@ def benchmark(
                 start = time.perf_counter()
                 r.infer(feed)
                 times[r.name].append(time.perf_counter() - start)
-    finally:
-        for r in runners:
-            r.deactivate()
     batch = signature.inputs[0].shape[0]
     base = statistics.median(times[runners[0].name])
     rows = []

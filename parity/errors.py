@@ -8,7 +8,9 @@ __all__ = [
     "EnvironmentUnavailable",
     "ParityError",
     "ReferenceFormatError",
+    "RunnerNotActiveError",
     "StaleReferenceError",
+    "WeightsMismatchError",
 ]
 
 
@@ -26,7 +28,19 @@ class StaleReferenceError(ParityError):
     exit_code = ExitCode.STALE
 
 
+class WeightsMismatchError(ParityError):
+    """The checkpoint to run eager PyTorch from does not hold the weights the artifacts were
+    built from (exit 4, like an artifact changed after the build)."""
+
+    exit_code = ExitCode.STALE
+
+
 class EnvironmentUnavailable(ParityError):
     """A requested device or execution provider is not available (never a pass)."""
 
     exit_code = ExitCode.ENVIRONMENT
+
+
+class RunnerNotActiveError(RuntimeError):
+    """``infer`` on a runner that was not activated: a bug in the caller, not the user's input
+    (so not a :class:`ParityError`; the CLI reports it as an internal error, exit 70)."""

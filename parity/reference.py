@@ -5,7 +5,8 @@
 signature, ``weights_sha256`` (:func:`ptycho_torch.checkpoint.model_state_sha256` of the weights
 the reference was computed with), ``inputs_sha256`` (:func:`ptycho_torch.digest.arrays_sha256`
 of the input feed), and the environment that produced it (framework versions, device, TF32 and
-oneDNN settings). Loaded back, a reference replays like a runner (see ``parity.runners``).
+oneDNN settings). :func:`load_reference` reads the provenance and the arrays' headers only; the
+rows are read chunk by chunk when the reference replays like a runner (``parity.runners``).
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from parity.errors import ReferenceFormatError
+from parity.npz_stream import NpzRows
 
 __all__ = [
     "REFERENCE_SCHEMA",
     "REQUIRED_PROVENANCE",
     "Reference",
+    "ReferenceFile",
     "atomic_write",
     "load_reference",
     "provenance_path",
@@ -45,11 +48,21 @@ REQUIRED_PROVENANCE = (
 
 @dataclass
 class Reference:
-    """Reference outputs and where they came from."""
+    """A reference just written: its outputs and where they came from."""
 
     outputs: dict[str, np.ndarray]
-    provenance: dict[str, Any] = field(default_factory=dict)
-    path: Path | None = None
+    provenance: dict[str, Any]
+    path: Path
+
+
+@dataclass(frozen=True)
+class ReferenceFile:
+    """A stored reference as the check reads it: provenance and array shapes, never the arrays
+    (``NpzRows(path)`` reads their rows, so memory stays bounded whatever the length)."""
+
+    path: Path
+    provenance: dict[str, Any]
+    shapes: dict[str, tuple[int, ...]]  # output name -> full shape, (samples, ...)
 
 
 def provenance_path(npz_path: str | Path) -> Path:
@@ -84,8 +97,9 @@ def save_reference(
     return Reference(outputs=arrays, provenance=prov, path=path)
 
 
-def load_reference(path: str | Path) -> Reference:
-    """Read a reference back (``allow_pickle=False``); clear errors for every malformed part."""
+def load_reference(path: str | Path) -> ReferenceFile:
+    """Check a reference's provenance and array headers (object arrays refused; no array is
+    loaded); clear errors for every malformed part."""
     path = Path(path)
     side = provenance_path(path)
     if not path.is_file():
@@ -112,13 +126,13 @@ def load_reference(path: str | Path) -> Reference:
             f"reference {path} has schema {prov['schema']!r}; this version reads {REFERENCE_SCHEMA}"
         )
     try:
-        with np.load(path, allow_pickle=False) as data:
-            outputs = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
+        with NpzRows(path) as rows:
+            shapes = {k: rows.shape(k) for k in rows.keys}
+    except ReferenceFormatError as exc:
         raise ReferenceFormatError(
             f"cannot read reference arrays {path} (pickled or corrupt NPZ?): {exc}"
         ) from None
-    return Reference(outputs=outputs, provenance=prov, path=path)
+    return ReferenceFile(path=path, provenance=prov, shapes=shapes)
 
 
 def atomic_write(path: Path, write: Any) -> None:

@@ -1,9 +1,11 @@
 """Runners: one contract for every backend (Polygraphy style).
 
-A runner is a context manager with ``infer(feed) -> dict[str, ndarray]``; the feed is checked
-against the signature before the backend sees it. ``info()`` says which device the runner
-really used. The stored reference replays like a runner: ``infer`` returns the reference rows
-for the samples being compared.
+A runner is built cheaply, then ``activate()`` loads what it runs (a model, a session, the
+TensorFlow twin, the reference file) and sets ``is_active``; ``deactivate()`` frees it again. It is
+a context manager, so ``with runner:`` (or ``ExitStack.enter_context``) never leaves one loaded
+after an error. ``infer(feed) -> dict[str, ndarray]`` checks the feed against the signature
+before the backend sees it; ``info()`` says which device the runner really used. The stored
+reference replays like a runner: each ``infer`` returns its next rows, one chunk at a time.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from export.signature import Signature
-from parity.errors import EnvironmentUnavailable, ReferenceFormatError
+from parity.errors import EnvironmentUnavailable, ReferenceFormatError, RunnerNotActiveError
 from parity.npz_stream import NpzRows
+from parity.reference import ReferenceFile
 from parity.results import RunnerInfo
 
 __all__ = [
@@ -33,7 +36,11 @@ __all__ = [
 
 
 class Runner(ABC):
-    """Base class: ``with runner: runner.infer(feed, samples)``."""
+    """Base class: ``with runner: runner.infer(feed)``.
+
+    Subclasses implement ``_activate`` (load, set ``actual_device``), ``_deactivate`` (drop what
+    ``_activate`` loaded) and ``_infer``.
+    """
 
     kind = "runner"
 
@@ -45,6 +52,7 @@ class Runner(ABC):
         self.providers: list[str] = []
         self.detail: dict[str, Any] = {}
         self.seconds = 0.0
+        self.is_active = False
 
     def __enter__(self) -> Runner:
         self.activate()
@@ -53,26 +61,44 @@ class Runner(ABC):
     def __exit__(self, *exc: object) -> None:
         self.deactivate()
 
-    def activate(self) -> None:  # noqa: B027 - optional hook
-        """Load the backend."""
+    def activate(self) -> None:
+        """Load the backend; a second call while active does nothing."""
+        if not self.is_active:
+            self._activate()
+            self.is_active = True
 
-    def deactivate(self) -> None:  # noqa: B027 - optional hook
-        """Release the backend."""
+    def deactivate(self) -> None:
+        """Free the backend; a call while inactive does nothing."""
+        if self.is_active:
+            self.is_active = False
+            self._deactivate()
 
-    def infer(
-        self, feed: Mapping[str, np.ndarray], samples: slice | None = None
-    ) -> dict[str, np.ndarray]:
-        """Check ``feed`` against the signature, then run. ``samples`` locates the rows in the set."""
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Check ``feed`` against the signature, then run.
+
+        Raises:
+            RunnerNotActiveError: the runner was not activated (a bug in the caller).
+            SignatureError: the feed does not match the signature.
+        """
+        if not self.is_active:
+            raise RunnerNotActiveError(
+                f"runner {self.name} is not active; use it as `with runner:` (or call "
+                "activate()) before infer()"
+            )
         self.signature.check_feed(feed)
         start = time.perf_counter()
-        outputs = self._infer(feed, samples)
+        outputs = self._infer(feed)
         self.seconds += time.perf_counter() - start
         return outputs
 
     @abstractmethod
-    def _infer(
-        self, feed: Mapping[str, np.ndarray], samples: slice | None
-    ) -> dict[str, np.ndarray]: ...
+    def _activate(self) -> None: ...
+
+    @abstractmethod
+    def _deactivate(self) -> None: ...
+
+    @abstractmethod
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def info(self) -> RunnerInfo:
         return RunnerInfo(
@@ -101,11 +127,12 @@ class _TorchRunner(Runner):
     def __init__(self, name: str, signature: Signature, device: str, path: Path) -> None:
         super().__init__(name, signature, device)
         self.path = path
-        self._fn: Any = None
+        self._fn: Any = None  # a loaded, checked callable (export.artifacts.LoadedArtifact)
 
-    def _infer(
-        self, feed: Mapping[str, np.ndarray], samples: slice | None
-    ) -> dict[str, np.ndarray]:
+    def _deactivate(self) -> None:
+        self._fn = None
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._fn(feed)
 
 
@@ -114,7 +141,7 @@ class EagerRunner(_TorchRunner):
 
     kind = "eager"
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         from export.artifacts import LoadedArtifact
         from export.wrapper import wrap
         from ptycho_torch.checkpoint import load_model
@@ -128,7 +155,7 @@ class EagerRunner(_TorchRunner):
 class TorchScriptRunner(_TorchRunner):
     kind = "torchscript"
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         from export.artifacts import load_torchscript
 
         self._fn = load_torchscript(self.path, _torch_device(self.requested_device))
@@ -138,7 +165,7 @@ class TorchScriptRunner(_TorchRunner):
 class ExportedProgramRunner(_TorchRunner):
     kind = "exported-program"
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         from export.artifacts import load_program
 
         self._fn = load_program(self.path, _torch_device(self.requested_device))
@@ -153,9 +180,9 @@ class OnnxRuntimeRunner(Runner):
     def __init__(self, name: str, signature: Signature, device: str, path: Path) -> None:
         super().__init__(name, signature, device)
         self.path = path
-        self._host: Any = None
+        self._host: Any = None  # export.host.OnnxHost: the session
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
         from export.host import HostError, OnnxHost
 
         try:
@@ -170,50 +197,70 @@ class OnnxRuntimeRunner(Runner):
             # DFT has no CUDA kernel: say which nodes ONNX Runtime places on the CPU.
             self.detail["note"] = "ops without a CUDA kernel (e.g. DFT) run on the CPU provider"
 
-    def _infer(
-        self, feed: Mapping[str, np.ndarray], samples: slice | None
-    ) -> dict[str, np.ndarray]:
+    def _deactivate(self) -> None:
+        self._host = None
+
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return self._host.run(feed)
 
 
 class ReferenceRunner(Runner):
-    """Replays a stored reference: rows ``samples`` of ``reference.npz``."""
+    """Replays a stored reference in order: each ``infer`` returns the next rows, as many as the
+    feed holds (fewer at the end of the set), read from the NPZ members one chunk at a time."""
 
     kind = "tf-reference"
 
-    def __init__(
-        self, name: str, signature: Signature, path: Path, provenance: dict[str, Any]
-    ) -> None:
-        super().__init__(name, signature, str(provenance.get("device", "cpu")))
-        self.path = path
-        self.provenance = provenance
+    def __init__(self, name: str, signature: Signature, reference: ReferenceFile) -> None:
+        super().__init__(name, signature, str(reference.provenance.get("device", "cpu")))
+        self.reference = reference
         self._rows: NpzRows | None = None
+        self._next = 0  # the first row the next infer returns
 
-    def activate(self) -> None:
-        self._rows = NpzRows(self.path)
-        missing = [n for n in self.signature.output_names if n not in self._rows.keys]
+    def _activate(self) -> None:
+        held = self.reference.shapes
+        missing = [n for n in self.signature.output_names if n not in held]
         if missing:
             raise ReferenceFormatError(
-                f"reference {self.path} lacks output(s) {missing}; it holds {self._rows.keys}"
+                f"reference {self.reference.path} lacks output(s) {missing}; it holds {sorted(held)}"
             )
+        self._rows, self._next = NpzRows(self.reference.path), 0
+        provenance = self.reference.provenance
         self.detail = {
-            "generator": self.provenance.get("generator"),
-            "tensorflow": self.provenance.get("tensorflow_version"),
-            "keras": self.provenance.get("keras_version"),
-            "device": self.provenance.get("device"),
+            "generator": provenance.get("generator"),
+            "tensorflow": provenance.get("tensorflow_version"),
+            "keras": provenance.get("keras_version"),
+            "device": provenance.get("device"),
         }
 
-    def deactivate(self) -> None:
+    def _deactivate(self) -> None:
         if self._rows is not None:
             self._rows.close()
+            self._rows = None
 
-    def _infer(
-        self, feed: Mapping[str, np.ndarray], samples: slice | None
-    ) -> dict[str, np.ndarray]:
-        assert self._rows is not None
-        batch = feed[self.signature.input_names[0]].shape[0]
-        sl = samples or slice(0, batch)
-        return {n: self._rows.rows(n, sl.start, sl.stop) for n in self.signature.output_names}
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start = self._next
+        self._next += feed[self.signature.input_names[0]].shape[0]
+        return self.rows(start, self._next)
+
+    def rows(self, start: int, stop: int, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Rows ``start:stop`` (cut at the end of the reference) of the outputs ``names``
+        (default: all), without moving the replay position.
+
+        Raises:
+            ReferenceFormatError: ``start`` is past the samples the reference holds.
+        """
+        if self._rows is None:
+            raise RunnerNotActiveError(f"runner {self.name} is not active; activate it first")
+        out = {}
+        for name in self.signature.output_names if names is None else names:
+            held = self.reference.shapes[name][0]
+            if start >= held:
+                raise ReferenceFormatError(
+                    f"reference {self.reference.path}: {name!r} holds {held} samples, the inputs "
+                    f"hold more (sample {start} asked); regenerate it from these inputs"
+                )
+            out[name] = self._rows.rows(name, start, stop)
+        return out
 
 
 class TfTwinRunner(Runner):
@@ -224,16 +271,19 @@ class TfTwinRunner(Runner):
     def __init__(self, name: str, signature: Signature, path: Path) -> None:
         super().__init__(name, signature, "cpu")
         self.path = path
-        self._state: Any = None
+        self._twin: Any = None  # the Keras model, built by activate
 
-    def activate(self) -> None:
+    def _activate(self) -> None:
+        from parity.tf_twin.generate import make_twin
         from ptycho_torch.checkpoint import read_checkpoint
 
-        self._config, self._state = read_checkpoint(self.path)
+        config, state = read_checkpoint(self.path)
+        self._twin = make_twin(config, state, self.signature.head)
 
-    def _infer(
-        self, feed: Mapping[str, np.ndarray], samples: slice | None
-    ) -> dict[str, np.ndarray]:
-        from parity.tf_twin.generate import twin_predict
+    def _deactivate(self) -> None:
+        self._twin = None
 
-        return twin_predict(self._config, self._state, dict(feed), self.signature.head)
+    def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from parity.tf_twin.generate import run_twin
+
+        return run_twin(self._twin, self.signature, feed)

@@ -13,12 +13,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from export.build import BuildOptions
+from export.options import BuildOptions
 from ptycho_torch.cli_options import ConfigOptions
 
 __all__ = ["main"]
 
 BUILD = ConfigOptions(BuildOptions)
+_HOST_COMMANDS = {
+    "predict": "reconstruct a whole scan with ONNX Runtime, torch-free (python -m export predict -h)",
+    "verify": "check a copied artifacts folder: hashes, then the parity batch with ONNX Runtime, "
+    "torch-free (python -m export verify -h)",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     from parity.cli import add_check_arguments
 
     add_check_arguments(b)
+    for name, what in _HOST_COMMANDS.items():  # torch-free: export.host_cli parses their options
+        host = sub.add_parser(name, help=what, add_help=False, prefix_chars="\0")
+        host.add_argument("host_args", nargs=argparse.REMAINDER)
     t = sub.add_parser(
         "triton", help="write a Triton model repository (ONNX Runtime backend) from built artifacts"
     )
@@ -58,6 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ptycho_torch.cli import run_cli
 
     args = _parser().parse_args(argv)
+    if args.command in _HOST_COMMANDS:
+        from export.host_cli import main as host_main
+
+        return host_main([args.command, *args.host_args], prog="python -m export")
     configure_logging(args.verbose)
     return run_cli(
         lambda: _triton(args) if args.command == "triton" else _build(args),

@@ -1,4 +1,5 @@
-"""Run the twin: the live TF runner (:func:`twin_predict`) and the reference writer.
+"""Run the twin: the live TF runner (:func:`make_twin` and :func:`run_twin`, or both at once with
+:func:`twin_predict`) and the reference writer.
 
 The precision policy is set before TensorFlow computes anything: TF32 off, op determinism on,
 everything pinned to the CPU. ``TF_ENABLE_ONEDNN_OPTS`` is read by TensorFlow when it loads, so
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from export.signature import Signature
 from parity.reference import Reference, save_reference
 from parity.tf_twin.errors import TwinError
 from ptycho_torch.config import ModelConfig
@@ -24,6 +26,8 @@ __all__ = [
     "GENERATOR",
     "apply_tf_precision_policy",
     "generate_reference",
+    "make_twin",
+    "run_twin",
     "twin_intermediates",
     "twin_predict",
 ]
@@ -54,18 +58,39 @@ def onednn_setting() -> str:
     return "unset (TensorFlow default: on)" if value is None else f"TF_ENABLE_ONEDNN_OPTS={value}"
 
 
-def _twin(config: ModelConfig, state_dict: Mapping[str, Any], head: str) -> Any:
-    """The twin (``head`` view) with these weights; rebuilt only when config or weights change."""
+def make_twin(config: ModelConfig, state_dict: Mapping[str, Any], head: str) -> Any:
+    """A twin (``head`` view: ``"object"`` or ``"physics"``) holding these weights, built on the
+    CPU with the precision policy applied; run it with :func:`run_twin`.
+
+    Raises:
+        WeightTransferError: the weights do not fit the config.
+    """
+    import tensorflow as tf
+
     from parity.tf_twin.model import build_twin, object_head
     from parity.tf_twin.weights import load_torch_state
+
+    apply_tf_precision_policy()
+    with tf.device(DEVICE):
+        twin = build_twin(config)
+        load_torch_state(twin, state_dict)
+        return twin if head == "physics" else object_head(twin)
+
+
+def _twin(config: ModelConfig, state_dict: Mapping[str, Any], head: str) -> Any:
+    """The twin (``head`` view) with these weights; rebuilt only when config or weights change."""
+    from parity.tf_twin.model import object_head
     from ptycho_torch.digest import arrays_sha256
 
     key = f"{sorted(config.to_dict().items())}:{arrays_sha256(state_dict)}"
     if _cache.get("key") != key:
-        twin = build_twin(config)
-        load_torch_state(twin, state_dict)
+        import tensorflow as tf
+
+        twin = make_twin(config, state_dict, "physics")
+        with tf.device(DEVICE):
+            view = object_head(twin)
         _cache.clear()
-        _cache.update(key=key, physics=twin, object=object_head(twin))
+        _cache.update(key=key, physics=twin, object=view)
     return _cache[head]
 
 
@@ -91,18 +116,29 @@ def twin_predict(
         WeightTransferError: the weights do not fit the config.
         TwinError: an output is not float32.
     """
-    import tensorflow as tf
-
     from export.signature import make_signature
 
     batch = int(np.shape(feed["diffraction"])[0]) if "diffraction" in feed else 1
     signature = make_signature(model_config, batch, head)
     signature.check_feed(feed)
+    return run_twin(_twin(model_config, state_dict, head), signature, feed)
+
+
+def run_twin(
+    twin: Any, signature: Signature, feed: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Outputs of a twin from :func:`make_twin` for a feed already checked against ``signature``
+    (NCHW float32 in, NCHW float32 out).
+
+    Raises:
+        TwinError: an output is not float32.
+    """
+    import tensorflow as tf
+
     apply_tf_precision_policy()
     with tf.device(DEVICE):
-        twin = _twin(model_config, state_dict, head)
         inputs = {"diffraction": tf.constant(np.transpose(feed["diffraction"], (0, 2, 3, 1)))}
-        if head == "physics":
+        if signature.head == "physics":
             inputs["positions"] = tf.constant(feed["positions"])
         result = twin(inputs, training=False)
     outputs = {}

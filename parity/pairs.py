@@ -1,0 +1,170 @@
+"""Who is compared with whom, and how strictly: runners, their activation, pairs, tolerances.
+
+Pairs, per output: each runner vs the TensorFlow reference, and on each device the eager model
+vs each artifact (TorchScript, torch.export, ONNX Runtime). Each pair gets one
+:class:`parity.compare.ComparisonAccumulator` per output, with the tolerance its class and
+device look up in the table.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from export.signature import Signature
+from parity.compare import ComparisonAccumulator
+from parity.errors import EnvironmentUnavailable, ParityError, ReferenceFormatError
+from parity.reference import ReferenceFile
+from parity.runners import (
+    EagerRunner,
+    ExportedProgramRunner,
+    OnnxRuntimeRunner,
+    ReferenceRunner,
+    Runner,
+    TfTwinRunner,
+    TorchScriptRunner,
+)
+from parity.tolerances import ToleranceTable
+
+__all__ = [
+    "REFERENCE_NAME",
+    "Pair",
+    "activate_runners",
+    "make_pairs",
+    "make_runners",
+    "tolerance_table",
+]
+
+log = logging.getLogger(__name__)
+
+REFERENCE_NAME = "tf-reference"
+
+
+@dataclass
+class Pair:
+    """Two runners compared output by output; ``worst`` keeps each output's worst sample."""
+
+    left: Runner
+    right: Runner
+    pair_class: str  # "torch-vs-artifact" | "vs-reference"
+    device: str
+    accumulators: dict[str, ComparisonAccumulator] = field(default_factory=dict)
+    # output -> (max error, sample index, left sample, right sample)
+    worst: dict[str, tuple[float, int, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def make_runners(
+    artifacts: Path,
+    checkpoint: Path,
+    signature: Signature,
+    devices: list[str],
+    reference: ReferenceFile | None,
+    tf_twin: bool,
+) -> list[Runner]:
+    """Eager, TorchScript, .pt2 and ONNX Runtime per device, then the twin and the reference
+    (inactive: nothing is loaded until each is activated)."""
+    runners: list[Runner] = []
+    for device in devices:
+        runners += [
+            EagerRunner(f"eager[{device}]", signature, device, checkpoint),
+            TorchScriptRunner(f"torchscript[{device}]", signature, device, artifacts / "model.ts"),
+            ExportedProgramRunner(f"pt2[{device}]", signature, device, artifacts / "model.pt2"),
+            OnnxRuntimeRunner(
+                f"onnxruntime[{device}]", signature, device, artifacts / "model.onnx"
+            ),
+        ]
+    if tf_twin:
+        runners.append(TfTwinRunner("tf-twin[cpu]", signature, checkpoint))
+    if reference is not None:
+        runners.append(ReferenceRunner(REFERENCE_NAME, signature, reference))
+    return runners
+
+
+def activate_runners(
+    stack: ExitStack, runners: list[Runner], device_option: str, notes: list[str]
+) -> list[Runner]:
+    """Activate every runner inside ``stack`` (each is deactivated when the stack closes) and
+    return the active ones.
+
+    Under ``--device auto`` a CUDA runner that cannot come up (e.g. ONNX Runtime's CUDA
+    provider missing its libraries) drops the CUDA runners with a note in ``notes``; an explicit
+    ``--device cuda`` stays an environment failure (exit 3).
+    """
+    active: list[Runner] = []
+    cuda_dropped = False
+    for runner in runners:
+        if cuda_dropped and runner.requested_device == "cuda":
+            continue
+        try:
+            stack.enter_context(runner)
+        except EnvironmentUnavailable as exc:
+            if device_option != "auto" or runner.requested_device != "cuda":
+                raise
+            cuda_dropped = True
+            notes.append(f"--device auto: skipped CUDA runners: {exc}")
+            log.warning("parity: %s", notes[-1])
+            for dropped in (r for r in active if r.requested_device == "cuda"):
+                dropped.deactivate()
+            active = [r for r in active if r.requested_device != "cuda"]
+            continue
+        active.append(runner)
+    return active
+
+
+def make_pairs(
+    runners: list[Runner], table: ToleranceTable, signature: Signature, peaks: dict[str, float]
+) -> list[Pair]:
+    """Every pair to compare, each with one accumulator per output."""
+    pairs: list[Pair] = []
+    reference = next((r for r in runners if isinstance(r, ReferenceRunner)), None)
+    eager = {r.actual_device: r for r in runners if isinstance(r, EagerRunner)}
+    for runner in runners:
+        if runner is reference:
+            continue
+        device = runner.actual_device
+        if not isinstance(runner, (EagerRunner, TfTwinRunner)) and device in eager:
+            pairs.append(Pair(eager[device], runner, "torch-vs-artifact", device))
+        if reference is not None:
+            pairs.append(Pair(runner, reference, "vs-reference", device))
+    for pair in pairs:
+        for spec in signature.outputs:
+            pair.accumulators[spec.name] = ComparisonAccumulator(
+                spec.name,
+                pair.left.name,
+                pair.right.name,
+                table.lookup(spec.name, pair.pair_class, pair.device),
+                wrap_phase=spec.wraps,
+                pair_class=pair.pair_class,
+                device=pair.device,
+                peak=peaks.get(spec.name),
+            )
+    return pairs
+
+
+def tolerance_table(path: Path | None, reference: ReferenceFile | None) -> ToleranceTable:
+    """Defaults, then the reference's own entries (provenance ``tolerances``, a partial
+    tolerance file: how its maker says it should be judged), then the ``--tolerances`` file.
+
+    Raises:
+        ReferenceFormatError: (exit 2) the reference's entries are invalid.
+        ParityError: (exit 2) the ``--tolerances`` file is invalid.
+    """
+    table = ToleranceTable.default()
+    if reference is not None and reference.provenance.get("tolerances"):
+        try:
+            table = ToleranceTable.from_dict(reference.provenance["tolerances"])
+        except ValueError as exc:
+            raise ReferenceFormatError(
+                f"reference {reference.path}: invalid 'tolerances' in its provenance: {exc}"
+            ) from None
+        log.info("tolerances: the reference's own entries merged onto the defaults")
+    if path is None:
+        return table
+    try:
+        return ToleranceTable.load(path, base=table)
+    except ValueError as exc:
+        raise ParityError(f"--tolerances: {exc}") from None

@@ -1,0 +1,109 @@
+"""Freshness: the inputs, the reference and the checkpoint all belong to the artifacts.
+
+Checked before anything runs: the inputs must fit the signature, a reference must record the
+artifacts' weights digest, inputs digest and head (else exit 4, stale), and the checkpoint the
+eager model runs from must hold the weights the artifacts were built from (else exit 4).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.manifest import Manifest
+from export.signature import Signature
+from parity.errors import ParityError, StaleReferenceError, WeightsMismatchError
+from parity.npz_stream import NpzRows
+from ptycho_torch.digest import ArraysDigest
+
+__all__ = ["check_inputs", "check_reference_fresh", "check_weights", "inputs_sha256"]
+
+_DIGEST_ROWS = 256  # rows per read while hashing the inputs
+
+
+def check_inputs(inputs: NpzRows, signature: Signature) -> int:
+    """The number of samples in ``inputs``: every signature input present, float32, with the
+    signature's per-sample shape, and all with the same sample count.
+
+    Raises:
+        ParityError: (exit 2) naming the array and what was expected.
+    """
+    path = inputs.path
+    counts = set()
+    for spec in signature.inputs:
+        if spec.name not in inputs.keys:
+            raise ParityError(f"inputs {path} lacks {spec.name!r}; it holds {inputs.keys}")
+        shape, dtype = inputs.shape(spec.name), inputs.dtype(spec.name)
+        if dtype != np.float32 or tuple(shape[1:]) != spec.shape[1:]:
+            raise ParityError(
+                f"inputs {path}: {spec.name!r} is {dtype}{list(shape)}, expected float32"
+                f"[n, {', '.join(map(str, spec.shape[1:]))}]"
+            )
+        counts.add(shape[0])
+    if len(counts) != 1:
+        raise ParityError(f"inputs {path}: arrays hold different sample counts {sorted(counts)}")
+    return counts.pop()
+
+
+def inputs_sha256(inputs: NpzRows, names: list[str]) -> str:
+    """``ptycho_torch.digest.arrays_sha256`` of the arrays ``names``, read a few rows at a time."""
+    digest = ArraysDigest()
+    for name in sorted(names):
+        shape = inputs.shape(name)
+        digest.begin(name, inputs.dtype(name), shape)
+        for start in range(0, shape[0], _DIGEST_ROWS):
+            digest.update(inputs.rows(name, start, start + _DIGEST_ROWS))
+    return digest.hexdigest()
+
+
+def check_reference_fresh(
+    provenance: dict[str, Any], manifest: Manifest, inputs_sha: str, path: Path
+) -> None:
+    """The reference was made from the artifacts' weights, these inputs and the same head.
+
+    Raises:
+        StaleReferenceError: (exit 4) naming every mismatch and how to regenerate it.
+    """
+    problems = []
+    weights = manifest.checkpoint.weights_sha256
+    if provenance.get("weights_sha256") is None:
+        problems.append(
+            "it records no weights digest (weights_sha256 null: "
+            f"{provenance.get('weights_note', 'made without the weights it belongs to')})"
+        )
+    elif provenance.get("weights_sha256") != weights:
+        problems.append(
+            f"weights_sha256 {str(provenance.get('weights_sha256'))[:12]} != artifacts' {weights[:12]}"
+        )
+    if provenance.get("inputs_sha256") != inputs_sha:
+        problems.append(
+            f"inputs_sha256 {str(provenance.get('inputs_sha256'))[:12]} != inputs' {inputs_sha[:12]}"
+        )
+    if provenance.get("head") != manifest.head:
+        problems.append(f"head {provenance.get('head')!r} != artifacts' {manifest.head!r}")
+    if problems:
+        remedy = provenance.get("remedy") or (
+            "Regenerate it with `python -m parity reference --checkpoint CKPT --inputs "
+            "ARTIFACTS/inputs.npz --out reference.npz` (needs the 'tf' extra)"
+        )
+        raise StaleReferenceError(
+            f"reference {path} is stale: " + "; ".join(problems) + f". {remedy}"
+        )
+
+
+def check_weights(checkpoint: Path, manifest: Manifest) -> None:
+    """The checkpoint holds the weights the artifacts were built from.
+
+    Raises:
+        WeightsMismatchError: (exit 4) other weights; rebuild, or pass the right checkpoint.
+    """
+    from ptycho_torch.checkpoint import load_model, model_state_sha256
+
+    digest = model_state_sha256(load_model(checkpoint))
+    if digest != manifest.checkpoint.weights_sha256:
+        raise WeightsMismatchError(
+            f"checkpoint {checkpoint} holds weights {digest[:12]}, but the artifacts were built from "
+            f"{manifest.checkpoint.weights_sha256[:12]}; rebuild with `python -m export build`"
+        )
