@@ -25,6 +25,7 @@ from parity.reference import ReferenceFile, load_reference
 from parity.results import OutputComparison, ParityReport
 from parity.streaming import output_peaks, stream
 from parity.tolerances import ToleranceTable
+from ptycho_torch.errors import ToolError
 
 __all__ = ["CheckOptions", "make_runners", "resolve_devices", "run_check"]
 
@@ -66,11 +67,52 @@ def resolve_devices(device: str) -> list[str]:
 def run_check(options: CheckOptions) -> ParityReport:
     """Run the parity check and write the reports.
 
+    A run that stops before comparing still writes ``report.json``, ``report.md``,
+    ``report.html`` and ``junit.xml`` stating the error (when the artifacts folder exists), so a
+    CI job that exits 2, 3 or 4 shows why; then the error is raised.
+
     Raises:
         ParityError: exit 2 (bad input), 3 (``EnvironmentUnavailable``) or 4
             (``StaleReferenceError``, ``WeightsMismatchError``).
         ArtifactsChangedError: (exit 4) an artifact is missing or changed since the build.
     """
+    try:
+        return _run_check(options)
+    except ToolError as exc:
+        _write_error_report(options, exc)
+        raise
+
+
+def _write_error_report(options: CheckOptions, exc: ToolError) -> None:
+    from parity.report import write_all
+
+    report_dir = options.report_dir or options.artifacts / "report"
+    if not options.artifacts.is_dir() or (report_dir.exists() and not report_dir.is_dir()):
+        return  # nowhere sensible to write: the error line is all there is
+    report = ParityReport(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        head=_head_of(options.artifacts),
+        artifacts_dir=str(options.artifacts),
+        verdict="error",
+        exit_code=int(exc.exit_code),
+        environment=environment_fingerprint(),
+        error=str(exc),
+    )
+    try:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        write_all(report, report_dir)
+    except OSError as write_exc:
+        log.warning("could not write the error report to %s: %s", report_dir, write_exc)
+
+
+def _head_of(artifacts: Path) -> str:
+    try:
+        return read_manifest(artifacts, verify=False).head
+    except ToolError:
+        return "unknown"
+
+
+def _run_check(options: CheckOptions) -> ParityReport:
     precision = apply_precision_policy()
     artifacts = options.artifacts
     manifest = read_manifest(artifacts)  # every file checked: missing or changed is exit 4
@@ -112,7 +154,7 @@ def run_check(options: CheckOptions) -> ParityReport:
         reference_provenance=dict(reference.provenance) if reference else {},
         runners=[r.info() for r in runners],
         comparisons=comparisons,
-        errors=notes,
+        notes=notes,
         error_maps=[],
     )
     _write_reports(report, options.report_dir or artifacts / "report", pairs, signature)
@@ -140,7 +182,7 @@ def _calibrate(comparisons: list[OutputComparison], out: Path) -> None:
 def _write_reports(
     report: ParityReport, report_dir: Path, pairs: list[Pair], signature: Signature
 ) -> None:
-    from parity.report import render_error_map, write_all
+    from parity.report import error_map_filename, render_error_map, write_all
 
     report_dir.mkdir(parents=True, exist_ok=True)
     maps_dir = report_dir / "error_maps"
@@ -153,10 +195,7 @@ def _write_reports(
         ):
             continue  # maps for every runner vs the reference, and for failing pairs
         for name, (err, sample, left, right) in pair.worst.items():
-            safe = f"{name}_{pair.left.name}_vs_{pair.right.name}".replace("[", "-").replace(
-                "]", ""
-            )
-            png = maps_dir / f"{safe}.png"
+            png = maps_dir / error_map_filename(name, pair.left.name, pair.right.name, sample)
             render_error_map(
                 left,
                 right,

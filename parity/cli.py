@@ -90,7 +90,7 @@ def run_check_command(args: argparse.Namespace, artifacts: Path) -> int:
         f"parity {report.verdict.upper()}: {len(report.comparisons) - len(failed)}/{len(report.comparisons)} "
         f"comparisons passed; reports in {report_dir}/ (report.md, report.html, report.json, junit.xml)"
     )
-    for note in report.errors:
+    for note in report.notes:
         print(f"note: {note}")
     return report.exit_code
 

@@ -28,6 +28,7 @@ from parity.runners import (
     TfTwinRunner,
     TorchScriptRunner,
 )
+from parity.tolerance import classify_pair
 from parity.tolerances import ToleranceTable
 
 __all__ = [
@@ -127,9 +128,12 @@ def make_pairs(
             continue
         device = runner.actual_device
         if not isinstance(runner, (EagerRunner, TfTwinRunner)) and device in eager:
-            pairs.append(Pair(eager[device], runner, "torch-vs-artifact", device))
+            left = eager[device]
+            pairs.append(Pair(left, runner, classify_pair(left.kind, runner.kind), device))
         if reference is not None:
-            pairs.append(Pair(runner, reference, "vs-reference", device))
+            pairs.append(
+                Pair(runner, reference, classify_pair(runner.kind, reference.kind), device)
+            )
     for pair in pairs:
         for spec in signature.outputs:
             pair.accumulators[spec.name] = ComparisonAccumulator(

@@ -103,7 +103,7 @@ class ParityReport:
         created: ISO 8601 time of the run.
         head: Exported head (``object`` or ``physics``).
         artifacts_dir: Folder of the artifacts checked.
-        verdict: ``pass`` or ``fail``.
+        verdict: ``pass``, ``fail``, or ``error`` (stopped before comparing; see ``error``).
         exit_code: Exit code of the run (0 pass, 1 parity, 2 usage, 3 environment, 4 stale).
         environment: Versions, host, devices.
         precision: Precision policy in effect (TF32, determinism).
@@ -111,13 +111,11 @@ class ParityReport:
         runners: The runners that took part.
         comparisons: Every comparison made.
         notes: What a reader should know about the run that is not a comparison (no
-            reference, CUDA runners skipped under ``--device auto``). Never a failure: a run
-            that cannot be checked raises instead of writing a report.
+            reference, CUDA runners skipped under ``--device auto``). Never a failure.
         error_maps: Rendered error maps.
+        error: Set when the run stopped before comparing (``verdict`` ``error``): the one
+            ``error:`` line the command printed, so CI shows why it exited 2, 3 or 4.
         schema: Report schema version.
-        errors: Former name of ``notes``, which is all it ever held; accepted by the
-            constructor and kept as the same list so callers written against it still work.
-            Not saved (``report.json`` has ``notes``).
     """
 
     created: str
@@ -132,13 +130,10 @@ class ParityReport:
     comparisons: list[OutputComparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error_maps: list[ErrorMap | dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
     schema: int = REPORT_SCHEMA
-    errors: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.errors is not self.notes:
-            self.notes = [*self.notes, *self.errors]
-            self.errors = self.notes
         self.error_maps = list(self.maps())
 
     def maps(self) -> list[ErrorMap]:
@@ -166,6 +161,7 @@ class ParityReport:
             "comparisons": [c.to_dict() for c in self.comparisons],
             "notes": list(self.notes),
             "error_maps": [m.to_dict() for m in self.maps()],
+            "error": self.error,
         }
 
     @classmethod
@@ -195,6 +191,7 @@ class ParityReport:
                 # reports written before notes had their name kept them under "errors"
                 notes=list(data.get("notes", data.get("errors", []))),
                 error_maps=[ErrorMap.from_dict(m) for m in data.get("error_maps", [])],
+                error=data.get("error"),
             )
         except (KeyError, TypeError) as exc:
             raise ReportFormatError(f"malformed parity report: {exc!r}") from None

@@ -3,7 +3,8 @@
 Testcases are named ``phase[eager vs onnxruntime-cpu]`` (brackets inside runner names become
 dashes); a failing comparison carries ``<failure message=... type=...>`` with its metrics. The
 run's notes (``report.notes``) go to the suite's ``<system-out>``: they are never failures or
-errors, whatever the verdict.
+errors, whatever the verdict. A run that stopped before comparing (``report.error``: exit 2, 3
+or 4) has one ``parity-check`` testcase carrying ``<error>`` with the message.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ def write_junit(report: ParityReport, directory: str | Path) -> Path:
     suite = ET.Element(
         "testsuite",
         name=_clean(f"parity.{report.head}"),
-        tests=str(len(report.comparisons)),
+        tests=str(len(report.comparisons) + (1 if report.error else 0)),
         failures=str(len(report.failed_comparisons)),
-        errors="0",
+        errors="1" if report.error else "0",
         skipped="0",
         time=f"{sum(r.seconds for r in report.runners):.3f}",
         timestamp=_clean(report.created),
@@ -75,6 +76,14 @@ def write_junit(report: ParityReport, directory: str | Path) -> Path:
         else:
             out = ET.SubElement(case, "system-out")
             out.text = _clean(c.log_line())
+    if report.error:  # stopped before comparing (exit 2, 3 or 4): one errored case says why
+        case = ET.SubElement(
+            suite, "testcase", classname=_clean(f"parity.{report.head}"), name="parity-check"
+        )
+        err = ET.SubElement(
+            case, "error", message=_clean(report.error), type=f"exit {report.exit_code}"
+        )
+        err.text = _clean(report.error)
     if report.notes:
         notes = ET.SubElement(suite, "system-out")
         notes.text = _clean("\n".join(f"note: {note}" for note in report.notes))

@@ -74,6 +74,11 @@ def verdict_line(report: ParityReport) -> str:
     """One line: verdict, head, how many comparisons failed."""
     failed = len(report.failed_comparisons)
     mark = PASS_MARK if report.verdict == "pass" else FAIL_MARK
+    if report.error:
+        return (
+            f"{mark} Parity ERROR (exit code {report.exit_code}): head `{report.head}`, "
+            f"stopped before comparing: {report.error}"
+        )
     notes = f", {len(report.notes)} note(s)" if report.notes else ""
     return (
         f"{mark} Parity {report.verdict.upper()} (exit code {report.exit_code}): head "

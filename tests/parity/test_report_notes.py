@@ -59,8 +59,3 @@ def test_notes_are_saved_as_notes_and_old_reports_load_theirs(tmp_path):
     assert ParityReport.from_dict(data) == report
     data["errors"] = data.pop("notes")  # a report.json written before notes had their name
     assert ParityReport.from_dict(data).notes == [NOTE]
-
-
-def test_errors_is_the_former_name_of_notes():
-    report = ParityReport("t", "object", "a", "pass", 0, errors=[NOTE])
-    assert report.notes == [NOTE] and report.errors is report.notes
