@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from export.manifest import read_manifest
@@ -36,15 +36,43 @@ log = logging.getLogger(__name__)
 class CheckOptions:
     """What ``python -m parity check`` was asked to do."""
 
-    artifacts: Path  # folder written by `python -m export build`
-    reference: Path | None = None  # default: <artifacts>/reference.npz when present
-    inputs: Path | None = None  # default: <artifacts>/inputs.npz
-    checkpoint: Path | None = None  # default: the checkpoint recorded in the manifest
-    device: str = "auto"  # auto | cpu | cuda
-    tolerances: Path | None = None  # JSON overrides merged onto the default table
-    report_dir: Path | None = None  # default: <artifacts>/report
-    calibrate: Path | None = None  # write a measured tolerances file here
-    tf_twin: bool = False  # also run the live TensorFlow twin
+    artifacts: Path = field(metadata={"help": "folder written by `python -m export build`"})
+    reference: Path | None = field(
+        default=None, metadata={"help": "reference.npz (default: ARTIFACTS/reference.npz)"}
+    )
+    inputs: Path | None = field(
+        default=None,
+        metadata={"help": "inputs NPZ (default: ARTIFACTS/inputs.npz); may hold many batches"},
+    )
+    checkpoint: Path | None = field(
+        default=None,
+        metadata={"help": "checkpoint for the eager runner (default: ARTIFACTS/weights.pt)"},
+    )
+    device: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: cpu, plus cuda when torch and ONNX Runtime both have it; "
+            "cuda: cpu and cuda, exit 3 if CUDA is unavailable",
+            "choices": ("auto", "cpu", "cuda"),
+        },
+    )
+    tolerances: Path | None = field(
+        default=None, metadata={"help": "JSON file overriding the default tolerance table"}
+    )
+    report_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": "where report.{json,md,html} and junit.xml go (default: ARTIFACTS/report)"
+        },
+    )
+    calibrate: Path | None = field(
+        default=None,
+        metadata={"help": "also measure each pair's noise floor and write a tolerances file"},
+    )
+    tf_twin: bool = field(
+        default=False,
+        metadata={"help": "also run the live TensorFlow twin (needs the 'tf' extra)"},
+    )
 
 
 def resolve_devices(device: str) -> list[str]:

@@ -12,8 +12,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ptycho_torch.cli import ExitCode, run_cli
+from ptycho_torch.cli_options import ConfigOptions
 
 __all__ = ["add_check_arguments", "configure_logging", "main", "run_check_command"]
 
@@ -37,54 +39,36 @@ def configure_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-def add_check_arguments(parser: argparse.ArgumentParser, artifacts_required: bool = True) -> None:
-    """Options shared by ``parity check`` and ``export build``."""
-    parser.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda"],
-        default="auto",
-        help="auto: cpu, plus cuda when torch and ONNX Runtime both have it; "
-        "cuda: cpu and cuda, exit 3 if CUDA is unavailable (default: auto)",
+def _check_options() -> tuple[ConfigOptions[Any], ConfigOptions[Any]]:
+    from parity.check import CheckOptions  # imports nothing heavy until a check runs
+
+    shared = ConfigOptions(
+        CheckOptions, fields=("device", "tolerances", "report_dir", "calibrate", "tf_twin")
     )
-    parser.add_argument(
-        "--tolerances", type=Path, help="JSON file overriding the default tolerance table"
-    )
-    parser.add_argument(
-        "--report-dir",
-        type=Path,
-        help="where report.{json,md,html} and junit.xml go (default: ARTIFACTS/report)",
-    )
-    parser.add_argument(
-        "--calibrate",
-        type=Path,
-        metavar="FILE",
-        help="also measure each pair's noise floor and write a tolerances file",
-    )
-    parser.add_argument(
-        "--tf-twin",
-        action="store_true",
-        help="also run the live TensorFlow twin (needs the 'tf' extra)",
-    )
+    full = ConfigOptions(CheckOptions, fields=("reference", "inputs", "checkpoint", *shared.fields))
+    return shared, full
 
 
-def run_check_command(args: argparse.Namespace, artifacts: Path) -> int:
-    """Run the check from parsed arguments; print the verdict; return the exit code."""
-    from parity.check import CheckOptions, run_check
+def add_check_arguments(parser: argparse.ArgumentParser) -> None:
+    """The check options ``export build`` passes on (defaults and help on ``CheckOptions``)."""
+    _check_options()[0].add_to(parser)
 
-    report = run_check(
-        CheckOptions(
-            artifacts=artifacts,
-            reference=getattr(args, "reference_file", None),
-            inputs=getattr(args, "inputs_file", None),
-            checkpoint=getattr(args, "checkpoint_file", None),
-            device=args.device,
-            tolerances=args.tolerances,
-            report_dir=args.report_dir,
-            calibrate=args.calibrate,
-            tf_twin=args.tf_twin,
-        )
-    )
-    report_dir = args.report_dir or artifacts / "report"
+
+def run_check_command(args: argparse.Namespace, artifacts: Path, *, full: bool = False) -> int:
+    """Run the check from parsed arguments; print the verdict; return the exit code.
+
+    Args:
+        args: parsed options (``add_check_arguments``'s, or all of ``parity check``'s).
+        artifacts: the artifacts folder.
+        full: ``args`` come from ``parity check`` (also ``--reference``, ``--inputs``,
+            ``--checkpoint``), not from ``export build`` where those names mean the build's.
+    """
+    from parity.check import run_check
+
+    spec = _check_options()[1 if full else 0]
+    options = spec.build(args, artifacts=artifacts)
+    report = run_check(options)
+    report_dir = options.report_dir or artifacts / "report"
     failed = [c for c in report.comparisons if c.status != "pass"]
     print(
         f"parity {report.verdict.upper()}: {len(report.comparisons) - len(failed)}/{len(report.comparisons)} "
@@ -108,25 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "--artifacts", type=Path, required=True, help="folder written by `python -m export build`"
     )
-    check.add_argument(
-        "--reference",
-        dest="reference_file",
-        type=Path,
-        help="reference.npz (default: ARTIFACTS/reference.npz)",
-    )
-    check.add_argument(
-        "--inputs",
-        dest="inputs_file",
-        type=Path,
-        help="inputs NPZ (default: ARTIFACTS/inputs.npz); may hold many batches",
-    )
-    check.add_argument(
-        "--checkpoint",
-        dest="checkpoint_file",
-        type=Path,
-        help="checkpoint for the eager runner (default: from the manifest)",
-    )
-    add_check_arguments(check)
+    _check_options()[1].add_to(check)
     ref = sub.add_parser(
         "reference", help="run the TensorFlow twin and write reference.npz + reference.json"
     )
@@ -197,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check":
-        return run_check_command(args, args.artifacts)
+        return run_check_command(args, args.artifacts, full=True)
     if args.command == "reference":
         from parity.tf_twin.generate import generate_reference
 
