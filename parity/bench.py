@@ -7,18 +7,36 @@ never assertions: the machines are shared and noisy.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
-from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["benchmark", "main"]
+from parity.errors import ParityError
+
+__all__ = ["BenchOptions", "benchmark"]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """What ``python -m parity.bench`` measures (each default lives here)."""
+
+    artifacts: Path = field(
+        default=Path("artifacts"), metadata={"help": "folder written by `python -m export build`"}
+    )
+    device: str = field(default="cpu", metadata={"help": "device", "choices": ("cpu", "cuda")})
+    repeats: int = field(default=20, metadata={"help": "timed batches per backend"})
+    warmup: int = field(default=3, metadata={"help": "untimed batches per backend first"})
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise ParityError(f"--repeats must be >= 1, got {self.repeats}")
+        if self.warmup < 0:
+            raise ParityError(f"--warmup must be >= 0, got {self.warmup}")
 
 
 def benchmark(
@@ -69,37 +87,7 @@ def benchmark(
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m parity.bench", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"))
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
-    args = parser.parse_args(argv)
-    from parity.cli import configure_logging
-    from parity.errors import ParityError
-    from ptycho_torch.cli import run_cli
+if __name__ == "__main__":  # `python -m parity.bench`: the command lives in parity.bench_cli
+    from parity.bench_cli import main
 
-    configure_logging()
-
-    def run() -> int:
-        if args.repeats < 1:
-            raise ParityError(f"--repeats must be >= 1, got {args.repeats}")
-        rows = benchmark(args.artifacts, args.device, args.repeats)
-        print(f"{'runner':<20} {'median ms':>10} {'p90 ms':>10} {'patterns/s':>11} {'vs eager':>9}")
-        for row in rows:
-            print(
-                f"{row['runner']:<20} {row['median_ms']:>10.2f} {row['p90_ms']:>10.2f} "
-                f"{row['patterns_per_s']:>11.1f} {row['speedup_vs_eager']:>8.2f}x"
-            )
-        if args.json:
-            args.json.write_text(json.dumps(rows, indent=2) + "\n")
-        return 0
-
-    return run_cli(run, configure_logging=False)
-
-
-if __name__ == "__main__":
     sys.exit(main())
