@@ -38,6 +38,11 @@ def load_feed(
     if "diffraction" not in arrays:
         raise SignatureError(f"inputs {path} has no 'diffraction' array; found {sorted(arrays)}")
     diffraction = arrays["diffraction"]
+    if diffraction.ndim in (3, 4) and diffraction.shape[0] == 0:
+        raise SignatureError(
+            f"inputs {path}: 'diffraction' holds no patterns (shape {list(diffraction.shape)}); "
+            "pass a feed or scan with at least one"
+        )
     if diffraction.ndim == 4:
         feed = {"diffraction": diffraction}
         if head == "physics":
@@ -79,6 +84,13 @@ def load_feed(
                 f"inputs {path}: {name!r} holds {bad} NaN/Inf value(s) of {value.size}; "
                 "parity needs finite inputs: clean or drop those samples"
             )
+    negative = int(np.count_nonzero(feed["diffraction"] < 0))
+    if negative:
+        raise SignatureError(
+            f"inputs {path}: 'diffraction' holds {negative} negative value(s) (min "
+            f"{float(feed['diffraction'].min()):.4g}); diffraction amplitudes are square roots of "
+            "counts, >= 0: pass amplitudes, not background-subtracted or log-scaled data"
+        )
     return {k: np.ascontiguousarray(v) for k, v in feed.items()}
 
 

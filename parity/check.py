@@ -20,7 +20,13 @@ from parity.errors import ParityError, ReferenceFormatError
 from parity.npz_stream import NpzRows
 from parity.pairs import Pair, activate_runners, make_pairs, make_runners, tolerance_table
 from parity.precision import apply_precision_policy, environment_fingerprint
-from parity.provenance import check_inputs, check_reference_fresh, check_weights, inputs_sha256
+from parity.provenance import (
+    check_inputs,
+    check_reference_fresh,
+    check_reference_layout,
+    check_weights,
+    inputs_sha256,
+)
 from parity.reference import ReferenceFile, load_reference
 from parity.results import OutputComparison, ParityReport
 from parity.streaming import output_peaks, stream
@@ -156,6 +162,7 @@ def _run_check(options: CheckOptions) -> ParityReport:
     with NpzRows(inputs_path) as inputs, ExitStack() as stack:
         n = check_inputs(inputs, signature)
         if reference is not None:
+            check_reference_layout(reference, signature, n)
             inputs_sha = inputs_sha256(inputs, signature.input_names)
             check_reference_fresh(reference.provenance, manifest, inputs_sha, reference.path)
         check_weights(checkpoint, manifest)

@@ -14,8 +14,14 @@ import numpy as np
 
 from export.manifest import Manifest
 from export.signature import Signature
-from parity.errors import ParityError, StaleReferenceError, WeightsMismatchError
+from parity.errors import (
+    ParityError,
+    ReferenceFormatError,
+    StaleReferenceError,
+    WeightsMismatchError,
+)
 from parity.npz_stream import NpzRows
+from parity.reference import ReferenceFile
 from ptycho_torch.digest import ArraysDigest
 
 __all__ = ["check_inputs", "check_reference_fresh", "check_weights", "inputs_sha256"]
@@ -45,6 +51,29 @@ def check_inputs(inputs: NpzRows, signature: Signature) -> int:
     if len(counts) != 1:
         raise ParityError(f"inputs {path}: arrays hold different sample counts {sorted(counts)}")
     return counts.pop()
+
+
+def check_reference_layout(reference: ReferenceFile, signature: Signature, n: int) -> None:
+    """Every signature output is in the reference as float32 ``[n, *per-sample shape]``.
+
+    Raises:
+        ReferenceFormatError: (exit 2) naming every missing or misshapen array at once.
+    """
+    problems = []
+    for spec in signature.outputs:
+        expected = [n, *spec.shape[1:]]
+        if spec.name not in reference.shapes:
+            problems.append(f"no {spec.name!r} array (it holds {sorted(reference.shapes)})")
+            continue
+        shape, dtype = list(reference.shapes[spec.name]), reference.dtypes[spec.name]
+        if dtype != np.float32 or shape != expected:
+            problems.append(f"{spec.name!r} is {dtype}{shape}, expected float32{expected}")
+    if problems:
+        raise ReferenceFormatError(
+            f"reference {reference.path} does not fit the artifacts' {signature.head!r} head and "
+            f"{n} input samples: {'; '.join(problems)}; regenerate it for these inputs with "
+            "`python -m parity reference`"
+        )
 
 
 def inputs_sha256(inputs: NpzRows, names: list[str]) -> str:

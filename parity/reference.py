@@ -63,6 +63,7 @@ class ReferenceFile:
     path: Path
     provenance: dict[str, Any]
     shapes: dict[str, tuple[int, ...]]  # output name -> full shape, (samples, ...)
+    dtypes: dict[str, np.dtype]  # output name -> dtype
 
 
 def provenance_path(npz_path: str | Path) -> Path:
@@ -128,11 +129,12 @@ def load_reference(path: str | Path) -> ReferenceFile:
     try:
         with NpzRows(path) as rows:
             shapes = {k: rows.shape(k) for k in rows.keys}
+            dtypes = {k: rows.dtype(k) for k in rows.keys}
     except ReferenceFormatError as exc:
         raise ReferenceFormatError(
             f"cannot read reference arrays {path} (pickled or corrupt NPZ?): {exc}"
         ) from None
-    return ReferenceFile(path=path, provenance=prov, shapes=shapes)
+    return ReferenceFile(path=path, provenance=prov, shapes=shapes, dtypes=dtypes)
 
 
 def atomic_write(path: Path, write: Any) -> None:

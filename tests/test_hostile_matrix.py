@@ -1,0 +1,266 @@
+"""The hostile-input matrix: files and options from possibly untrusted hands, each one clear
+``error:`` line with the documented exit code, no traceback, nothing written or changed.
+
+Run in-process through the same ``main(argv)`` that ``python -m export`` and ``python -m parity``
+run. ``HOSTILE_CASES`` counts the cases (the closing note of issue 10 quotes it).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from export.build import BuildResult
+from parity.cli import main as parity_main
+from pipeline.cli import main as export_main
+
+Maker = Callable[[Path, Path, Path], list[str]]  # (tmp, model_file, feed_file) -> argv
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (str(self.marker), "w"))
+
+
+def _build(tmp: Path, checkpoint: Path, inputs: Path, *extra: str) -> list[str]:
+    return ["build", "--checkpoint", str(checkpoint), "--inputs", str(inputs),
+            "--out", str(tmp / "out"), "--no-parity", "--reference", "none", *extra]  # fmt: skip
+
+
+def _ckpt(write: Callable[[Path, Path], None]) -> Maker:
+    def make(tmp: Path, model: Path, feed: Path) -> list[str]:
+        path = tmp / "hostile.pt"
+        write(path, model)
+        return _build(tmp, path, feed)
+
+    return make
+
+
+def _feed(arrays: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]) -> Maker:
+    def make(tmp: Path, model: Path, feed: Path) -> list[str]:
+        with np.load(feed) as f:
+            base = {k: f[k].copy() for k in f.files}
+        path = tmp / "hostile.npz"
+        np.savez(path, **arrays(base))
+        return _build(tmp, model, path)
+
+    return make
+
+
+def _raw_feed(write: Callable[[Path], None]) -> Maker:
+    def make(tmp: Path, model: Path, feed: Path) -> list[str]:
+        path = tmp / "hostile.npz"
+        write(path)
+        return _build(tmp, model, path)
+
+    return make
+
+
+def _state(model: Path) -> dict:  # type: ignore[type-arg]
+    return torch.load(model, weights_only=True)
+
+
+def _mismatched(path: Path, model: Path) -> None:
+    raw = _state(model)
+    raw["model_config"]["n_filters_scale"] = 2  # weights are for 1
+    torch.save(raw, path)
+
+
+def _lightning_missing_keys(path: Path, model: Path) -> None:
+    raw = _state(model)
+    state = {f"model.{k}": v for k, v in list(raw["state_dict"].items())[:-3]}
+    torch.save({"state_dict": state, "hyper_parameters": {"model": raw["model_config"]}}, path)
+
+
+def _nonfinite_scale(path: Path, model: Path) -> None:
+    raw = _state(model)
+    raw["model_config"]["intensity_scale"] = float("inf")
+    torch.save(raw, path)
+
+
+def _forged_header(path: Path) -> None:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 1, 64, 64)}
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("diffraction.npy", header.getvalue() + bytes(64))
+
+
+def _pickled_feed(path: Path) -> None:
+    np.savez(path, diffraction=np.array([{"x": 1}], dtype=object))
+
+
+def _pickle_checkpoint(path: Path, model: Path) -> None:
+    torch.save({"model_config": _Payload(path.parent / "PWNED"), "state_dict": {}}, path)
+
+
+def _truncated(path: Path, model: Path) -> None:
+    raw = model.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+
+
+CHECKPOINT_CASES: dict[str, tuple[Maker, str]] = {
+    "checkpoint missing": (lambda t, m, f: _build(t, t / "nope.pt", f), "nope.pt"),
+    "checkpoint empty": (_ckpt(lambda p, m: p.write_bytes(b"")), "hostile.pt"),
+    "checkpoint is a folder": (_ckpt(lambda p, m: p.mkdir()), "hostile.pt"),
+    "checkpoint random bytes": (_ckpt(lambda p, m: p.write_bytes(os.urandom(4096))), "hostile.pt"),
+    "checkpoint truncated": (_ckpt(_truncated), "hostile.pt"),
+    "checkpoint pickle payload": (_ckpt(_pickle_checkpoint), "hostile.pt"),
+    "checkpoint config does not match weights": (_ckpt(_mismatched), "does not match"),
+    "lightning ckpt missing keys": (_ckpt(_lightning_missing_keys), "hostile.pt"),
+    "checkpoint non-finite scale": (_ckpt(_nonfinite_scale), "intensity_scale"),
+}
+
+INPUT_CASES: dict[str, tuple[Maker, str]] = {
+    "inputs not NPZ": (_raw_feed(lambda p: p.write_text("hello")), "not an .npz file"),
+    "inputs pickled object array": (_raw_feed(_pickled_feed), "pickled object array"),
+    "inputs forged gigantic header": (_raw_feed(_forged_header), "truncated or forged"),
+    "inputs complex": (
+        _feed(lambda a: {**a, "diffraction": a["diffraction"].astype(np.complex64)}),
+        "complex",
+    ),
+    "inputs wrong rank": (
+        _feed(lambda a: {"diffraction": np.zeros((2, 64), np.float32)}),
+        "diffraction",
+    ),
+    "inputs wrong N": (
+        _feed(lambda a: {"diffraction": np.ones((2, 1, 32, 32), np.float32)}),
+        "[2, 1, 32, 32]",
+    ),
+    "inputs zero patterns": (
+        _feed(lambda a: {"diffraction": np.ones((0, 1, 64, 64), np.float32)}),
+        "holds no patterns",
+    ),
+    "inputs NaN": (_feed(lambda a: {**a, "diffraction": a["diffraction"] * np.nan}), "NaN"),
+    "inputs Inf": (_feed(lambda a: {**a, "diffraction": a["diffraction"] + np.inf}), "Inf"),
+    "inputs negative amplitudes": (
+        _feed(lambda a: {**a, "diffraction": -1 - a["diffraction"]}),
+        "negative",
+    ),
+    "inputs missing key": (_feed(lambda a: {"positions": a["positions"]}), "'diffraction'"),
+    "inputs channels-last": (
+        _feed(lambda a: {"diffraction": np.ones((2, 64, 64, 1), np.float32)}),
+        "transpose",
+    ),
+}
+
+
+def _option(*extra: str) -> Maker:
+    return lambda t, m, f: _build(t, m, f, *extra)
+
+
+OPTION_CASES: dict[str, tuple[Maker, str]] = {
+    "--batch 0": (_option("--batch", "0"), "--batch"),
+    "--batch -3": (_option("--batch", "-3"), "--batch"),
+    "--opset 5": (_option("--opset", "5"), "--opset"),
+    "--opset huge": (_option("--opset", "10000000000"), "--opset"),
+    "--keep -1": (_option("--keep", "-1"), "--keep"),
+    "--head unknown": (_option("--head", "nonsense"), "invalid choice"),
+    "--out is a regular file": (
+        lambda t, m, f: [
+            *_build(t, m, f)[:-4],
+            str(t / "file"),
+            "--no-parity",
+            "--reference",
+            "none",
+        ],
+        "not a folder",
+    ),
+}
+
+ALL_BUILD_CASES = {**CHECKPOINT_CASES, **INPUT_CASES, **OPTION_CASES}
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes() if p.is_file() else b"<dir>"
+        for p in sorted(folder.rglob("*"))
+        if not p.name.endswith(".lock")  # the advisory lock file of --out stays (empty)
+    }
+
+
+@pytest.mark.parametrize("case", sorted(ALL_BUILD_CASES))
+def test_hostile_build_input(
+    case: str, model_file: Path, feed_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    make, needle = ALL_BUILD_CASES[case]
+    (tmp_path / "file").write_text("a user's file")
+    argv = make(tmp_path, model_file, feed_file)
+    before = _snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exited:  # argparse rejects unknown choices itself
+        raise SystemExit(export_main(argv))
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err
+    assert "Traceback" not in err
+    assert needle in err, err
+    assert _snapshot(tmp_path) == before  # nothing written, nothing changed
+    assert not (tmp_path / "PWNED").exists()  # no payload ran
+
+
+REFERENCE_CASES: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] = {
+    "reference wrong keys": lambda r: {"ampl": r["amplitude"], "phase": r["phase"]},
+    "reference wrong shape": lambda r: {k: v[:, :, :32] for k, v in r.items()},
+    "reference wrong dtype": lambda r: {k: v.astype(np.complex64) for k, v in r.items()},
+    "reference pickled": lambda r: {**r, "amplitude": np.array([{"x": 1}], dtype=object)},
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFERENCE_CASES))
+def test_hostile_reference(
+    case: str, built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import eager_reference
+
+    good = eager_reference(built, tmp_path / "good.npz")
+    with np.load(good) as f:
+        arrays = REFERENCE_CASES[case]({k: f[k] for k in f.files})
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    shutil.copy(good.with_suffix(".json"), bad.with_suffix(".json"))
+    code = parity_main(
+        ["check", "--artifacts", str(built.out), "--reference", str(bad), "--device", "cpu",
+         "--report-dir", str(tmp_path / "report")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("error:") == 1 and "Traceback" not in err
+    assert "bad.npz" in err
+
+
+def test_device_cuda_without_one_is_exit_3_before_any_work(
+    built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code = parity_main(
+        ["check", "--artifacts", str(built.out), "--device", "cuda", "--report-dir", str(tmp_path / "r")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert err.count("error:") == 1 and "Traceback" not in err
+
+
+def test_out_folder_of_unrelated_files_is_refused_and_kept(
+    model_file: Path, feed_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    assert export_main(_build(tmp_path, model_file, feed_file)) == 2
+    assert "--force" in capsys.readouterr().err
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+HOSTILE_CASES = len(ALL_BUILD_CASES) + len(REFERENCE_CASES) + 2  # quoted in issue 10's note
