@@ -13,7 +13,10 @@ __all__ = [
     "DtypeContractError",
     "ExportError",
     "ManifestError",
+    "OutputMismatchError",
+    "ReferenceFormatError",
     "SignatureError",
+    "StaleReferenceError",
 ]
 
 
@@ -41,3 +44,21 @@ class DtypeContractError(ExportError):
 
 class BuildError(ExportError):
     """A build step failed; the previous artifacts were left untouched."""
+
+
+class ReferenceFormatError(ExportError):
+    """The reference bundled with the artifacts is unreadable or lacks its provenance (exit 2)."""
+
+
+class StaleReferenceError(ExportError):
+    """The bundled reference was made from other weights, other inputs or another head than
+    the artifacts (exit code 4)."""
+
+    exit_code = ExitCode.STALE
+
+
+class OutputMismatchError(ExportError):
+    """An output of the model differs from the bundled reference beyond its tolerance, or has
+    the wrong dtype or shape, or NaN/Inf (exit code 1, a parity failure)."""
+
+    exit_code = ExitCode.PARITY_FAILURE

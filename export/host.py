@@ -1,29 +1,26 @@
 """Torch-free runtime for inference hosts: NumPy and ONNX Runtime only.
 
 ``OnnxHost`` loads ``model.onnx``, reads the signature the build stored in its metadata, checks
-every feed (names, float32, fixed shapes) with a message that says what to do, and reports the
-execution providers the session really uses. ``python -m export.host verify ARTIFACTS`` checks
-the file hashes in ``manifest.json`` and replays ``inputs.npz`` against ``reference.npz``.
-
-This module deliberately re-implements the small feed check of ``export.signature`` because
-importing that module would import torch; it imports only ``export.manifest`` (standard library).
+every feed with the one feed check (:meth:`export.signature.Signature.check_feed`, torch-free),
+reports the execution providers the session really uses, and checks that the model and
+``manifest.json`` describe the same thing. Whole scans: :mod:`export.predict`; checking a copied
+folder: :mod:`export.verify`; the command line: :mod:`export.host_cli`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from export.manifest import read_manifest
+from export.errors import ArtifactsChangedError
+from export.manifest import Manifest
 from export.signature import Signature  # torch-free: keeps the host so
 from ptycho_torch.errors import ToolError
 
@@ -31,14 +28,12 @@ __all__ = [
     "DEVICES",
     "HostError",
     "OnnxHost",
-    "VerifyOptions",
     "provider_chain",
-    "verify_artifacts",
 ]
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("cpu", "cuda")
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
 
 
 class HostError(ToolError):
@@ -88,8 +83,9 @@ class OnnxHost:
         if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
             raise HostError(
                 f"requested CUDA but ONNX Runtime runs {self.providers} "
-                f"(available: {ort.get_available_providers()}); install CUDA 12 and cuDNN 9 "
-                "libraries for onnxruntime-gpu, or run with --device cpu",
+                f"(available: {ort.get_available_providers()}); install the CUDA and cuDNN "
+                f"libraries onnxruntime-gpu {ort.__version__} was built for (ONNX Runtime's own "
+                "log line above names the missing one), or run with --device cpu",
                 exit_code=3,
             )
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -121,48 +117,66 @@ class OnnxHost:
         outputs = self.session.run(self.output_names, {n: feed[n] for n in self.input_names})
         return dict(zip(self.output_names, outputs))
 
+    def manifest_problems(self, manifest: Manifest) -> list[str]:
+        """How this model and ``manifest`` disagree: head, signature, model config, weights
+        digest (from the metadata the build stored) and the graph's own inputs and outputs."""
+        problems = []
+        try:
+            described: Signature | None = Signature.from_dict(manifest.signature)
+        except (KeyError, TypeError, ValueError) as exc:
+            described = None
+            problems.append(f"signature: the manifest's is malformed ({exc!r})")
+        if described is not None and described != self.signature:
+            problems.append(
+                f"signature: manifest says {_signature_text(described)}, model.onnx carries "
+                f"{_signature_text(self.signature)}"
+            )
+        stored: dict[str, tuple[Any, Any]] = {
+            "head": (self.metadata.get("ptychopinn.head"), manifest.head),
+            "weights_sha256": (
+                self.metadata.get("ptychopinn.weights_sha256"),
+                manifest.checkpoint.weights_sha256,
+            ),
+        }
+        config = self.metadata.get("ptychopinn.model_config")
+        if config is not None:
+            stored["model_config"] = (json.loads(config), manifest.model_config)
+        for what, (in_model, in_manifest) in stored.items():
+            if in_model is not None and in_model != in_manifest:
+                problems.append(f"{what}: manifest says {in_manifest!r}, model.onnx {in_model!r}")
+        graph = {a.name: (a.type, list(a.shape)) for a in self.session.get_inputs()}
+        graph |= {a.name: (a.type, list(a.shape)) for a in self.session.get_outputs()}
+        for spec in (*self.signature.inputs, *self.signature.outputs):
+            if graph.get(spec.name) != ("tensor(float)", list(spec.shape)):
+                found = graph.get(spec.name, "absent")
+                problems.append(
+                    f"graph tensor {spec.name!r}: {found}, metadata says {spec.describe()}"
+                )
+        return problems
 
-@dataclass(frozen=True)
-class VerifyOptions:
-    """How :func:`verify_artifacts` runs the parity batch."""
+    def check_manifest(self, manifest: Manifest) -> None:
+        """Raise unless this model is the one ``manifest`` describes.
 
-    device: str = field(default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES})
-    atol: float = field(default=1e-5, metadata={"help": "max abs error vs reference.npz"})
+        ``manifest.json`` lists every file's sha256 but not its own, so when ``model.onnx``
+        matches its sha256 and still disagrees, the manifest was edited after the build.
 
-    def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ValueError(f"VerifyOptions.device must be one of {DEVICES}, got {self.device!r}")
-        if not (math.isfinite(self.atol) and self.atol >= 0):
-            raise ValueError(f"VerifyOptions.atol must be finite and >= 0, got {self.atol!r}")
+        Raises:
+            ArtifactsChangedError: (exit 4) naming every disagreement.
+        """
+        problems = self.manifest_problems(manifest)
+        if problems:
+            raise ArtifactsChangedError(
+                f"{self.path.parent}: model.onnx and manifest.json disagree ({'; '.join(problems)}); "
+                "model.onnx matches its sha256, so manifest.json was changed after the build "
+                "(it does not hash itself): copy the folder again or rebuild with "
+                "`python -m export build`"
+            )
 
 
-def verify_artifacts(
-    directory: str | Path, options: VerifyOptions = VerifyOptions()
-) -> dict[str, Any]:
-    """Check manifest hashes, run ``inputs.npz`` and compare with ``reference.npz``.
-
-    Returns a summary dict; raises :class:`HostError` on any mismatch.
-    """
-    directory = Path(directory)
-    manifest = read_manifest(directory)  # every file checked: missing or changed is exit 4
-    host = OnnxHost(directory / "model.onnx", device=options.device)
-    with np.load(directory / "inputs.npz", allow_pickle=False) as data:
-        feed = {k: data[k] for k in data.files}
-    outputs = host.run(feed)
-    summary: dict[str, Any] = {"providers": host.providers, "files": len(manifest.files)}
-    ref_path = directory / "reference.npz"
-    if ref_path.is_file():
-        with np.load(ref_path, allow_pickle=False) as data:
-            for name in host.output_names:
-                err = float(np.max(np.abs(outputs[name].astype(np.float64) - data[name])))
-                summary[f"max_abs[{name}]"] = err
-                if not err <= options.atol:
-                    raise HostError(
-                        f"output {name!r} differs from reference.npz by {err:.3g} "
-                        f"> {options.atol:g}",
-                        1,
-                    )
-    return summary
+def _signature_text(signature: Signature) -> str:
+    inputs = ", ".join(f"{s.name}: {s.describe()}" for s in signature.inputs)
+    outputs = ", ".join(f"{s.name}: {s.describe()}" for s in signature.outputs)
+    return f"{signature.head} head ({inputs} -> {outputs})"
 
 
 if __name__ == "__main__":

@@ -1,44 +1,173 @@
-"""``python -m export.host verify ARTIFACTS``: arguments in, exit code out (torch-free).
+"""``python -m export predict|verify`` (also ``python -m export.host``): arguments in, exit code
+out, torch-free.
 
-Imports only :mod:`export.host` (NumPy, ONNX Runtime) and the standard-library CLI edge of
-:mod:`ptycho_torch`, so an inference host without torch can run it.
+Imports NumPy, ONNX Runtime, matplotlib (Agg, for the PNGs) and the standard-library CLI edge of
+:mod:`ptycho_torch`, so an inference host without torch or lightning runs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
-from export.host import VerifyOptions, verify_artifacts
+from export.host import DEVICES
+from export.predict import Prediction, Predictor
+from export.verify import VerifyOptions, verify_artifacts
 from ptycho_torch.cli import run_cli
 from ptycho_torch.cli_options import ConfigOptions
+from ptycho_torch.recon_files import (
+    RECONSTRUCTION_FILES,
+    check_out_folder,
+    write_folder_atomically,
+    write_reconstruction,
+)
+from ptycho_torch.scan import ScanReader
 
-__all__ = ["main"]
+__all__ = ["PredictOptions", "main"]
 
+PREDICTION_JSON = "prediction.json"
+OUTPUT_FILES = (*RECONSTRUCTION_FILES, PREDICTION_JSON)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How ``predict`` runs the model."""
+
+    device: str = field(default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES})
+    progress_every: float = field(
+        default=2.0,
+        metadata={"help": "seconds between progress lines on stderr (0: none)"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"PredictOptions.device must be one of {DEVICES}, got {self.device!r}")
+        if not self.progress_every >= 0:
+            raise ValueError(
+                f"PredictOptions.progress_every must be >= 0, got {self.progress_every!r}"
+            )
+
+
+PREDICT = ConfigOptions(PredictOptions)
 VERIFY = ConfigOptions(VerifyOptions)
 
 
-def _parser(prog: str = "python -m export.host") -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Torch-free runtime for inference hosts: NumPy and ONNX Runtime only.",
+        description="Torch-free inference host: NumPy and ONNX Runtime only.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    predict = sub.add_parser(
+        "predict",
+        help="reconstruct a whole scan with ONNX Runtime: stitched object, PNGs",
+        description="Reconstruct a data-contract scan NPZ with the artifacts' ONNX model; "
+        "writes OUT/reconstruction.npz, amplitude.png, phase.png and prediction.json atomically.",
+    )
+    predict.add_argument(
+        "--artifacts",
+        type=Path,
+        default=Path("artifacts"),
+        help="folder written by `python -m export build` (default: artifacts)",
+    )
+    predict.add_argument("--data", type=Path, required=True, help="scan .npz (data contract)")
+    predict.add_argument("--out", type=Path, required=True, help="output folder (replaced whole)")
+    PREDICT.add_to(predict)
     verify = sub.add_parser(
-        "verify", help="check hashes and replay the parity batch with ONNX Runtime"
+        "verify",
+        help="check a copied artifacts folder: hashes, manifest, the parity batch with ONNX Runtime",
     )
     verify.add_argument("artifacts", type=Path, help="folder written by `python -m export build`")
     VERIFY.add_to(verify)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, prog: str = "python -m export.host") -> int:
-    """CLI entry point (also ``python -m export verify|predict``, with that ``prog``)."""
-    args = _parser(prog).parse_args(argv)
+def _default_prog() -> str:
+    """``python -m export`` or ``python -m export.host``, whichever started this process."""
+    return (
+        "python -m export" if Path(sys.argv[0]).name == "__main__.py" else "python -m export.host"
+    )
 
-    def body() -> None:
-        summary = verify_artifacts(args.artifacts, VERIFY.build(args))
-        print(f"verified {args.artifacts}: " + ", ".join(f"{k}={v}" for k, v in summary.items()))
 
-    return run_cli(body)
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """CLI entry point of ``python -m export predict|verify`` and ``python -m export.host``."""
+    args = _parser(prog or _default_prog()).parse_args(argv)
+    if args.command == "predict":
+        return run_cli(lambda: _predict(args))
+    return run_cli(lambda: _verify(args))
+
+
+def _verify(args: argparse.Namespace) -> None:
+    report = verify_artifacts(args.artifacts, VERIFY.build(args))
+    for line in report.lines():
+        print(line)
+    report.check()
+
+
+def _predict(args: argparse.Namespace) -> None:
+    options = PREDICT.build(args)  # before any file is read
+    check_out_folder(args.out, OUTPUT_FILES)  # before the model runs, not after
+    predictor = Predictor(args.artifacts, device=options.device)
+    progress = _Progress(options.progress_every)
+    with ScanReader(args.data) as scan:
+        prediction = predictor.predict(scan, progress)
+    progress.close()
+    record = {
+        "artifacts": str(args.artifacts.resolve()),
+        "weights_sha256": predictor.manifest.checkpoint.weights_sha256,
+        "data": str(args.data.resolve()),
+        "object_shape": list(prediction.stitched.obj.shape),
+        **prediction.stats.to_dict(),
+    }
+
+    def write(folder: Path) -> list[Path]:
+        paths = write_reconstruction(prediction.stitched, folder)
+        (folder / PREDICTION_JSON).write_text(json.dumps(record, indent=2) + "\n")
+        return [*paths, folder / PREDICTION_JSON]
+
+    written = write_folder_atomically(args.out, write, OUTPUT_FILES)
+    print(f"{prediction.stats.summary()}; {_coverage(prediction)}")
+    print(f"wrote {args.out}/ ({', '.join(p.name for p in written)})")
+
+
+def _coverage(prediction: Prediction) -> str:
+    weight = prediction.stitched.weight
+    shape = "x".join(map(str, weight.shape))
+    return f"object {shape}, {100 * float((weight > 0).mean()):.0f}% covered"
+
+
+class _Progress:
+    """``predict: 2048/10000 patterns (20%), 181 patterns/s, 44 s left`` on stderr, every
+    ``every`` seconds once a run has taken that long (short scans print nothing)."""
+
+    def __init__(self, every: float, stream: TextIO = sys.stderr) -> None:
+        self.every, self.stream = every, stream
+        self.start = self.last = time.perf_counter()
+        self.shown = False
+        self.tty = stream.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not self.every or (now - self.last < self.every and done < total):
+            return
+        if done == total and not self.shown:
+            return
+        rate = done / max(now - self.start, 1e-9)
+        left = (total - done) / rate if rate > 0 else 0.0
+        line = (
+            f"predict: {done}/{total} patterns ({100 * done // total}%), {rate:.0f} patterns/s, "
+            f"{left:.0f} s left"
+        )
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.stream.flush()
+        self.last, self.shown = now, True
+
+    def close(self) -> None:
+        if self.shown and self.tty:
+            self.stream.write("\n")

@@ -3,7 +3,7 @@
 ``python -m ptycho_torch.infer --checkpoint CKPT --data NPZ --out DIR [--baseline]`` writes
 ``DIR/reconstruction.npz`` (complex64 ``object``, float32 ``amplitude``/``phase``/``weight``),
 ``DIR/amplitude.png``, ``DIR/phase.png`` and, when the NPZ has ``objectGuess``, ``DIR/metrics.json``.
-Data go through :func:`ptycho_torch.data.load_npz`, so a float64 NPZ reaches the network as
+Data go through :func:`ptycho_torch.scan.load_npz`, so a float64 NPZ reaches the network as
 float32.
 """
 
@@ -16,15 +16,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptycho_torch.data import (
+from ptycho_torch.errors import DataError
+from ptycho_torch.metrics import ReconstructionMetrics, compare_objects
+from ptycho_torch.model import PtychoPINN
+from ptycho_torch.recon_files import write_reconstruction
+from ptycho_torch.scan import (
     PtychoData,
     group_scan_points,
     network_input,
     normalisation_factor,
 )
-from ptycho_torch.errors import DataError
-from ptycho_torch.metrics import ReconstructionMetrics, compare_objects
-from ptycho_torch.model import PtychoPINN
 from ptycho_torch.stitch import StitchedObject, stitch_patches
 
 __all__ = [
@@ -122,28 +123,7 @@ def untrained_like(model: PtychoPINN, seed: int = 0) -> PtychoPINN:
 
 def write_outputs(recon: Reconstruction, out: Path) -> list[Path]:
     """Write ``reconstruction.npz`` and amplitude/phase PNGs; returns the written paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    obj = recon.stitched.obj
-    amplitude = np.abs(obj).astype(np.float32)
-    phase = np.angle(obj).astype(np.float32)
-    npz = out / "reconstruction.npz"
-    np.savez(npz, object=obj, amplitude=amplitude, phase=phase, weight=recon.stitched.weight)
-    paths = [npz]
-    for name, image, cmap in (("amplitude", amplitude, "gray"), ("phase", phase, "twilight")):
-        fig, ax = plt.subplots(figsize=(6, 5))
-        shown = ax.imshow(np.where(recon.stitched.weight > 0, image, np.nan), cmap=cmap)
-        ax.set_title(f"reconstructed {name}")
-        fig.colorbar(shown, ax=ax)
-        path = out / f"{name}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(path)
-    return paths
+    return write_reconstruction(recon.stitched, out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,237 @@
+"""A whole scan through the exported ONNX model, torch-free: scan NPZ in, stitched object out.
+
+:class:`Predictor` opens an artifacts folder through the one manifest reader (every file's
+sha256: exit 4), starts ONNX Runtime with provider truth (:class:`export.host.OnnxHost`:
+requested CUDA that did not come up is exit 3, never a silent CPU run), checks that
+``model.onnx`` is what the manifest describes, and reconstructs scans of any length through the
+artifact's fixed batch ``B``. The network input is prepared exactly as
+``python -m ptycho_torch.infer`` prepares it, by the same functions (:mod:`ptycho_torch.scan`):
+the same grouping (``gridsize``, seed 0), the original's normalisation over every group member,
+times the model's ``intensity_scale``. The patches are stitched by the same code
+(:class:`ptycho_torch.stitch.StitchAccumulator`), batch by batch.
+
+**Memory is bounded by a few batches, not by the scan's length.** The scan is read with
+:class:`ptycho_torch.scan.ScanReader`, never whole, in two passes: one for the counts per pattern
+that the normalisation needs (and the NaN/Inf/negative check), then ``B x C`` patterns per batch.
+Held at once: one batch (its patterns, network input, outputs and complex patches: about
+``36 * B * C * N**2`` bytes, 1.2 MB for B=8, C=1, N=64), the object (about 60 bytes per object
+pixel at the peak: complex128 sums and float64 weights as
+:func:`ptycho_torch.stitch.stitch_patches` holds them, then the complex64 result) and about
+``40 + 16 * C`` bytes per scan point (coordinates, counts, group indices and positions). The
+patterns themselves (``4 * n * N**2`` bytes) are never all in memory. Measured
+(``scripts/bench_predict.py``, demo model): 500 and 5,000 patterns over the same object peak at
+the same 126 MiB RSS.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from export.errors import ManifestError
+from export.host import OnnxHost
+from export.manifest import read_manifest
+from ptycho_torch.config import ModelConfig
+from ptycho_torch.errors import DataError
+from ptycho_torch.scan import ScanReader, factor_from_counts, group_scan_points, network_input
+from ptycho_torch.stitch import StitchAccumulator, StitchedObject, object_shape
+
+__all__ = ["Prediction", "PredictionStats", "Predictor"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (patterns done, patterns in all)
+
+
+@dataclass(frozen=True)
+class PredictionStats:
+    """What a prediction did: the summary line and ``prediction.json``."""
+
+    patterns: int
+    batches: int
+    batch: int
+    device: str
+    providers: list[str]
+    io_binding: bool
+    seconds: float
+
+    @property
+    def patterns_per_s(self) -> float:
+        return self.patterns / self.seconds if self.seconds > 0 else math.inf
+
+    def summary(self) -> str:
+        """``predicted 500 patterns in 63 batches of 8 on cpu (providers [...]): 2.9 s, 172 patterns/s``."""
+        return (
+            f"predicted {self.patterns} patterns in {self.batches} batches of {self.batch} on "
+            f"{self.device} (providers {self.providers}"
+            f"{', IO binding' if self.io_binding else ''}): {self.seconds:.1f} s, "
+            f"{self.patterns_per_s:.0f} patterns/s"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "patterns_per_s": self.patterns_per_s}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The stitched object of a scan and how it was made."""
+
+    stitched: StitchedObject
+    stats: PredictionStats
+
+
+class Predictor:
+    """Reconstruct scans with the ONNX model of an artifacts folder.
+
+    Args:
+        artifacts: folder written by ``python -m export build``.
+        device: ``cpu`` or ``cuda`` (ONNX Runtime's CUDA provider; exit 3 if it does not start).
+
+    Raises:
+        ManifestError: (exit 2) no readable manifest, or a model config that does not validate.
+        ArtifactsChangedError: (exit 4) a file changed or missing, or the manifest does not
+            describe ``model.onnx``.
+        HostError: (exit 3) CUDA requested but not running; (exit 2) ONNX Runtime cannot load.
+    """
+
+    def __init__(self, artifacts: str | Path, device: str = "cpu") -> None:
+        self.directory = Path(artifacts)
+        self.manifest = read_manifest(self.directory)
+        self.host = OnnxHost(self.directory / "model.onnx", device=device)
+        self.host.check_manifest(self.manifest)
+        try:
+            self.config = ModelConfig.from_dict(dict(self.manifest.model_config))
+        except (TypeError, ValueError) as exc:
+            raise ManifestError(
+                f"{self.directory}/manifest.json: model_config does not validate: {exc}"
+            ) from None
+        spec = self.host.signature.inputs[0]  # diffraction (B, C, N, N)
+        self.batch, self.channels, self.N = spec.shape[0], spec.shape[1], spec.shape[-1]
+        cuda = device == "cuda" and "CUDAExecutionProvider" in self.host.providers
+        self._binding = _IoBinding.create(self.host, "cuda") if cuda else None
+
+    def predict(self, scan: ScanReader, progress: Progress | None = None) -> Prediction:
+        """Reconstruct ``scan``: every pattern predicted once per group it belongs to, the
+        patches averaged per scan point and stitched (``python -m ptycho_torch.infer``'s
+        semantics), in batches of the artifact's ``B`` (the last one padded, padding dropped).
+
+        Raises:
+            DataError: (exit 2) a pattern size other than the artifact's N, or NaN, Inf or
+                negative diffraction (naming the pattern).
+        """
+        if scan.N != self.N:
+            raise DataError(
+                f"scan {scan.path} holds {scan.N}x{scan.N} patterns (N={scan.N}) but the artifacts "
+                f"in {self.directory} were built for N={self.N}: reconstruct it with a model "
+                f"exported for N={scan.N}, or crop/bin the patterns to {self.N}x{self.N}"
+            )
+        start_time = time.perf_counter()
+        groups = group_scan_points(scan.xcoords, scan.ycoords, self.config.gridsize, seed=0)
+        factor = factor_from_counts(scan.pattern_counts(), self.N, groups.indices)
+        shape = scan.object_shape or object_shape(scan.xcoords, scan.ycoords, self.N)
+        stitcher = StitchAccumulator(shape, self.N)
+        stitcher.add_weights(scan.xcoords, scan.ycoords)
+        times = np.bincount(groups.indices.reshape(-1), minlength=scan.n)  # predictions per point
+        averaged = bool(np.any(times > 1))
+        samples, batches = len(groups.indices), 0
+        for start, patches in self._patches(scan, groups.indices, groups.positions, factor):
+            points = groups.indices[start : start + len(patches)].reshape(-1)  # (b*C,)
+            flat = patches.reshape(-1, self.N, self.N)
+            scale = 1.0 / times[points] if averaged else None
+            stitcher.add_patches(flat, scan.xcoords[points], scan.ycoords[points], scale)
+            batches += 1
+            if progress is not None:
+                progress(min(start + self.batch, samples), samples)
+        stats = PredictionStats(
+            patterns=scan.n,
+            batches=batches,
+            batch=self.batch,
+            device=self.host.device,
+            providers=self.host.providers,
+            io_binding=self._binding is not None,
+            seconds=time.perf_counter() - start_time,
+        )
+        return Prediction(stitcher.result(), stats)
+
+    def _patches(
+        self, scan: ScanReader, indices: np.ndarray, positions: np.ndarray, factor: float
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first sample, complex64 (b, C, N, N) patches)`` per batch of samples."""
+        scale = self.config.intensity_scale
+        for start in range(0, len(indices), self.batch):
+            idx = indices[start : start + self.batch]  # (b, C)
+            feed = {"diffraction": network_input(scan.take(idx), factor, scale)}  # (b, C, N, N)
+            if "positions" in self.host.input_names:
+                feed["positions"] = positions[start : start + self.batch]  # (b, C, 2)
+            out = self.run_batch(feed)
+            amplitude, phase = out["amplitude"], out["phase"]  # (b, C_out, N, N)
+            patches: np.ndarray = np.empty(amplitude.shape, np.complex64)
+            patches.real = amplitude * np.cos(phase)  # torch.polar, in float32
+            patches.imag = amplitude * np.sin(phase)
+            if patches.shape[1] != idx.shape[1]:  # object_big=False: one patch for the group
+                patches = np.broadcast_to(patches, (len(idx), idx.shape[1], self.N, self.N))
+            yield start, patches
+
+    def run_batch(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Outputs for ``b <= B`` samples: padded to ``B`` (repeating the last sample), checked
+        against the signature, run, and cut back to ``b``."""
+        b = len(next(iter(feed.values())))
+        padded = {
+            name: np.ascontiguousarray(
+                value
+                if b == self.batch
+                else np.concatenate([value, np.repeat(value[-1:], self.batch - b, axis=0)])
+            )
+            for name, value in feed.items()
+        }
+        if self._binding is not None:
+            self.host.check_feed(padded)
+            outputs = self._binding.run(padded)
+        else:
+            outputs = self.host.run(padded)
+        return {name: value[:b] for name, value in outputs.items()}
+
+
+class _IoBinding:
+    """IO binding: inputs and outputs live in device buffers allocated once; each batch is one
+    host-to-device copy in and one device-to-host copy out (no allocation per run). Used on CUDA;
+    ``device="cpu"`` exists so that the tests can run the same code without a GPU."""
+
+    def __init__(self, host: OnnxHost, device: str) -> None:
+        self.session = host.session
+        self.binding = self.session.io_binding()
+        self.inputs: dict[str, ort.OrtValue] = {}
+        self.outputs: dict[str, ort.OrtValue] = {}
+        for specs, store, bind in (
+            (host.signature.inputs, self.inputs, self.binding.bind_ortvalue_input),
+            (host.signature.outputs, self.outputs, self.binding.bind_ortvalue_output),
+        ):
+            for spec in specs:
+                value = ort.OrtValue.ortvalue_from_shape_and_type(
+                    list(spec.shape), np.float32, device, 0
+                )
+                store[spec.name] = value
+                bind(spec.name, value)
+
+    @classmethod
+    def create(cls, host: OnnxHost, device: str) -> _IoBinding | None:
+        """The binding, or None (plain ``session.run``, same device) where it cannot be made."""
+        try:
+            return cls(host, device)
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
+            log.warning("IO binding unavailable (%s); running with session.run on %s", exc, device)
+            return None
+
+    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, value in self.inputs.items():
+            value.update_inplace(feed[name])
+        self.session.run_with_iobinding(self.binding)
+        return {name: value.numpy() for name, value in self.outputs.items()}

@@ -1,0 +1,216 @@
+"""Check a copied artifacts folder on an inference host, torch-free.
+
+In order, each step only when the one before passed:
+
+1. every file ``manifest.json`` lists against its sha256 (missing or changed: exit 4, named);
+2. ``model.onnx``'s signature, head, model config and weights digest against the manifest
+   (a disagreement means ``manifest.json`` was edited after the build: exit 4);
+3. the bundled reference is fresh: its provenance records the artifacts' weights digest, the
+   digest of ``inputs.npz`` and the head (else exit 4, stale), and its tolerance entries;
+4. ``inputs.npz`` through ONNX Runtime on the requested device (CUDA that did not come up:
+   exit 3), each output compared with the reference (:mod:`export.output_check`: parity's
+   tolerance bound and wrap-aware phase). :meth:`VerifyReport.check` raises on a mismatch
+   (exit 1), after every output was compared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.errors import OutputMismatchError, ReferenceFormatError, StaleReferenceError
+from export.host import DEVICES, OnnxHost
+from export.manifest import Manifest, read_manifest
+from export.output_check import OutputCheck, bounds_for, check_output
+from ptycho_torch.digest import arrays_sha256
+from ptycho_torch.npz import read_npz
+
+__all__ = ["VerifyOptions", "VerifyReport", "verify_artifacts"]
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    """How :func:`verify_artifacts` runs the parity batch."""
+
+    device: str = field(default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES})
+    atol: float | None = field(
+        default=None,
+        metadata={
+            "help": "hold every output to this max abs error instead of the tolerance table "
+            "(parity's defaults for the device, then the reference's own entries)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"VerifyOptions.device must be one of {DEVICES}, got {self.device!r}")
+        if self.atol is not None and not (math.isfinite(self.atol) and self.atol >= 0):
+            raise ValueError(f"VerifyOptions.atol must be finite and >= 0, got {self.atol!r}")
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify_artifacts` checked; ``outputs`` is empty without a reference."""
+
+    directory: str
+    files: int
+    device: str
+    providers: list[str]
+    reference: str | None
+    outputs: list[OutputCheck]
+
+    @property
+    def runner(self) -> str:
+        return f"onnxruntime[{self.device}]"
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.outputs)
+
+    def lines(self) -> list[str]:
+        """One line per compared output, then the verdict."""
+        lines = [c.line(self.runner) for c in self.outputs]
+        checked = f"{self.files} files match manifest.json, model.onnx matches the manifest"
+        if self.reference is None:
+            lines.append(
+                f"verified {self.directory}: {checked}; no reference.npz bundled, so the outputs "
+                f"were checked for dtype, shape and NaN/Inf only (providers {self.providers})"
+            )
+        else:
+            verdict = "PASS" if self.passed else "FAIL"
+            passed = sum(c.passed for c in self.outputs)
+            lines.append(
+                f"verify {verdict}: {self.directory}: {checked}; {passed}/{len(self.outputs)} "
+                f"outputs within tolerance of {self.reference} on {self.runner} "
+                f"(providers {self.providers})"
+            )
+        return lines
+
+    def check(self) -> None:
+        """Raise when an output failed.
+
+        Raises:
+            OutputMismatchError: (exit 1) naming each failing output and how it failed.
+        """
+        failed = [c for c in self.outputs if not c.passed]
+        if failed:
+            raise OutputMismatchError(
+                f"{self.directory}: {self.runner} differs from {self.reference}: "
+                + "; ".join(
+                    f"{c.output}: max_abs={c.max_abs:.3g} ({c.bound}), {c.problem}" for c in failed
+                )
+                + ". The model or the runtime computes differently here: compare the versions "
+                "in manifest.json with this host's, or rebuild and run `python -m parity check`"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "directory": self.directory,
+            "files": self.files,
+            "device": self.device,
+            "providers": self.providers,
+            "reference": self.reference,
+            "passed": self.passed,
+            "outputs": [c.to_dict() for c in self.outputs],
+        }
+
+
+def verify_artifacts(
+    directory: str | Path, options: VerifyOptions = VerifyOptions()
+) -> VerifyReport:
+    """Run the checks of the module docstring; the comparison's verdict is in the report.
+
+    Raises:
+        ManifestError: (exit 2) no readable manifest.
+        ReferenceFormatError: (exit 2) the bundled reference is malformed.
+        ArtifactsChangedError: (exit 4) a file is missing or changed, or the manifest does not
+            describe ``model.onnx``.
+        StaleReferenceError: (exit 4) the reference belongs to other weights, inputs or head.
+        HostError: (exit 3) CUDA requested but not running; (exit 2) ONNX Runtime cannot load.
+    """
+    directory = Path(directory)
+    manifest = read_manifest(directory)  # every file checked: missing or changed is exit 4
+    host = OnnxHost(directory / "model.onnx", device=options.device)
+    host.check_manifest(manifest)
+    feed = read_npz(directory / "inputs.npz", what="inputs")
+    reference = _fresh_reference(directory, manifest, host, feed)
+    outputs = host.run({name: v for name, v in feed.items() if name in host.input_names})
+    host.signature.check_outputs(outputs)  # dtype and shape, whatever the reference says
+    checks: list[OutputCheck] = []
+    if reference is not None:
+        arrays, provenance = reference
+        try:
+            bounds = bounds_for(options.device, provenance.get("tolerances"), options.atol)
+        except ValueError as exc:
+            raise ReferenceFormatError(f"{directory / 'reference.json'}: {exc}") from None
+        for spec in host.signature.outputs:
+            if spec.name not in arrays:
+                raise ReferenceFormatError(
+                    f"reference.npz has no {spec.name!r}; it holds {sorted(arrays)}"
+                )
+            weight = arrays.get(spec.weighted_by) if spec.weighted_by else None
+            checks.append(
+                check_output(spec, outputs[spec.name], arrays[spec.name], bounds[spec.name], weight)
+            )
+    else:
+        bad = [n for n, v in outputs.items() if not np.all(np.isfinite(v))]
+        if bad:
+            raise OutputMismatchError(
+                f"{directory}: model.onnx gives NaN/Inf in {bad} on inputs.npz"
+            )
+    report = VerifyReport(
+        str(directory),
+        len(manifest.files),
+        options.device,
+        host.providers,
+        "reference.npz" if reference is not None else None,
+        checks,
+    )
+    return report
+
+
+def _fresh_reference(
+    directory: Path, manifest: Manifest, host: OnnxHost, feed: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """The bundled reference's arrays and provenance, checked fresh; None without one."""
+    path, side = directory / "reference.npz", directory / "reference.json"
+    if not path.is_file():
+        return None
+    if not side.is_file():
+        raise ReferenceFormatError(
+            f"{path} has no provenance reference.json beside it, so it cannot be tied to these "
+            "weights; copy the folder again or rebuild with `python -m export build`"
+        )
+    try:
+        provenance = json.loads(side.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ReferenceFormatError(f"cannot read {side} as JSON: {exc}") from None
+    if not isinstance(provenance, dict):
+        raise ReferenceFormatError(
+            f"{side} must hold a JSON object, found {type(provenance).__name__}"
+        )
+    inputs_sha = arrays_sha256({n: feed[n] for n in host.input_names if n in feed})
+    problems = []
+    weights = manifest.checkpoint.weights_sha256
+    if provenance.get("weights_sha256") != weights:
+        problems.append(
+            f"weights_sha256 {str(provenance.get('weights_sha256'))[:12]} != artifacts' {weights[:12]}"
+        )
+    if provenance.get("inputs_sha256") != inputs_sha:
+        problems.append(
+            f"inputs_sha256 {str(provenance.get('inputs_sha256'))[:12]} != inputs.npz's {inputs_sha[:12]}"
+        )
+    if provenance.get("head") != manifest.head:
+        problems.append(f"head {provenance.get('head')!r} != artifacts' {manifest.head!r}")
+    if problems:
+        raise StaleReferenceError(
+            f"{path} is stale: " + "; ".join(problems) + ": it was made from other weights or "
+            "inputs than these artifacts; rebuild with `python -m export build` (which makes a "
+            "fresh reference) or copy the matching reference"
+        )
+    return read_npz(path, what="reference"), provenance
