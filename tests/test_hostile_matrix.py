@@ -221,7 +221,7 @@ REFERENCE_CASES: dict[str, Callable[[dict[str, np.ndarray]], dict[str, np.ndarra
 def test_hostile_reference(
     case: str, built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from conftest import eager_reference
+    from tests.conftest import eager_reference
 
     good = eager_reference(built, tmp_path / "good.npz")
     with np.load(good) as f:

@@ -57,9 +57,8 @@ def test_every_artifact_loads_back_and_matches_eager(
         "pt2": [t.detach().numpy() for t in program(*args)],
         "onnx": session.run(names, feed),
     }
-    assert session.get_providers() == ["CPUExecutionProvider"]
     for backend, outputs in runs.items():
-        for name, value in zip(names, outputs):
+        for name, value in zip(names, outputs, strict=True):
             assert value.dtype == np.float32, (backend, name)
             assert value.shape == eager[name].shape
             scale = max(1.0, float(np.abs(eager[name]).max()))
@@ -70,9 +69,7 @@ def test_onnx_carries_signature_and_provenance(built: BuildResult) -> None:
     signature = read_onnx_signature(built.out / "model.onnx")
     assert signature == built.signature
     host = OnnxHost(built.out / "model.onnx")
-    assert (
-        host.metadata["ptychopinn.weights_sha256"] == built.manifest.checkpoint.weights_sha256
-    )
+    assert host.metadata["ptychopinn.weights_sha256"] == built.manifest.checkpoint.weights_sha256
     assert json.loads(host.metadata["ptychopinn.model_config"])["N"] == 64
 
 
@@ -136,22 +133,17 @@ def test_manifest_lists_sha256_of_every_file(built: BuildResult) -> None:
     # the installed distribution's version (a local build may carry a "+cpu" suffix)
     assert manifest["versions"]["torch"] == importlib.metadata.version("torch")
     assert manifest["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    # `built` was given --checkpoint ../model.pt: the record holds it resolved
     assert Path(manifest["checkpoint"]["path"]).is_absolute()
+    assert manifest["checkpoint"]["path"] == str(built.out.parent / "model.pt")
     assert manifest["signature"] == built.signature.to_dict()
 
 
-def test_physics_head_with_overlap_constraint_exports_faithfully(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_physics_head_with_overlap_constraint_exports_faithfully(
+    built_physics: BuildResult,
+) -> None:
     """gridsize 2: the overlap constraint (shift-matrix matmuls) and DFT survive every exporter."""
-    from export.build import BuildOptions, build
-    from tests.export.conftest import make_feed_file, make_model_file
-
-    model = make_model_file(tmp_path / "g2.pt", seed=2, gridsize=2)
-    feed = make_feed_file(tmp_path / "feed.npz", batch=2, channels=4, seed=2)
-    result = build(
-        BuildOptions(
-            checkpoint=model, inputs=feed, out=tmp_path / "a", head="physics", reference="none"
-        )
-    )
+    result = built_physics
     assert result.signature.inputs[1].shape == (2, 4, 2)
     fed = _feed(result)
     eager = _eager(result, fed)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -20,17 +23,9 @@ from export.errors import BuildError, DtypeContractError, ExportError
 from export.manifest import sha256_file
 
 
-def test_two_builds_of_the_same_checkpoint_give_byte_identical_onnx(
-    built: BuildResult, model_file: Path, feed_file: Path, tmp_path: Path
-) -> None:
-    again = build(
-        BuildOptions(checkpoint=model_file, inputs=feed_file, out=tmp_path / "a", reference="none")
-    )
-    assert sha256_file(again.out / "model.onnx") == sha256_file(built.out / "model.onnx")
-
-
 @pytest.mark.parametrize("failure", [BuildError("boom"), KeyboardInterrupt()])
 def test_failed_or_interrupted_build_keeps_previous_artifacts(
+    fast_export: None,
     model_file: Path,
     feed_file: Path,
     tmp_path: Path,
@@ -42,9 +37,11 @@ def test_failed_or_interrupted_build_keeps_previous_artifacts(
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def explode(*args: object, **kwargs: object) -> None:
+        (building,) = (tmp_path / ".artifacts.versions").glob(".building-*")
+        (building / "model.ts").write_bytes(b"half written")  # failed mid-export
         raise failure
 
-    monkeypatch.setattr(build_module, "export_program", explode)
+    monkeypatch.setattr(build_module, "_export_all", explode)
     with pytest.raises(type(failure)):
         build(
             BuildOptions(
@@ -106,22 +103,37 @@ def test_a_checkpoint_inside_out_is_never_deleted_even_with_force(
     assert (out / "my-model.pt").is_file()
 
 
-def test_a_previous_build_is_replaced_without_force(
+@pytest.mark.slow  # a second real export
+def test_two_builds_of_the_same_checkpoint_give_byte_identical_onnx(
     built: BuildResult, model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    again = build(
+        BuildOptions(checkpoint=model_file, inputs=feed_file, out=tmp_path / "a", reference="none")
+    )
+    for name in ("model.onnx", "inputs.npz", "weights.pt"):
+        assert sha256_file(again.out / name) == sha256_file(built.out / name), name
+
+
+def test_a_previous_build_is_replaced_without_force(
+    fast_export: None, built: BuildResult, model_file: Path, feed_file: Path, tmp_path: Path
 ) -> None:
     import shutil
 
     out = tmp_path / "artifacts"
     shutil.copytree(built.out, out)
     (out / "report").mkdir(exist_ok=True)
+    (out / "report" / "report.md").write_text("the previous build's report")
     result = build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
-    assert (result.out / "manifest.json").is_file()
+    assert (result.out / "manifest.json").is_file() and not (result.out / "report").exists()
     # the plain folder was swapped for the link in one step and kept as a previous version
     assert out.is_symlink()
     previous = [p for p in (tmp_path / ".artifacts.versions").iterdir() if p != out.resolve()]
-    assert [(p / "manifest.json").read_bytes() for p in previous] == [
-        (built.out / "manifest.json").read_bytes()
+    assert [(p / "report" / "report.md").read_text() for p in previous] == [
+        "the previous build's report"
     ]
+    assert (previous[0] / "manifest.json").read_bytes() == (
+        built.out / "manifest.json"
+    ).read_bytes()
 
 
 def test_a_second_build_into_the_same_out_fails_clearly(
@@ -138,7 +150,7 @@ def test_a_second_build_into_the_same_out_fails_clearly(
 
 
 def test_leftovers_of_killed_builds_are_removed(
-    model_file: Path, feed_file: Path, tmp_path: Path
+    fast_export: None, model_file: Path, feed_file: Path, tmp_path: Path
 ) -> None:
     import socket
 
@@ -162,7 +174,7 @@ def test_leftovers_of_killed_builds_are_removed(
 
 
 def test_publish_keeps_the_newest_versions(
-    model_file: Path, feed_file: Path, tmp_path: Path
+    fast_export: None, model_file: Path, feed_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "artifacts"
     seen = []
@@ -177,7 +189,7 @@ def test_publish_keeps_the_newest_versions(
 
 
 def test_force_keeps_a_replaced_user_folder(
-    model_file: Path, feed_file: Path, tmp_path: Path
+    fast_export: None, model_file: Path, feed_file: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "mine"
     out.mkdir()
@@ -234,22 +246,42 @@ def test_contract_scan_rejects_float64_graph_input(built: BuildResult) -> None:
 
 
 def test_scan_npz_is_cut_into_a_batch(model_file: Path, tmp_path: Path) -> None:
+    """The build's feed from a scan (whole build: test_cli_builds_a_scan_npz_without_parity)."""
+    from export.inputs import load_feed
+    from ptycho_torch.checkpoint import load_model
     from ptycho_torch.simulate import SimulationConfig, simulate_scan, write_npz
 
     write_npz(simulate_scan(SimulationConfig(seed=3, n_images=16)), tmp_path / "scan.npz")
-    result = build(
-        BuildOptions(
-            checkpoint=model_file,
-            inputs=tmp_path / "scan.npz",
-            out=tmp_path / "a",
-            batch=3,
-            reference="none",
-        )
-    )
-    with np.load(result.out / "inputs.npz") as data:
-        assert (
-            data["diffraction"].shape == (3, 1, 64, 64) and data["diffraction"].dtype == np.float32
-        )
+    config = load_model(model_file).config
+    for head in ("object", "physics"):
+        feed = load_feed(tmp_path / "scan.npz", config, 3, head)
+        assert feed["diffraction"].shape == (3, 1, 64, 64)
+        assert feed["diffraction"].dtype == np.float32
+    assert feed["positions"].shape == (3, 1, 2) and feed["positions"].dtype == np.float32
+
+
+def test_compressed_and_version_2_feed_files_are_read_like_plain_ones(
+    model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    import zipfile
+
+    from export.inputs import load_feed
+    from ptycho_torch.checkpoint import load_model
+
+    with np.load(feed_file, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    np.savez_compressed(tmp_path / "compressed.npz", **arrays)
+    with zipfile.ZipFile(tmp_path / "v2.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        for name, array in arrays.items():
+            with z.open(f"{name}.npy", "w") as member:
+                np.lib.format.write_array(member, array, version=(2, 0))
+    config = load_model(model_file).config
+    for name in ("compressed.npz", "v2.npz"):
+        for head, keys in (("object", ["diffraction"]), ("physics", ["diffraction", "positions"])):
+            feed = load_feed(tmp_path / name, config, None, head)
+            assert sorted(feed) == keys, (name, head)
+            for key, value in feed.items():
+                np.testing.assert_array_equal(value, arrays[key])
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -262,15 +294,21 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _main(*args: str) -> SimpleNamespace:
+    """``python -m export ARGS`` in-process: its exit code and stderr."""
+    from pipeline.cli import main  # what `python -m export` runs
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+    return SimpleNamespace(returncode=code, stderr=err.getvalue())
+
+
 def test_cli_missing_checkpoint_exits_2_without_traceback(tmp_path: Path) -> None:
-    proc = _cli(
-        "build",
-        "--checkpoint",
-        str(tmp_path / "nope.ckpt"),
-        "--out",
-        str(tmp_path / "a"),
-        cwd=tmp_path,
-    )
+    proc = _main("build", "--checkpoint", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "a"))
     assert proc.returncode == 2
     assert "error: checkpoint" in proc.stderr and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -279,38 +317,32 @@ def test_cli_missing_checkpoint_exits_2_without_traceback(tmp_path: Path) -> Non
 def test_cli_pickled_inputs_exit_2(model_file: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.npz"
     np.savez(bad, diffraction=np.array([object()], dtype=object))
-    proc = _cli(
-        "build",
-        "--checkpoint",
-        str(model_file),
-        "--inputs",
-        str(bad),
-        "--out",
-        str(tmp_path / "a"),
-        cwd=tmp_path,
+    proc = _main(
+        "build", "--checkpoint", str(model_file), "--inputs", str(bad), "--out", str(tmp_path / "a")
     )
     assert proc.returncode == 2, proc.stderr
-    assert "error:" in proc.stderr and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "pickle" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "a").exists()
 
 
-def test_cli_builds_without_parity(model_file: Path, feed_file: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_cli_builds_a_scan_npz_without_parity(model_file: Path, tmp_path: Path) -> None:
+    """Subprocess smoke test of a whole build: a scan NPZ in, the physics head out."""
+    from ptycho_torch.simulate import SimulationConfig, simulate_scan, write_npz
+
+    write_npz(simulate_scan(SimulationConfig(seed=3, n_images=16)), tmp_path / "scan.npz")
     proc = _cli(
-        "build",
-        "--checkpoint",
-        str(model_file),
-        "--inputs",
-        str(feed_file),
-        "--out",
-        "arts",
-        "--no-parity",
-        "--reference",
-        "none",
+        "build", "--checkpoint", str(model_file), "--inputs", "scan.npz", "--batch", "3",
+        "--head", "physics", "--out", "arts", "--no-parity", "--reference", "none",
         cwd=tmp_path,
-    )
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "build OK" in proc.stdout
     assert "[7/7] publish" in proc.stderr
-    assert json.loads((tmp_path / "arts" / "manifest.json").read_text())["head"] == "object"
+    assert json.loads((tmp_path / "arts" / "manifest.json").read_text())["head"] == "physics"
+    with np.load(tmp_path / "arts" / "inputs.npz") as data:
+        assert data["diffraction"].shape == (3, 1, 64, 64) and data["positions"].shape == (3, 1, 2)
 
 
 def test_host_verify_checks_hashes(built: BuildResult, tmp_path: Path) -> None:
@@ -322,13 +354,39 @@ def test_host_verify_checks_hashes(built: BuildResult, tmp_path: Path) -> None:
         [sys.executable, "-m", "export.host", "verify", str(copy)], capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stderr
+    assert f"verified {copy}" in ok.stdout
     data = (copy / "inputs.npz").read_bytes()
     (copy / "inputs.npz").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    bad = subprocess.run(
-        [sys.executable, "-m", "export.host", "verify", str(copy)], capture_output=True, text=True
-    )
+    bad = _host_main("verify", str(copy))
     assert bad.returncode == 4, bad.stderr  # a changed artifact is exit 4 on every CLI
     assert "changed since the build (sha256 differs) inputs.npz" in bad.stderr
+
+
+def _host_main(*args: str) -> SimpleNamespace:
+    """``python -m export.host ARGS`` in-process: its exit code and stderr."""
+    from export.host_cli import main  # what `python -m export.host` runs
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+    return SimpleNamespace(returncode=code, stderr=err.getvalue())
+
+
+def test_host_verify_of_outputs_that_differ_from_the_reference_exits_1(artifacts: Path) -> None:
+    """A replay that disagrees with reference.npz is a parity failure (1), not a fault."""
+    with np.load(artifacts / "reference.npz", allow_pickle=False) as data:
+        reference = {k: data[k] for k in data.files}
+    assert _host_main("verify", str(artifacts)).returncode == 0  # the eager reference agrees
+    reference["phase"] = reference["phase"] + np.float32(1e-3)  # not hashed: from elsewhere
+    np.savez(artifacts / "reference.npz", **reference)
+    proc = _host_main("verify", str(artifacts))
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    assert "differs from reference.npz" in errors[0] and "phase" in errors[0], errors[0]
 
 
 def test_host_runtime_does_not_import_torch() -> None:

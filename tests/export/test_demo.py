@@ -26,9 +26,11 @@ def test_bundled_reference_matches_demo_weights_and_inputs(head: str) -> None:
     names = ["diffraction"] + (["positions"] if head == "physics" else [])
     with np.load(DEMO_DIR / "inputs.npz", allow_pickle=False) as data:
         assert reference.provenance["inputs_sha256"] == arrays_sha256({n: data[n] for n in names})
-    assert all(a.dtype == np.float32 for a in reference.outputs.values())
+    with np.load(reference.path, allow_pickle=False) as outputs:
+        assert all(outputs[k].dtype == np.float32 for k in outputs.files)
 
 
+@pytest.mark.slow  # a full demo build and parity check in a subprocess, per head
 @pytest.mark.parametrize("head", ["object", "physics"])
 def test_export_build_with_no_arguments_passes_parity_against_tensorflow(
     tmp_path: Path, head: str
@@ -53,6 +55,7 @@ def test_export_build_with_no_arguments_passes_parity_against_tensorflow(
     assert "**Reference (`tf-reference`):** generator `tensorflow-twin`, TensorFlow" in markdown
 
 
+@pytest.mark.slow  # the demo model through TensorFlow (test_bundled_reference_... checks digests)
 @pytest.mark.tf
 @pytest.mark.parametrize("head", ["object", "physics"])
 def test_regenerated_demo_reference_matches_the_bundled_one(tmp_path: Path, head: str) -> None:
@@ -67,12 +70,15 @@ def test_regenerated_demo_reference_matches_the_bundled_one(tmp_path: Path, head
     bundled = load_reference(DEMO_DIR / f"reference-{head}.npz")
     for key in ("weights_sha256", "inputs_sha256", "head"):
         assert fresh.provenance[key] == bundled.provenance[key]
-    for name, value in bundled.outputs.items():
+    with np.load(bundled.path, allow_pickle=False) as data:
+        bundled_outputs = {k: data[k] for k in data.files}
+    for name, value in bundled_outputs.items():
         # same TensorFlow build and CPU kind: bitwise in practice; 1e-6 allows another CPU ISA
         scale = max(1.0, float(np.abs(value).max()))
         assert np.max(np.abs(fresh.outputs[name] - value)) <= 1e-6 * scale, name
 
 
+@pytest.mark.slow  # a TensorFlow reference, then a full build in a subprocess
 @pytest.mark.tf
 def test_reference_from_other_weights_is_reported_stale(tmp_path: Path) -> None:
     """A twin reference made from other weights: `export build --reference PATH` then exit 4."""
@@ -108,6 +114,7 @@ def test_reference_from_other_weights_is_reported_stale(tmp_path: Path) -> None:
     assert "stale" in proc.stderr and "weights_sha256" in proc.stderr
 
 
+@pytest.mark.slow  # a full demo build with the live TensorFlow twin in a subprocess
 @pytest.mark.tf
 def test_live_tensorflow_twin_reproduces_the_bundled_reference(tmp_path: Path) -> None:
     proc = subprocess.run(

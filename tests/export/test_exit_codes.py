@@ -20,7 +20,7 @@ from ptycho_torch.errors import ExitCode
 
 def _mains() -> dict[str, Callable[[list[str]], int]]:
     from export.host_cli import main as host_main
-    from parity.bench import main as bench_main
+    from parity.bench_cli import main as bench_main
     from parity.cli import main as parity_main
     from pipeline.cli import main as export_main
     from ptycho_torch.commands.infer import main as infer_main

@@ -30,7 +30,8 @@ def test_ten_killed_builds_never_lose_the_artifacts(built: BuildResult, tmp_path
     out = tmp_path / "artifacts"
     start = time.perf_counter()
     first = _start(checkpoint, feed, out)
-    assert first.wait(timeout=600) == 0, first.stderr.read() if first.stderr else ""
+    _, err = first.communicate(timeout=600)  # reads and closes its stderr pipe
+    assert first.returncode == 0, err
     duration = time.perf_counter() - start
     rng = random.Random(20261130)
     outcomes = []
@@ -47,7 +48,8 @@ def test_ten_killed_builds_never_lose_the_artifacts(built: BuildResult, tmp_path
         assert set(manifest.files) <= {p.name for p in out.iterdir()}
     assert any(code in (-9, 143) for _, code in outcomes), outcomes  # some kills hit a build
     last = _start(checkpoint, feed, out)
-    assert last.wait(timeout=600) == 0
+    _, err = last.communicate(timeout=600)
+    assert last.returncode == 0, err
     read_manifest(out)
     leftovers = [p.name for p in (tmp_path / ".artifacts.versions").glob(".*")]
     leftovers += [p.name for p in tmp_path.glob(".artifacts.link-*")]

@@ -72,6 +72,8 @@ def test_sample_inputs_that_are_not_tensors_are_refused(built: BuildResult, tmp_
     assert not marker.exists()
 
 
+# the planted pickle (protocol 4) reaches torch.load(weights_only=True), which says so and refuses
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4:UserWarning")
 def test_parity_check_refuses_a_planted_program_with_exit_2(
     built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

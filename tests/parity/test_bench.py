@@ -18,7 +18,8 @@ def test_bench_times_every_backend_and_writes_its_json(
     from parity.bench_cli import main  # what `python -m parity.bench` runs
 
     out = tmp_path / "bench.json"
-    code = main(["--artifacts", str(built.out), "--repeats", "2", "--json", str(out)])
+    argv = ["--artifacts", str(built.out), "--repeats", "2", "--warmup", "1", "--json", str(out)]
+    code = main(argv)
     stdout = capsys.readouterr().out
     assert code == 0
     rows = json.loads(out.read_text())

@@ -9,11 +9,14 @@ TorchScript, ``.pt2`` and ONNX Runtime against the original's own outputs.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -35,6 +38,19 @@ pytestmark = pytest.mark.skipif(
     not FIXTURES.is_dir(),
     reason=f"fixtures of the original TensorFlow PtychoPINN not found at {FIXTURES}",
 )
+
+
+def _parity(*args: str) -> SimpleNamespace:
+    """``python -m parity ARGS`` in-process: its exit code, stdout and stderr."""
+    from parity.cli import main  # what `python -m parity` runs
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def _cli(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -95,8 +111,7 @@ def test_positions_become_scan_minus_group_centre(case: str) -> None:
 def test_cli_writes_a_reference_whose_digest_matches_what_the_build_computes(
     case: str, tmp_path: Path
 ) -> None:
-    proc = _cli(
-        "parity",
+    proc = _parity(
         "import-reference",
         "--from",
         "ptychopinn-tf",
@@ -200,8 +215,7 @@ def test_damaged_case_is_a_clear_usage_error(damage: str, expected: str, tmp_pat
 
 
 def test_cli_errors_exit_2_with_one_line(tmp_path: Path) -> None:
-    missing = _cli(
-        "parity",
+    missing = _parity(
         "import-reference",
         "--from",
         "ptychopinn-tf",
@@ -211,8 +225,7 @@ def test_cli_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2 and "is not a folder" in missing.stderr
     assert "Traceback" not in missing.stderr
-    kind = _cli(
-        "parity",
+    kind = _parity(
         "import-reference",
         "--from",
         "keras",

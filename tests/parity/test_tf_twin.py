@@ -66,6 +66,13 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max())
 
 
+def _sweep(configs: list[ModelConfig], fast: int = 0) -> list[object]:
+    """One configuration of a sweep runs by default (``configs[fast]``), all with --runslow."""
+    return [
+        c if i == fast else pytest.param(c, marks=pytest.mark.slow) for i, c in enumerate(configs)
+    ]
+
+
 PARAMETER_CONFIGS = [
     ModelConfig(N=n, gridsize=g, n_filters_scale=s)
     for n in (64, 128)
@@ -79,7 +86,7 @@ PARAMETER_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("config", PARAMETER_CONFIGS, ids=_id)
+@pytest.mark.parametrize("config", _sweep(PARAMETER_CONFIGS), ids=_id)
 def test_twin_parameter_count_equals_pytorch(config: ModelConfig) -> None:
     from parity.tf_twin.model import build_twin, conv_parameter_count
 
@@ -104,7 +111,7 @@ AGREEMENT_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("config", AGREEMENT_CONFIGS, ids=_id)
+@pytest.mark.parametrize("config", _sweep(AGREEMENT_CONFIGS, fast=1), ids=_id)  # gridsize 2
 def test_twin_object_head_matches_eager_pytorch(config: ModelConfig) -> None:
     from parity.tf_twin.generate import twin_predict
 
@@ -140,7 +147,7 @@ def _physics_id(config: ModelConfig) -> str:
     return "-".join([_id(config)] + [f"{name}{value}" for name, value in extras if value])
 
 
-@pytest.mark.parametrize("config", PHYSICS_CONFIGS, ids=_physics_id)
+@pytest.mark.parametrize("config", _sweep(PHYSICS_CONFIGS, fast=1), ids=_physics_id)
 def test_twin_physics_head_matches_eager_pytorch(config: ModelConfig) -> None:
     from parity.tf_twin.generate import twin_predict
 
@@ -170,6 +177,7 @@ EAGER_STEPS = {
 }
 
 
+@pytest.mark.slow  # the step-by-step diagnosis of what the physics-head test checks at the end
 def test_twin_intermediates_match_eager_pytorch_step_by_step() -> None:
     from parity.tf_twin.generate import twin_intermediates
 
@@ -332,6 +340,7 @@ def test_weights_of_another_config_are_rejected() -> None:
         load_torch_state(build_twin(ModelConfig(n_filters_scale=1, probe_big=False)), state)
 
 
+@pytest.mark.slow
 def test_keras_weights_file_of_another_config_is_rejected(tmp_path: Path) -> None:
     from parity.tf_twin.errors import WeightTransferError
     from parity.tf_twin.model import build_twin
@@ -348,7 +357,7 @@ def test_keras_weights_file_of_another_config_is_rejected(tmp_path: Path) -> Non
     assert not (tmp_path / "m.pt").exists()
 
 
-@pytest.mark.parametrize("head", ["object", "physics"])
+@pytest.mark.parametrize("head", ["object", pytest.param("physics", marks=pytest.mark.slow)])
 def test_generate_reference_round_trips_through_load_reference(tmp_path: Path, head: str) -> None:
     from parity.tf_twin.generate import GENERATOR, generate_reference
 
@@ -364,9 +373,11 @@ def test_generate_reference_round_trips_through_load_reference(tmp_path: Path, h
         tmp_path / "model.pt", tmp_path / "inputs.npz", tmp_path / "ref.npz", head
     )
     loaded = load_reference(tmp_path / "ref.npz")
+    with np.load(loaded.path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
 
-    assert sorted(loaded.outputs) == sorted(written.outputs)
-    for name, value in loaded.outputs.items():
+    assert sorted(arrays) == sorted(loaded.shapes) == sorted(written.outputs)
+    for name, value in arrays.items():
         assert value.dtype == np.float32
         assert np.array_equal(value, written.outputs[name])
     prov = loaded.provenance
@@ -377,7 +388,7 @@ def test_generate_reference_round_trips_through_load_reference(tmp_path: Path, h
     assert "TF_ENABLE_ONEDNN_OPTS" in prov["onednn"] or "unset" in prov["onednn"]
     assert {"tensorflow_version", "keras_version", "device", "created"} <= set(prov)
     expected = _eager(model, _feed(config, batch=1))
-    assert _max_abs(loaded.outputs["amplitude"], expected["amplitude"]) <= OBJECT_ATOL
+    assert _max_abs(arrays["amplitude"], expected["amplitude"]) <= OBJECT_ATOL
 
 
 def test_generate_reference_rejects_a_feed_that_breaks_the_signature(tmp_path: Path) -> None:

@@ -131,7 +131,8 @@ def _load(name: str) -> Case:
     return Case(name, config, twin, inputs, outputs)
 
 
-@pytest.fixture(scope="module", params=CASES)
+# n64-gs1 by default; n64-gs2 (gridsize 2) with --runslow
+@pytest.fixture(scope="module", params=[CASES[0], pytest.param(CASES[1], marks=pytest.mark.slow)])
 def case(request: pytest.FixtureRequest) -> Case:
     return _load(request.param)
 

@@ -1,23 +1,49 @@
+"""The command lines of train, infer and simulate: user errors are exit 2 with one line.
+
+In-process through each command's ``main(argv)``; ``simulate`` (quick to start) and the slow
+train-then-infer run go through a real ``python -m``.
+"""
+
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _subprocess(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", *args], capture_output=True, text=True, timeout=300, check=False
     )
 
 
-def _assert_user_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
+def _run(module: str, *args: str) -> SimpleNamespace:
+    """``python -m MODULE ARGS`` in-process: its exit code, stdout and stderr."""
+    command = module.rsplit(".", 1)[1]  # python -m ptycho_torch.train runs commands.train
+    main = importlib.import_module(f"ptycho_torch.commands.{command}").main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def _assert_user_error(
+    proc: SimpleNamespace | subprocess.CompletedProcess[str], needle: str
+) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "error:" in proc.stderr and needle in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], proc.stderr
 
 
 def _bad_npz(tmp_path: Path, scan_npz: Path, kind: str) -> Path:
@@ -64,8 +90,9 @@ def test_infer_rejects_missing_checkpoint_with_exit_2(scan_npz: Path, tmp_path: 
 
 
 def test_simulate_rejects_bad_option_with_exit_2(tmp_path: Path) -> None:
-    proc = _run("ptycho_torch.simulate", "--out", str(tmp_path / "x.npz"), "--n-images", "0")
+    proc = _subprocess("ptycho_torch.simulate", "--out", str(tmp_path / "x.npz"), "--n-images", "0")
     _assert_user_error(proc, "n_images")
+    assert not (tmp_path / "x.npz").exists()
 
 
 def test_train_rejects_invalid_config_with_exit_2(scan_npz: Path, tmp_path: Path) -> None:
@@ -76,13 +103,13 @@ def test_train_rejects_invalid_config_with_exit_2(scan_npz: Path, tmp_path: Path
 @pytest.mark.slow
 def test_cli_train_then_infer_on_float64_npz(scan64_npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = _run(
+    proc = _subprocess(
         "ptycho_torch.train", "--data", str(scan64_npz), "--out", str(out), "--epochs", "1",
         "--batch-size", "4", "--n-filters-scale", "1", "--no-progress",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (out / "last.ckpt").is_file() and (out / "model.pt").is_file()
-    proc = _run(
+    proc = _subprocess(
         "ptycho_torch.infer", "--checkpoint", str(out / "last.ckpt"), "--data", str(scan64_npz),
         "--out", str(tmp_path / "inf"), "--baseline",
     )  # fmt: skip

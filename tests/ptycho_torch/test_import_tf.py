@@ -345,6 +345,7 @@ def test_unpickler_refuses_object_arrays() -> None:
         loads_plain_data(pickle.dumps(np.array([1, "a"], dtype=object)), "test")
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch
 def test_import_never_loads_tensorflow_or_keras(ref: Path, tmp_path: Path) -> None:
     """A full CLI import in a fresh interpreter in which importing TensorFlow would fail."""
     script = f"""
