@@ -14,10 +14,7 @@ def test_triton_repository_holds_the_onnx_model_and_the_fixed_signature(
     built: BuildResult, tmp_path: Path
 ) -> None:
     model_dir = write_triton_repository(built.out, tmp_path / "repo", "pinn")
-    assert (
-        sha256_file(model_dir / "1" / "model.onnx")
-        == built.manifest.files["model.onnx"].sha256
-    )
+    assert sha256_file(model_dir / "1" / "model.onnx") == built.manifest.files["model.onnx"].sha256
     config = (model_dir / "config.pbtxt").read_text()
     assert (
         'name: "pinn"' in config
