@@ -39,6 +39,7 @@ import onnxruntime as ort
 from export.errors import ManifestError
 from export.host import OnnxHost
 from export.manifest import read_manifest
+from export.signature import AMPLITUDE, PHASE
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.errors import DataError
 from ptycho_torch.scan import ScanReader, factor_from_counts, group_scan_points, network_input
@@ -172,7 +173,7 @@ class Predictor:
             if "positions" in self.host.input_names:
                 feed["positions"] = positions[start : start + self.batch]  # (b, C, 2)
             out = self.run_batch(feed)
-            amplitude, phase = out["amplitude"], out["phase"]  # (b, C_out, N, N)
+            amplitude, phase = out[AMPLITUDE], out[PHASE]  # (b, C_out, N, N)
             patches: np.ndarray = np.empty(amplitude.shape, np.complex64)
             patches.real = amplitude * np.cos(phase)  # torch.polar, in float32
             patches.imag = amplitude * np.sin(phase)
