@@ -118,3 +118,21 @@ def test_every_single_byte_flip_of_a_compressed_npz_is_a_data_error_or_reads(
         except DataError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 0 and sum(outcomes.values()) == len(raw)
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_planted_pickle_payload_never_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    path = tmp_path / "payload.npz"
+    np.savez(path, diffraction=np.array([_Payload(marker)], dtype=object))
+    assert not marker.exists()  # saving pickles the payload; it runs only when unpickled
+    with pytest.raises(DataError, match="pickled object array"):
+        read_npz(path, "inputs")
+    assert not marker.exists()
