@@ -158,6 +158,7 @@ def _run_check(options: CheckOptions) -> ParityReport:
     devices = resolve_devices(options.device)
     log.info("parity: %s head, devices %s, inputs %s", signature.head, devices, inputs_path)
     notes = [] if reference else ["no TensorFlow reference: compared backends pairwise only"]
+    unavailable: list[str] = []  # requested runners that did not come up (--device cuda)
 
     with NpzRows(inputs_path) as inputs, ExitStack() as stack:
         n = check_inputs(inputs, signature)
@@ -169,7 +170,7 @@ def _run_check(options: CheckOptions) -> ParityReport:
         runners = make_runners(
             artifacts, checkpoint, signature, devices, reference, options.tf_twin
         )
-        runners = activate_runners(stack, runners, options.device, notes)
+        runners = activate_runners(stack, runners, options.device, notes, unavailable)
         peaks = output_peaks(inputs, n, signature, runners, table)
         pairs = make_pairs(runners, table, signature, peaks)
         stream(inputs, n, signature, runners, pairs)
@@ -182,8 +183,9 @@ def _run_check(options: CheckOptions) -> ParityReport:
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         head=signature.head,
         artifacts_dir=str(artifacts),
-        verdict="fail" if failed else "pass",
-        exit_code=1 if failed else 0,
+        verdict="fail" if failed or unavailable else "pass",
+        # a requested backend that did not come up is exit 3 (environment), never a pass
+        exit_code=1 if failed else (3 if unavailable else 0),
         environment=environment_fingerprint(),
         precision=precision,
         reference_provenance=dict(reference.provenance) if reference else {},

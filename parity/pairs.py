@@ -86,14 +86,21 @@ def make_runners(
 
 
 def activate_runners(
-    stack: ExitStack, runners: list[Runner], device_option: str, notes: list[str]
+    stack: ExitStack,
+    runners: list[Runner],
+    device_option: str,
+    notes: list[str],
+    unavailable: list[str] | None = None,
 ) -> list[Runner]:
     """Activate every runner inside ``stack`` (each is deactivated when the stack closes) and
     return the active ones.
 
     Under ``--device auto`` a CUDA runner that cannot come up (e.g. ONNX Runtime's CUDA
-    provider missing its libraries) drops the CUDA runners with a note in ``notes``; an explicit
-    ``--device cuda`` stays an environment failure (exit 3).
+    provider missing its libraries) drops the CUDA runners with a note in ``notes``. Under
+    ``--device cuda`` a CUDA runner that cannot come up while torch's CUDA runners did (ONNX
+    Runtime without its CUDA provider) is left out and named in ``unavailable``: the rest is
+    still compared and the run ends with exit 3, never a pass. Anything else that cannot come
+    up is an environment failure at once (exit 3).
     """
     active: list[Runner] = []
     cuda_dropped = False
@@ -103,6 +110,16 @@ def activate_runners(
         try:
             stack.enter_context(runner)
         except EnvironmentUnavailable as exc:
+            if (
+                device_option == "cuda"
+                and unavailable is not None
+                and isinstance(runner, OnnxRuntimeRunner)
+                and any(r.requested_device == "cuda" for r in active)
+            ):
+                unavailable.append(f"{runner.name}: {exc}")
+                notes.append(f"--device cuda: {runner.name} did not come up, not compared: {exc}")
+                log.warning("parity: %s", notes[-1])
+                continue
             if device_option != "auto" or runner.requested_device != "cuda":
                 raise
             cuda_dropped = True
