@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parity.errors import ParityError
+from parity.errors import EnvironmentUnavailable, ParityError
 
 __all__ = ["BenchOptions", "benchmark"]
 
@@ -42,7 +42,11 @@ class BenchOptions:
 def benchmark(
     artifacts: Path, device: str = "cpu", repeats: int = 20, warmup: int = 3
 ) -> list[dict[str, object]]:
-    """Median/p90 seconds per batch for eager, TorchScript, .pt2 and ONNX Runtime on ``device``."""
+    """Median/p90 seconds per batch for eager, TorchScript, .pt2 and ONNX Runtime on ``device``.
+
+    On CUDA, an ONNX Runtime whose CUDA provider does not come up is a row with ``unavailable``
+    (the reason) instead of timings; the command then exits 3.
+    """
     from export.manifest import read_manifest
     from export.signature import Signature
     from parity.pairs import make_runners
@@ -56,10 +60,17 @@ def benchmark(
     runners = make_runners(
         artifacts, manifest.weights_path(artifacts), signature, [device], None, tf_twin=False
     )
-    times: dict[str, list[float]] = {r.name: [] for r in runners}
+    missing: list[dict[str, object]] = []  # ONNX Runtime's CUDA provider that did not come up
     with ExitStack() as stack:  # every activated runner is deactivated, whatever fails
-        for r in runners:
-            stack.enter_context(r)
+        for r in list(runners):
+            try:
+                stack.enter_context(r)
+            except EnvironmentUnavailable as exc:
+                if not (device == "cuda" and r.kind == "onnxruntime"):
+                    raise
+                runners.remove(r)  # torch's CUDA runners are still timed; the CLI exits 3
+                missing.append({"runner": r.name, "unavailable": str(exc)})
+        times: dict[str, list[float]] = {r.name: [] for r in runners}
         for _ in range(warmup):
             for r in runners:
                 r.infer(feed)
@@ -84,7 +95,7 @@ def benchmark(
                 "speedup_vs_eager": base / median,
             }
         )
-    return rows
+    return rows + missing
 
 
 if __name__ == "__main__":  # `python -m parity.bench`: the command lives in parity.bench_cli

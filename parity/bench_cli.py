@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from parity.bench import BenchOptions, benchmark
-from ptycho_torch.cli import run_cli
+from ptycho_torch.cli import ExitCode, run_cli
 from ptycho_torch.cli_options import ConfigOptions
 
 __all__ = ["main"]
@@ -37,12 +37,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = benchmark(options.artifacts, options.device, options.repeats, options.warmup)
         print(f"{'runner':<20} {'median ms':>10} {'p90 ms':>10} {'patterns/s':>11} {'vs eager':>9}")
         for row in rows:
+            if "unavailable" in row:
+                print(f"{row['runner']:<20} unavailable: {row['unavailable']}")
+                continue
             print(
                 f"{row['runner']:<20} {row['median_ms']:>10.2f} {row['p90_ms']:>10.2f} "
                 f"{row['patterns_per_s']:>11.1f} {row['speedup_vs_eager']:>8.2f}x"
             )
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2) + "\n")
-        return 0
+        return ExitCode.ENVIRONMENT if any("unavailable" in r for r in rows) else ExitCode.PASS
 
     return run_cli(run, configure_logging=False)
