@@ -156,6 +156,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=Path,
         help="feed NPZ to write, for `export build --inputs` (default: inputs.npz beside --out)",
     )
+    trace = sub.add_parser(
+        "trace",
+        help="dtype, device, shape, range and NaN/Inf of every module call of the eager model, "
+        "marking the first non-float32 tensor and the user line that fed it",
+    )
+    trace.add_argument("--checkpoint", type=Path, required=True, help="model file or .ckpt")
+    trace.add_argument(
+        "--inputs", type=Path, required=True, help="NPZ whose 'diffraction' is fed as stored"
+    )
+    trace.add_argument("--json", type=Path, help="also write the trace as JSON")
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     return run_cli(lambda: _dispatch(args), configure_logging=False)
@@ -185,6 +195,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return ExitCode.PASS
     if args.command == "import-reference":
         return _import_reference(args)
+    if args.command == "trace":
+        return _trace(args)
     raise AssertionError(args.command)
 
 
@@ -217,3 +229,18 @@ def _import_reference(args: argparse.Namespace) -> int:
         f"--inputs {feed} --reference {args.out} --head {prov['head']} --out DIR"
     )
     return ExitCode.PASS
+
+
+def _trace(args: argparse.Namespace) -> int:
+    """Print the trace table; exit 1 when a non-float32 tensor reached a module, else 0."""
+    import json
+
+    from parity.trace import trace_inference
+
+    trace, error = trace_inference(args.checkpoint, args.inputs)
+    print(trace.table())
+    if error:
+        print(f"the model raised: {error}")
+    if args.json:
+        args.json.write_text(json.dumps({**trace.to_dict(), "error": error}, indent=2) + "\n")
+    return ExitCode.PARITY_FAILURE if trace.first_violation() is not None else ExitCode.PASS
