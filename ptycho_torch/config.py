@@ -158,7 +158,10 @@ class DataConfig:
     neighbours: int = field(
         default=6, metadata={"help": "nearest scan points a group is drawn from (gridsize > 1)"}
     )
-    val_fraction: float = field(default=0.1, metadata={"help": "held-out fraction of samples"})
+    # the original: model.fit(validation_split=0.05), its last 5% (ours: a seeded random 5%)
+    val_fraction: float = field(
+        default=0.05, metadata={"help": "held-out fraction of samples (validation loss)"}
+    )
     seed: int = field(default=0, metadata={"help": "grouping and split seed"})
 
     def __post_init__(self) -> None:
@@ -184,9 +187,53 @@ class TrainConfig:
     )
     nll_weight: float = field(default=1.0, metadata={"help": "weight of the Poisson NLL term"})
     seed: int = field(default=0, metadata={"help": "torch seed for initialisation and shuffling"})
+    # The schedule of the original's ptycho/model.py train(): Keras ReduceLROnPlateau(
+    # monitor="val_loss", factor=0.5, patience=2, min_lr=1e-4) and EarlyStopping(monitor="loss",
+    # patience=3), Keras' min_delta defaults (1e-4 absolute; 0).
+    lr_factor: float = field(
+        default=0.5,
+        metadata={"help": "multiply the learning rate by this after a val_loss plateau; 1: off"},
+    )
+    lr_patience: int = field(
+        default=2, metadata={"help": "epochs without val_loss improvement before the lr drops"}
+    )
+    lr_min_delta: float = field(
+        default=1e-4, metadata={"help": "a val_loss decrease smaller than this is no improvement"}
+    )
+    min_lr: float = field(default=1e-4, metadata={"help": "the learning rate never drops below"})
+    early_stop_patience: int = field(
+        default=3,
+        metadata={"help": "stop after this many epochs without improvement; 0: never stop early"},
+    )
+    early_stop_monitor: str = field(
+        default="train_loss",
+        metadata={
+            "help": "the loss early stopping watches (the original: the training loss)",
+            "choices": ("train_loss", "val_loss"),
+        },
+    )
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"TrainConfig.epochs must be >= 1, got {self.epochs}")
+        _require(
+            0 < self.lr_factor <= 1,
+            f"TrainConfig.lr_factor must be in (0, 1], got {self.lr_factor}",
+        )
+        _require(
+            self.lr_patience >= 0 and self.early_stop_patience >= 0,
+            "TrainConfig patiences must be >= 0, got "
+            f"lr_patience={self.lr_patience}, early_stop_patience={self.early_stop_patience}",
+        )
+        _require(
+            self.lr_min_delta >= 0 and self.min_lr >= 0,
+            "TrainConfig.lr_min_delta and min_lr must be >= 0, "
+            f"got lr_min_delta={self.lr_min_delta}, min_lr={self.min_lr}",
+        )
+        _require(
+            self.early_stop_monitor in ("train_loss", "val_loss"),
+            "TrainConfig.early_stop_monitor must be 'train_loss' or 'val_loss', "
+            f"got {self.early_stop_monitor!r}",
+        )
         _require(
             self.learning_rate > 0,
             f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}",

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ptycho_torch.checkpoint import load_model
-from ptycho_torch.cli import run_cli
+from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.cli_options import ConfigOptions
 from ptycho_torch.data import load_npz
 from ptycho_torch.infer import InferConfig, evaluate, reconstruct, untrained_like, write_outputs
+from ptycho_torch.threads import parse_threads, set_threads
 
 __all__ = ["main"]
 
@@ -39,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also report the metrics of an untrained model with the same config",
     )
+    p.add_argument(
+        "--threads",
+        default="auto",
+        help="torch CPU threads: auto (measured, at most the physical cores) or N (default: auto)",
+    )
     return p
 
 
@@ -48,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def body() -> None:
         config = INFERENCE.build(args)  # before any file is read
+        try:
+            parse_threads(args.threads)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        threads = set_threads(args.threads)
         model = load_model(args.checkpoint)
         data = load_npz(args.data)
         recon = reconstruct(model, data, config.batch_size)
@@ -57,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if metrics is None:
             logger.info("no objectGuess in %s: no quality metrics", args.data)
             return
-        report: dict[str, object] = {"trained": metrics.to_dict()}
+        report: dict[str, object] = {"trained": metrics.to_dict(), "threads": threads.to_dict()}
         print(f"trained:   {metrics.summary()}")
         if args.baseline:
             base = evaluate(reconstruct(untrained_like(model), data, config.batch_size), data)

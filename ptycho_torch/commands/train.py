@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-
-from ptycho_torch.cli import run_cli
+from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.cli_options import ConfigOptions
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
 from ptycho_torch.data import intensity_scale, load_npz
-from ptycho_torch.errors import ExitCode, ToolError
+from ptycho_torch.devices import check_devices, parse_devices
+from ptycho_torch.threads import parse_threads, set_threads
 from ptycho_torch.train import DEMO_PRESET, demo_data, train
 
 __all__ = ["main"]
@@ -29,11 +29,22 @@ logger = logging.getLogger("ptycho_torch.train")
 PRESETS: Mapping[str, Mapping[str, Any]] = {"demo": DEMO_PRESET}
 TRAINING = ConfigOptions(
     TrainConfig,
-    fields=("epochs", "learning_rate", "mae_weight", "seed"),
+    fields=(
+        "epochs",
+        "learning_rate",
+        "mae_weight",
+        "seed",
+        "lr_factor",
+        "lr_patience",
+        "lr_min_delta",
+        "min_lr",
+        "early_stop_patience",
+        "early_stop_monitor",
+    ),
     flags={"learning_rate": "--lr"},
     helps={"seed": "initialisation, split and shuffle seed (TrainConfig and DataConfig)"},
 )
-DATA = ConfigOptions(DataConfig, fields=("batch_size",))
+DATA = ConfigOptions(DataConfig, fields=("batch_size", "val_fraction"))
 MODEL = ConfigOptions(ModelConfig, fields=("gridsize", "n_filters_scale"))
 
 
@@ -46,7 +57,22 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--preset", choices=tuple(PRESETS), help="demo: simulate and train a small model"
     )
-    p.add_argument("--out", required=True, help="output folder (last.ckpt, model.pt)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output folder (last.ckpt, best.ckpt, model.pt, metrics.csv, loss_curve.png)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last.ckpt (same data and options; --epochs may grow)",
+    )
+    p.add_argument(
+        "--threads",
+        default="auto",
+        help="torch CPU threads: auto (measured, at most the physical cores) or N "
+        "(give N for a bit-reproducible run; default: auto)",
+    )
     TRAINING.add_to(p.add_argument_group("training (TrainConfig)"), presets=PRESETS)
     DATA.add_to(p.add_argument_group("data (DataConfig)"), presets=PRESETS)
     MODEL.add_to(p.add_argument_group("model (ModelConfig)"), presets=PRESETS)
@@ -56,12 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     lightning.add_argument("--devices", default="auto", help="Lightning devices (e.g. 1, 4, auto)")
     lightning.add_argument("--strategy", default="auto", help="Lightning strategy (e.g. ddp)")
-    lightning.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    lightning.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar, one log line per epoch (the default when stderr is not a terminal)",
+    )
     return p
-
-
-def _devices(value: str) -> int | str:
-    return int(value) if value.isdigit() else value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,12 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_config = TRAINING.build(args, preset=preset)
         data_config = DATA.build(args, preset=preset, seed=train_config.seed)
         MODEL.build(args, preset=preset)
-        if args.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-            raise ToolError(
-                f"--accelerator {args.accelerator} but torch sees no CUDA device "
-                f"(torch {torch.__version__}); use --accelerator cpu or auto",
-                exit_code=ExitCode.ENVIRONMENT,
-            )
+        try:
+            devices = parse_devices(args.devices)
+            parse_threads(args.threads)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        check_devices(args.accelerator, devices)  # exit 3 before any data or file
+        threads = set_threads(args.threads)
         data = demo_data() if args.preset == "demo" else load_npz(args.data)
         scale = intensity_scale(data.diffraction)
         model_config = MODEL.build(args, preset=preset, N=data.N, intensity_scale=scale)
@@ -92,10 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_config,
             {
                 "accelerator": args.accelerator,
-                "devices": _devices(args.devices),
+                "devices": devices,
                 "strategy": args.strategy,
-                "enable_progress_bar": not args.no_progress,
+                "enable_progress_bar": not args.no_progress and sys.stderr.isatty(),
             },
+            resume=args.resume,
+            threads=threads,
         )
 
     return run_cli(body)

@@ -42,7 +42,9 @@ def test_train_rejects_a_non_positive_option_before_any_data(
 def test_train_demo_preset_replaces_defaults_and_given_options_replace_the_preset() -> None:
     args = train._parser().parse_args(["--preset", "demo", "--out", "x", "--epochs", "3"])
     preset = train.PRESETS["demo"]
-    assert train.TRAINING.build(args, preset=preset) == TrainConfig(epochs=3, learning_rate=2e-3)
+    assert train.TRAINING.build(args, preset=preset) == TrainConfig(
+        epochs=3, learning_rate=2e-3, lr_factor=1.0, early_stop_patience=0
+    )
     assert train.MODEL.build(args, preset=preset) == ModelConfig(n_filters_scale=1)
     plain = train._parser().parse_args(["--data", "s.npz", "--out", "x", "--seed", "5"])
     assert train.TRAINING.build(plain) == TrainConfig(seed=5)

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from ptycho_torch.threads import ThreadChoice, parse_threads, physical_cores, set_threads
+
+
+@pytest.fixture(autouse=True)
+def restore_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_auto_measures_and_never_exceeds_the_physical_cores() -> None:
+    choice = set_threads("auto")
+    assert 1 <= choice.threads <= physical_cores() == choice.physical_cores
+    assert torch.get_num_threads() == choice.threads
+    assert sorted(choice.timings_ms) == list(range(1, physical_cores() + 1))
+
+
+def test_a_given_count_is_applied_and_recorded_as_given() -> None:
+    choice = set_threads("1")
+    assert torch.get_num_threads() == 1
+    record = choice.to_dict()
+    assert record["threads"] == 1 and record["requested"] == "1" and record["timings_ms"] == {}
+    assert "given" in str(choice)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "many", "1.5", ""])
+def test_rejects_anything_but_auto_or_a_positive_count(value: str) -> None:
+    with pytest.raises(ValueError, match="'auto' or an integer >= 1"):
+        parse_threads(value)
+
+
+def test_choice_is_plain_data() -> None:
+    choice = ThreadChoice(2, "auto", 2, 4, {1: 10.0, 2: 6.0})
+    assert choice.to_dict()["timings_ms"] == {"1": 10.0, "2": 6.0}
+
+
+def test_infer_rejects_bad_threads_before_reading_files(tmp_path: Path) -> None:
+    from ptycho_torch.commands import infer
+
+    missing = str(tmp_path / "missing")
+    code = infer.main(
+        ["--checkpoint", missing, "--data", missing, "--out", missing, "--threads", "0"]
+    )
+    assert code == 2
