@@ -49,6 +49,19 @@ def provider_chain(device: str) -> list[Any]:
     raise HostError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
 
 
+def _preload_cuda_libraries() -> None:
+    """Let ONNX Runtime's CUDA provider find CUDA and cuDNN in the ``nvidia-*`` pip packages
+    (torch's), as on a machine whose only CUDA libraries came with torch. Best effort: when it
+    fails, the provider check below reports what really runs."""
+    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # noqa: BLE001 - diagnostics only; provider truth decides
+        log.debug("onnxruntime.preload_dlls() failed: %s", exc)
+
+
 def _ort_reason(exc: Exception) -> str:
     """ONNX Runtime's own reason, without its C++ source location."""
     text = str(exc).strip()
@@ -68,6 +81,8 @@ class OnnxHost:
             raise HostError(f"ONNX model {self.path} does not exist")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # the CUDA provider's load failure is reported below instead
+        if device == "cuda":
+            _preload_cuda_libraries()
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=options, providers=provider_chain(device)
