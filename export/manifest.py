@@ -167,6 +167,31 @@ class Manifest:
                 changed.append(name)
         return missing, changed
 
+    def reference_problems(self, provenance: dict[str, Any], inputs_sha: str) -> list[str]:
+        """Why a reference with this provenance does not belong to these artifacts (empty: it
+        does): other weights (or none recorded), other inputs, or another head. The one
+        freshness rule of ``parity check`` and the torch-free ``export verify``."""
+        problems = []
+        weights = self.checkpoint.weights_sha256
+        if provenance.get("weights_sha256") is None:
+            problems.append(
+                "it records no weights digest (weights_sha256 null: "
+                f"{provenance.get('weights_note', 'made without the weights it belongs to')})"
+            )
+        elif provenance.get("weights_sha256") != weights:
+            problems.append(
+                f"weights_sha256 {str(provenance.get('weights_sha256'))[:12]} != artifacts' "
+                f"{weights[:12]}"
+            )
+        if provenance.get("inputs_sha256") != inputs_sha:
+            problems.append(
+                f"inputs_sha256 {str(provenance.get('inputs_sha256'))[:12]} != inputs' "
+                f"{inputs_sha[:12]}"
+            )
+        if provenance.get("head") != self.head:
+            problems.append(f"head {provenance.get('head')!r} != artifacts' {self.head!r}")
+        return problems
+
     def write(self, directory: str | Path) -> None:
         path = Path(directory) / "manifest.json"
         path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")

@@ -195,18 +195,7 @@ def _fresh_reference(
             f"{side} must hold a JSON object, found {type(provenance).__name__}"
         )
     inputs_sha = arrays_sha256({n: feed[n] for n in host.input_names if n in feed})
-    problems = []
-    weights = manifest.checkpoint.weights_sha256
-    if provenance.get("weights_sha256") != weights:
-        problems.append(
-            f"weights_sha256 {str(provenance.get('weights_sha256'))[:12]} != artifacts' {weights[:12]}"
-        )
-    if provenance.get("inputs_sha256") != inputs_sha:
-        problems.append(
-            f"inputs_sha256 {str(provenance.get('inputs_sha256'))[:12]} != inputs.npz's {inputs_sha[:12]}"
-        )
-    if provenance.get("head") != manifest.head:
-        problems.append(f"head {provenance.get('head')!r} != artifacts' {manifest.head!r}")
+    problems = manifest.reference_problems(provenance, inputs_sha)
     if problems:
         raise StaleReferenceError(
             f"{path} is stale: " + "; ".join(problems) + ": it was made from other weights or "

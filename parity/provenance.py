@@ -95,23 +95,7 @@ def check_reference_fresh(
     Raises:
         StaleReferenceError: (exit 4) naming every mismatch and how to regenerate it.
     """
-    problems = []
-    weights = manifest.checkpoint.weights_sha256
-    if provenance.get("weights_sha256") is None:
-        problems.append(
-            "it records no weights digest (weights_sha256 null: "
-            f"{provenance.get('weights_note', 'made without the weights it belongs to')})"
-        )
-    elif provenance.get("weights_sha256") != weights:
-        problems.append(
-            f"weights_sha256 {str(provenance.get('weights_sha256'))[:12]} != artifacts' {weights[:12]}"
-        )
-    if provenance.get("inputs_sha256") != inputs_sha:
-        problems.append(
-            f"inputs_sha256 {str(provenance.get('inputs_sha256'))[:12]} != inputs' {inputs_sha[:12]}"
-        )
-    if provenance.get("head") != manifest.head:
-        problems.append(f"head {provenance.get('head')!r} != artifacts' {manifest.head!r}")
+    problems = manifest.reference_problems(provenance, inputs_sha)
     if problems:
         remedy = provenance.get("remedy") or (
             "Regenerate it with `python -m parity reference --checkpoint CKPT --inputs "
