@@ -1,0 +1,157 @@
+"""`python -m parity bisect`: planted faults are found at the layer they were planted in, and a
+healthy model names nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export.manifest import file_entry, read_manifest
+from export.signature import Signature
+from parity.bisect import FLOOR, BisectError, boundaries, bisect, make_side, parse_pair
+from parity.cli import main as parity_main
+from ptycho_torch.checkpoint import load_model
+
+
+def _scale_onnx_conv(artifacts: Path, layer: str, factor: float) -> None:
+    """Scale one conv layer's weights in model.onnx, as an exporter bug would, and record the
+    changed file in the manifest (the build would have recorded the file it wrote)."""
+    import onnx
+    from onnx import numpy_helper
+
+    path = artifacts / "model.onnx"
+    model = onnx.load(str(path))
+    for i, init in enumerate(model.graph.initializer):
+        if init.name == f"model.{layer}.weight":
+            scaled = numpy_helper.to_array(init) * np.float32(factor)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(scaled, init.name))
+            break
+    else:
+        raise AssertionError(f"no initializer for {layer}")
+    path.write_bytes(model.SerializeToString())
+    manifest = read_manifest(artifacts, verify=False)
+    manifest.files["model.onnx"] = file_entry(path)
+    manifest.write(artifacts)
+
+
+def test_boundaries_follow_the_dataflow(parity_build) -> None:
+    signature = Signature.from_dict(read_manifest(parity_build.out).signature)
+    bounds = {b.name: b for b in boundaries(load_model(parity_build.out / "weights.pt"), signature)}
+    assert bounds["encoder.0.convs.conv1"].upstream == ()
+    assert bounds["encoder.1.convs.conv1"].upstream == ("encoder.0.convs.conv2",)
+    # the phase decoder starts from the encoder, not from the amplitude decoder before it
+    assert bounds["phase_decoder.blocks.0.convs.conv1"].upstream == ("encoder.2.convs.conv2",)
+    last_block = "amplitude_decoder.blocks.1.convs.conv2"
+    assert bounds["amplitude_decoder.head.centre_conv"].upstream == (last_block,)
+    assert bounds["amplitude_decoder.head.outer.up.convs.conv1"].upstream == (last_block,)
+    assert bounds["amplitude_decoder.head.outer.conv"].post == "silu"
+    assert bounds["amplitude_decoder.head.centre_conv"].post == "none"
+    assert bounds["amplitude"].upstream == (
+        "amplitude_decoder.head.centre_conv",
+        "amplitude_decoder.head.outer.conv",
+    )
+    assert bounds["encoder.1.convs.conv2"].block == "encoder.1"
+
+
+def test_healthy_model_names_nothing_and_prints_its_noise_floor(artifacts: Path) -> None:
+    result = bisect(artifacts, ("eager", "onnxruntime"))
+    assert result.first_jump is None
+    assert len(result.rows) == 24  # 22 conv layers and the two outputs
+    assert all(r.rel < FLOOR for r in result.rows)
+    assert any(r.rel > 0 for r in result.rows)  # the floor is measured, not assumed
+    table = result.table()
+    assert "no jump" in table and "noise floor" in table
+    assert "encoder.0.convs.conv1" in table
+
+
+@pytest.mark.parametrize(
+    ("layer", "block"),
+    [
+        ("encoder.1.convs.conv2", "encoder.1"),
+        ("phase_decoder.blocks.0.convs.conv1", "phase_decoder.blocks.0"),
+        ("amplitude_decoder.head.outer.conv", "amplitude_decoder.head (outer path)"),
+    ],
+)
+def test_onnx_conv_scaled_by_1_01_is_named(artifacts: Path, layer: str, block: str) -> None:
+    _scale_onnx_conv(artifacts, layer, 1.01)
+    result = bisect(artifacts, ("eager", "onnxruntime"))
+    jump = result.first_jump
+    assert jump is not None, result.table()
+    assert (jump.name, jump.block) == (layer, block)
+    before = result.rows[: result.rows.index(jump)]
+    assert not any(r.jump for r in before)
+    if layer.startswith("phase_decoder"):  # the other decoder is untouched
+        assert all(r.rel < FLOOR for r in result.rows if r.name.startswith("amplitude"))
+
+
+def test_cli_exit_codes_and_json(artifacts: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bisect.json"
+    assert parity_main(["bisect", "--artifacts", str(artifacts), "--json", str(out)]) == 0
+    assert "no jump" in capsys.readouterr().out
+    _scale_onnx_conv(artifacts, "encoder.0.convs.conv1", 1.01)
+    assert parity_main(["bisect", "--artifacts", str(artifacts), "--json", str(out)]) == 1
+    printed = capsys.readouterr().out
+    assert "first jump: encoder.0.convs.conv1 in encoder.0" in printed
+    record = json.loads(out.read_text())
+    assert record["first_jump"] == {"boundary": "encoder.0.convs.conv1", "block": "encoder.0"}
+    assert {"name", "block", "max_abs", "rel", "allowed", "jump"} <= set(record["boundaries"][0])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--pair", "eager:torchscript"], "compiled program"),
+        (["--pair", "eager:nope"], "unknown side"),
+        (["--pair", "eager"], "LEFT:RIGHT"),
+        (["--pair", "onnx:ort"], "both sides are onnxruntime"),
+        (["--sample", "99"], "holds samples 0..1"),
+    ],
+)
+def test_cli_bad_requests_exit_2(artifacts: Path, capsys, argv: list[str], message: str) -> None:
+    assert parity_main(["bisect", "--artifacts", str(artifacts), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_parse_pair_aliases() -> None:
+    assert parse_pair("torch:ORT") == ("eager", "onnxruntime")
+    assert parse_pair("onnx:tf") == ("onnxruntime", "tf-twin")
+    with pytest.raises(BisectError):
+        parse_pair("eager:pt2")
+
+
+def test_physics_head_includes_pred_amplitude(built_physics, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "physics"
+    shutil.copytree(built_physics.out, copy)
+    result = bisect(copy, ("eager", "onnxruntime"))
+    assert result.rows[-1].name == "pred_amplitude"
+    assert result.first_jump is None, result.table()
+
+
+@pytest.mark.tf
+def test_tf_twin_healthy_names_nothing(artifacts: Path) -> None:
+    result = bisect(artifacts, ("eager", "tf-twin"))
+    assert result.first_jump is None, result.table()
+
+
+@pytest.mark.tf
+def test_tf_twin_with_a_transposed_kernel_is_named(artifacts: Path) -> None:
+    """One twin layer's kernel with its HWIO spatial axes swapped (H <-> W), as a wrong weight
+    transfer would leave it."""
+    layer = "amplitude_decoder.blocks.1.convs.conv1"
+    manifest = read_manifest(artifacts)
+    signature = Signature.from_dict(manifest.signature)
+    eager = make_side("eager", artifacts, manifest, signature, "cpu")
+    twin = make_side("tf-twin", artifacts, manifest, signature, "cpu")
+    twin.activate()
+    kernel = twin.twin.get_layer(layer).kernel  # type: ignore[attr-defined]
+    kernel.assign(np.swapaxes(kernel.numpy(), 0, 1))
+    result = bisect(artifacts, ("eager", "tf-twin"), sides=(eager, twin))
+    jump = result.first_jump
+    assert jump is not None, result.table()
+    assert (jump.name, jump.block) == (layer, "amplitude_decoder.blocks.1")
