@@ -20,7 +20,7 @@ from parity.pairs import Pair
 from parity.runners import EagerRunner, ReferenceRunner, Runner
 from parity.tolerances import PAIR_CLASSES, ToleranceTable
 
-__all__ = ["output_peaks", "stream"]
+__all__ = ["batch_feed", "output_peaks", "stream"]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def stream(
     batch = signature.inputs[0].shape[0]
     chunks = (n + batch - 1) // batch
     for index, (start, stop) in enumerate(_chunks(n, batch)):
-        feed = _feed(inputs, signature, start, stop)
+        feed = batch_feed(inputs, signature, start, stop)
         outputs = {}
         for runner in runners:
             full = runner.infer(feed)
@@ -81,7 +81,7 @@ def output_peaks(
     else:
         eager = next(r for r in runners if isinstance(r, EagerRunner))
         for start, stop in _chunks(n, batch):
-            outputs = eager.infer(_feed(inputs, signature, start, stop))
+            outputs = eager.infer(batch_feed(inputs, signature, start, stop))
             for name in needed:
                 peaks[name] = max(peaks[name], array_peak(outputs[name][: stop - start]))
         source = f"{eager.name} (no reference)"
@@ -107,7 +107,9 @@ def _chunks(n: int, batch: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + batch, n)
 
 
-def _feed(inputs: NpzRows, signature: Signature, start: int, stop: int) -> dict[str, np.ndarray]:
+def batch_feed(
+    inputs: NpzRows, signature: Signature, start: int, stop: int
+) -> dict[str, np.ndarray]:
     """Samples ``start:stop`` of every input, padded up to the signature's batch."""
     batch = signature.inputs[0].shape[0]
     return {name: _pad(inputs.rows(name, start, stop), batch) for name in signature.input_names}

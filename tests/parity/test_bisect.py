@@ -11,7 +11,7 @@ import pytest
 
 from export.manifest import file_entry, read_manifest
 from export.signature import Signature
-from parity.bisect import FLOOR, BisectError, boundaries, bisect, make_side, parse_pair
+from parity.bisect import FLOOR, BisectError, bisect, boundaries, make_side, parse_pair
 from parity.cli import main as parity_main
 from ptycho_torch.checkpoint import load_model
 

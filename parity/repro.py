@@ -1,0 +1,287 @@
+"""A reproducer folder for a failing parity check: ``python -m parity check ... --repro DIR``.
+
+For the first failing pair it writes, under ``DIR``:
+
+- ``inputs.npz``: the artifact-sized batch holding the pair's worst sample, exactly as fed
+  (a short last batch padded as the check pads it);
+- ``left_<output>.npy`` and ``right_<output>.npy``: both sides' outputs for the batch's real rows;
+- ``model.onnx`` and ``manifest.json`` from the artifacts, and the failing torch side's own file
+  (``model.ts``, ``model.pt2`` or ``weights.pt``);
+- ``case.json``: the pair, the batch, each failed output's tolerance (``atol``, ``rtol``,
+  ``rtol_peak`` and the peak it scaled), wrap/weighting, the measured errors, the environment
+  fingerprint, and the bisect command;
+- ``rerun.py``: numpy and onnxruntime only. It re-applies each failed tolerance to the stored
+  outputs, runs ``model.onnx`` on ``inputs.npz`` with ONNX Runtime's CPU provider and says which
+  side it agrees with, and exits 1 when the failure reproduces, 0 when it does not.
+
+The folder is written beside ``DIR`` and renamed into place, so a failed write leaves nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export.signature import Signature
+from parity.errors import ParityError
+from parity.json_codec import encode_tree
+from parity.npz_stream import NpzRows
+from parity.output_comparison import OutputComparison
+from parity.pairs import Pair
+from parity.runners import ReferenceRunner, Runner
+from parity.streaming import batch_feed
+
+__all__ = ["BISECT_SIDE", "bisect_command", "check_repro_target", "write_repro"]
+
+# runner kind -> the bisect side that reproduces it (a stored TF reference: the live twin)
+BISECT_SIDE = {
+    "eager": "eager",
+    "onnxruntime": "onnxruntime",
+    "tf-live": "tf-twin",
+    "tf-reference": "tf-twin",
+}
+_TORCH_FILES = {"torchscript": "model.ts", "exported-program": "model.pt2", "eager": "weights.pt"}
+
+
+def bisect_command(
+    artifacts: Path, left_kind: str, right_kind: str, sample: int, device: str = "cpu"
+) -> str | None:
+    """The ``python -m parity bisect`` line for a failing pair of runner kinds, or None when a
+    side is compiled whole (TorchScript, ``.pt2``) and cannot be stopped at a layer."""
+    left, right = BISECT_SIDE.get(left_kind), BISECT_SIDE.get(right_kind)
+    if left is None or right is None or left == right:
+        return None
+    where = " --device cuda" if device == "cuda" else ""
+    return (
+        f"python -m parity bisect --artifacts {artifacts} --pair {left}:{right} "
+        f"--sample {sample}{where}"
+    )
+
+
+def check_repro_target(out: Path) -> None:
+    """Refuse a ``--repro`` folder that already holds something (before any work is done)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ParityError(f"--repro {out} already exists and is not empty; give a new folder")
+
+
+def write_repro(
+    out: Path,
+    *,
+    artifacts: Path,
+    signature: Signature,
+    inputs: NpzRows,
+    n: int,
+    pairs: Sequence[Pair],
+    comparisons: Sequence[OutputComparison],
+    environment: Mapping[str, Any],
+) -> Path | None:
+    """Write the reproducer of the first failing pair (module docstring); None if none failed.
+
+    The pair's runners must still be active (the check calls this inside its runner stack).
+    """
+    failed = [c for c in comparisons if c.status != "pass"]
+    if not failed:
+        return None
+    first = failed[0]
+    pair = next(p for p in pairs if (p.left.name, p.right.name) == (first.left, first.right))
+    mine = [c for c in failed if (c.left, c.right) == (first.left, first.right)]
+    sample = first.worst_sample if first.worst_sample is not None else 0
+    batch = signature.inputs[0].shape[0]
+    start = (sample // batch) * batch
+    stop = min(start + batch, n)
+    feed = batch_feed(inputs, signature, start, stop)
+    sides = {
+        "left": _outputs(pair.left, feed, start, stop),
+        "right": _outputs(pair.right, feed, start, stop),
+    }
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        np.savez(staging / "inputs.npz", **feed)  # type: ignore[arg-type]
+        for side, values in sides.items():
+            for name, value in values.items():
+                np.save(staging / f"{side}_{name}.npy", value, allow_pickle=False)
+        copied = []
+        for name in ("model.onnx", "manifest.json", *_torch_files(pair)):
+            if (artifacts / name).is_file() and name not in copied:
+                shutil.copy2(artifacts / name, staging / name)
+                copied.append(name)
+        case = {
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "artifacts": str(artifacts),
+            "pair": {
+                "left": pair.left.name,
+                "left_kind": pair.left.kind,
+                "right": pair.right.name,
+                "right_kind": pair.right.kind,
+                "class": pair.pair_class,
+                "device": pair.device,
+            },
+            "batch": {"start": start, "stop": stop, "size": batch, "worst_sample": sample},
+            "outputs": {
+                spec.name: {"wraps": spec.wraps, "weighted_by": spec.weighted_by}
+                for spec in signature.outputs
+            },
+            "failures": [_failure(c) for c in mine],
+            "files": sorted(copied),
+            "bisect": bisect_command(
+                artifacts, pair.left.kind, pair.right.kind, sample, pair.device
+            ),
+            "environment": encode_tree(dict(environment)),
+        }
+        (staging / "case.json").write_text(json.dumps(case, indent=2) + "\n")
+        (staging / "rerun.py").write_text(_RERUN)
+        (staging / "README.md").write_text(_readme(case))
+        if out.exists():
+            out.rmdir()  # empty (check_repro_target ran before the check)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _outputs(
+    runner: Runner, feed: Mapping[str, np.ndarray], start: int, stop: int
+) -> dict[str, np.ndarray]:
+    if isinstance(runner, ReferenceRunner):
+        return runner.rows(start, stop)  # replays rows without moving its position
+    return {k: np.ascontiguousarray(v[: stop - start]) for k, v in runner.infer(feed).items()}
+
+
+def _torch_files(pair: Pair) -> list[str]:
+    return [_TORCH_FILES[r.kind] for r in (pair.left, pair.right) if r.kind in _TORCH_FILES]
+
+
+def _failure(c: OutputComparison) -> dict[str, Any]:
+    tol = c.tolerance
+    return {
+        "output": c.output,
+        "atol": tol.atol,
+        "rtol": tol.rtol,
+        "rtol_peak": tol.rtol_peak,
+        "peak": c.peak,
+        "max_fraction_out": tol.max_fraction_out,
+        "weighted": c.weighted,
+        "failures": list(c.failures),
+        "messages": list(c.messages),
+        "max_abs": c.max_abs,
+        "n_out": c.n_out,
+        "worst_sample": c.worst_sample,
+    }
+
+
+def _readme(case: Mapping[str, Any]) -> str:
+    pair = case["pair"]
+    outputs = ", ".join(f["output"] for f in case["failures"])
+    lines = [
+        f"# Parity reproducer: {pair['left']} vs {pair['right']} ({outputs})",
+        "",
+        f"Samples {case['batch']['start']}..{case['batch']['stop'] - 1} of the check's inputs "
+        f"(worst sample {case['batch']['worst_sample']}), made {case['created']}.",
+        "",
+        "Rerun anywhere with numpy and onnxruntime (no project, no torch):",
+        "",
+        "    python rerun.py",
+        "",
+        "It exits 1 when the failure reproduces and 0 when it does not. `case.json` holds the "
+        "tolerances, the measured errors and the environment the check ran in.",
+    ]
+    if case.get("bisect"):
+        lines += [
+            "",
+            "Where the two sides part, with the project installed:",
+            "",
+            f"    {case['bisect']}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+_RERUN = '''"""Rerun a failed parity comparison with numpy and onnxruntime only (see README.md)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+PHASE_WEIGHT_FLOOR = 1e-2  # phase errors count in full only where the amplitude exceeds this
+
+
+def wrap(d):
+    return (d + np.pi) % (2 * np.pi) - np.pi
+
+
+def out_of_tolerance(left, right, failure, spec, weight):
+    """Elements outside atol + rtol*|right| + rtol_peak*peak (non-finite ones count as out)."""
+    a, b = left.astype(np.float64), right.astype(np.float64)
+    finite = np.isfinite(a) & np.isfinite(b)
+    d = np.where(finite, a, 0.0) - np.where(finite, b, 0.0)
+    if spec["wraps"]:
+        d = wrap(d)
+        if failure["weighted"] and weight is not None:
+            d = d * np.minimum(1.0, np.abs(np.nan_to_num(weight)) / PHASE_WEIGHT_FLOOR)
+    floor = failure["atol"] + failure["rtol_peak"] * (failure["peak"] or 0.0)
+    bound = floor + failure["rtol"] * np.abs(np.where(finite, b, 0.0))
+    return int(((np.abs(d) > bound) | ~finite).sum()), float(np.abs(d).max()), d.size
+
+
+def main():
+    case = json.loads((HERE / "case.json").read_text())
+    pair = case["pair"]
+    print(f"pair {pair['left']} vs {pair['right']} ({pair['class']}, {pair['device']})")
+    reproduced = False
+    ort_out = None
+    if (HERE / "model.onnx").is_file():
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            print("onnxruntime is not installed: comparing the stored outputs only")
+        else:
+            session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
+            with np.load(HERE / "inputs.npz", allow_pickle=False) as data:
+                feed = {i.name: data[i.name] for i in session.get_inputs()}
+            rows = case["batch"]["stop"] - case["batch"]["start"]
+            names = [o.name for o in session.get_outputs()]
+            ort_out = {n: v[:rows] for n, v in zip(names, session.run(names, feed))}
+            print(f"onnxruntime {ort.__version__} on {session.get_providers()[0]}")
+    for failure in case["failures"]:
+        name = failure["output"]
+        spec = case["outputs"][name]
+        left = np.load(HERE / f"left_{name}.npy", allow_pickle=False)
+        right = np.load(HERE / f"right_{name}.npy", allow_pickle=False)
+        weight = None
+        if spec["weighted_by"]:
+            weight = np.load(HERE / f"right_{spec['weighted_by']}.npy", allow_pickle=False)
+        n_out, max_abs, size = out_of_tolerance(left, right, failure, spec, weight)
+        allowed = int(failure["max_fraction_out"] * size)
+        fails = n_out > allowed
+        reproduced |= fails
+        print(
+            f"{name}: stored sides differ by max {max_abs:.3e}; {n_out} of {size} elements out of "
+            f"tolerance (atol {failure['atol']:g}, rtol {failure['rtol']:g}, rtol_peak "
+            f"{failure['rtol_peak']:g} x peak {failure['peak']}): {'FAILS' if fails else 'passes'}"
+        )
+        if ort_out is not None and name in ort_out:
+            here = ort_out[name]
+            for side, stored in (("left", left), ("right", right)):
+                diff = here.astype(np.float64) - stored
+                if spec["wraps"]:
+                    diff = wrap(diff)
+                print(f"  onnxruntime here vs stored {side} ({pair[side]}): max {np.abs(diff).max():.3e}")
+    print("failure reproduced" if reproduced else "failure NOT reproduced")
+    return 1 if reproduced else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
