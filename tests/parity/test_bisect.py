@@ -9,32 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.manifest import file_entry, read_manifest
+from export.manifest import read_manifest
 from export.signature import Signature
 from parity.bisect import FLOOR, BisectError, bisect, boundaries, make_side, parse_pair
 from parity.cli import main as parity_main
 from ptycho_torch.checkpoint import load_model
-
-
-def _scale_onnx_conv(artifacts: Path, layer: str, factor: float) -> None:
-    """Scale one conv layer's weights in model.onnx, as an exporter bug would, and record the
-    changed file in the manifest (the build would have recorded the file it wrote)."""
-    import onnx
-    from onnx import numpy_helper
-
-    path = artifacts / "model.onnx"
-    model = onnx.load(str(path))
-    for i, init in enumerate(model.graph.initializer):
-        if init.name == f"model.{layer}.weight":
-            scaled = numpy_helper.to_array(init) * np.float32(factor)
-            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(scaled, init.name))
-            break
-    else:
-        raise AssertionError(f"no initializer for {layer}")
-    path.write_bytes(model.SerializeToString())
-    manifest = read_manifest(artifacts, verify=False)
-    manifest.files["model.onnx"] = file_entry(path)
-    manifest.write(artifacts)
+from scripts.plant_onnx_fault import scale_onnx_conv
 
 
 def test_boundaries_follow_the_dataflow(parity_build) -> None:
@@ -76,7 +56,7 @@ def test_healthy_model_names_nothing_and_prints_its_noise_floor(artifacts: Path)
     ],
 )
 def test_onnx_conv_scaled_by_1_01_is_named(artifacts: Path, layer: str, block: str) -> None:
-    _scale_onnx_conv(artifacts, layer, 1.01)
+    scale_onnx_conv(artifacts, layer, 1.01)
     result = bisect(artifacts, ("eager", "onnxruntime"))
     jump = result.first_jump
     assert jump is not None, result.table()
@@ -91,7 +71,7 @@ def test_cli_exit_codes_and_json(artifacts: Path, tmp_path: Path, capsys) -> Non
     out = tmp_path / "bisect.json"
     assert parity_main(["bisect", "--artifacts", str(artifacts), "--json", str(out)]) == 0
     assert "no jump" in capsys.readouterr().out
-    _scale_onnx_conv(artifacts, "encoder.0.convs.conv1", 1.01)
+    scale_onnx_conv(artifacts, "encoder.0.convs.conv1", 1.01)
     assert parity_main(["bisect", "--artifacts", str(artifacts), "--json", str(out)]) == 1
     printed = capsys.readouterr().out
     assert "first jump: encoder.0.convs.conv1 in encoder.0" in printed

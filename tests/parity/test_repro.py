@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from parity.cli import main as parity_main
-from tests.parity.test_bisect import _scale_onnx_conv
+from scripts.plant_onnx_fault import scale_onnx_conv
 
 
 def test_failing_check_writes_a_reproducer_that_reruns(artifacts: Path, tmp_path: Path) -> None:
-    _scale_onnx_conv(artifacts, "encoder.1.convs.conv2", 1.01)
+    scale_onnx_conv(artifacts, "encoder.1.convs.conv2", 1.01)
     repro = tmp_path / "repro"
     code = parity_main(
         ["check", "--artifacts", str(artifacts), "--device", "cpu", "--repro", str(repro)]
