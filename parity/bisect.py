@@ -21,11 +21,12 @@ relative error upstream of it, and never to need more than the floor ``FLOOR``. 
 boundary above ``max(FLOOR, JUMP * upstream)`` is where the sides part; a healthy pair names
 nothing and the table is its per-boundary noise floor.
 
-Sides: ``eager`` (forward hooks on the checkpoint's model), ``onnxruntime`` (a copy of
+Sides: ``eager`` (forward hooks on the checkpoint's model), ``exported-program`` (``model.pt2``
+run node by node, convs found by the exporter's ``nn_module_stack``), ``onnxruntime`` (a copy of
 ``model.onnx`` with the boundary values added as graph outputs, run by ONNX Runtime) and
 ``tf-twin`` (the TensorFlow twin with the checkpoint's weights, Keras layer outputs; NHWC is
-turned into NCHW). TorchScript and ``.pt2`` are compiled whole: compare them end to end with
-``parity check``, and bisect eager against the others.
+turned into NCHW). TorchScript is compiled whole (a loaded script module takes no hooks):
+compare it end to end with ``parity check``, and bisect eager against the others.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ log = logging.getLogger(__name__)
 JUMP = 10.0  # a boundary may carry this many times its upstream's relative error
 FLOOR = 1e-5  # ... and never needs less room than this (5x the 2e-6 CPU target)
 
-SIDES = ("eager", "onnxruntime", "tf-twin")
+SIDES = ("eager", "exported-program", "onnxruntime", "tf-twin")
 _ALIASES = {
     "onnx": "onnxruntime",
     "ort": "onnxruntime",
@@ -72,8 +73,10 @@ _ALIASES = {
     "tf-live": "tf-twin",
     "twin": "tf-twin",
     "torch": "eager",
+    "pt2": "exported-program",
+    "torch.export": "exported-program",
 }
-_WHOLE = ("torchscript", "exported-program", "pt2", "ts", "tf-reference")
+_WHOLE = ("torchscript", "ts", "tf-reference")
 _DECODER_OUTPUT = {"amplitude_decoder": AMPLITUDE, "phase_decoder": PHASE}
 
 
@@ -364,6 +367,56 @@ class EagerSide(Side):
         return values
 
 
+class ExportedProgramSide(Side):
+    """``model.pt2`` run node by node (``torch.fx.Interpreter``); each conv node is found by the
+    module path the exporter keeps in its ``nn_module_stack``."""
+
+    kind = "exported-program"
+
+    def _activate(self) -> None:
+        from export.artifacts import load_program
+        from parity.runners import _torch_device
+
+        self.fn = load_program(self.artifacts / "model.pt2", _torch_device(self.device))
+        self.module = self.fn._fn  # the program's GraphModule
+
+    def _deactivate(self) -> None:
+        self.fn = self.module = None  # type: ignore[assignment]
+
+    def run(
+        self, feed: Mapping[str, np.ndarray], bounds: Sequence[Boundary]
+    ) -> dict[str, np.ndarray]:
+        import torch.fx
+
+        posts = {b.name: b.post for b in bounds if b.post != "output"}
+        values: dict[str, np.ndarray] = {}
+
+        class Recorder(torch.fx.Interpreter):
+            def run_node(self, n: torch.fx.Node) -> Any:
+                result = super().run_node(n)
+                stack = n.meta.get("nn_module_stack") or {}
+                if n.op == "call_function" and "conv" in str(n.target):
+                    path = str(list(stack.values())[-1][0]) if stack else ""
+                    name = next((b for b in posts if path == b or path.endswith("." + b)), None)
+                    if name is not None:
+                        values[name] = _post_torch(posts[name], result).detach().cpu().numpy()
+                return result
+
+        module: Any = self.module
+        self.fn._fn = lambda *args: Recorder(module).run(*args)
+        try:
+            values.update(self.fn(feed))
+        finally:
+            self.fn._fn = module
+        missing = sorted(set(posts) - set(values))
+        if missing:
+            raise BisectError(
+                f"model.pt2: no conv node carries the module path of {missing[0]} "
+                f"({len(missing)} boundaries unmatched); was it built by this tool?"
+            )
+        return values
+
+
 class OnnxSide(Side):
     """A copy of ``model.onnx`` whose boundary values are graph outputs, run by ONNX Runtime."""
 
@@ -514,6 +567,7 @@ class TfTwinSide(Side):
 
 
 _SIDE_TYPES: dict[str, type[Side]] = {
+    "exported-program": ExportedProgramSide,
     "eager": EagerSide,
     "onnxruntime": OnnxSide,
     "tf-twin": TfTwinSide,
@@ -523,8 +577,8 @@ _SIDE_TYPES: dict[str, type[Side]] = {
 def make_side(
     kind: str, artifacts: Path, manifest: Manifest, signature: Signature, device: str
 ) -> Side:
-    """A side of ``kind`` (one of :data:`SIDES`), not yet activated."""
-    return _SIDE_TYPES[kind](artifacts, manifest, signature, device)
+    """A side of ``kind`` (one of :data:`SIDES` or an alias such as ``pt2``), not yet activated."""
+    return _SIDE_TYPES[_ALIASES.get(kind, kind)](artifacts, manifest, signature, device)
 
 
 def read_batch(

@@ -43,6 +43,7 @@ __all__ = ["BISECT_SIDE", "bisect_command", "check_repro_target", "write_repro"]
 # runner kind -> the bisect side that reproduces it (a stored TF reference: the live twin)
 BISECT_SIDE = {
     "eager": "eager",
+    "exported-program": "exported-program",
     "onnxruntime": "onnxruntime",
     "tf-live": "tf-twin",
     "tf-reference": "tf-twin",
@@ -54,7 +55,7 @@ def bisect_command(
     artifacts: Path, left_kind: str, right_kind: str, sample: int, device: str = "cpu"
 ) -> str | None:
     """The ``python -m parity bisect`` line for a failing pair of runner kinds, or None when a
-    side is compiled whole (TorchScript, ``.pt2``) and cannot be stopped at a layer."""
+    side is compiled whole (TorchScript) and cannot be stopped at a layer."""
     left, right = BISECT_SIDE.get(left_kind), BISECT_SIDE.get(right_kind)
     if left is None or right is None or left == right:
         return None

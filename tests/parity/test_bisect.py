@@ -99,8 +99,9 @@ def test_cli_bad_requests_exit_2(artifacts: Path, capsys, argv: list[str], messa
 def test_parse_pair_aliases() -> None:
     assert parse_pair("torch:ORT") == ("eager", "onnxruntime")
     assert parse_pair("onnx:tf") == ("onnxruntime", "tf-twin")
-    with pytest.raises(BisectError):
-        parse_pair("eager:pt2")
+    assert parse_pair("eager:pt2") == ("eager", "exported-program")
+    with pytest.raises(BisectError, match="compiled program"):
+        parse_pair("eager:torchscript")
 
 
 def test_physics_head_includes_pred_amplitude(built_physics, tmp_path: Path) -> None:
@@ -111,6 +112,28 @@ def test_physics_head_includes_pred_amplitude(built_physics, tmp_path: Path) -> 
     result = bisect(copy, ("eager", "onnxruntime"))
     assert result.rows[-1].name == "pred_amplitude"
     assert result.first_jump is None, result.table()
+
+
+def test_exported_program_side_maps_every_conv(artifacts: Path) -> None:
+    """eager vs .pt2 (run node by node) is healthy; with one eager conv scaled by 1.01 the
+    bisection names that conv, so the program's nodes were matched to the right layers."""
+    import torch
+
+    healthy = bisect(artifacts, ("eager", "pt2"))
+    assert healthy.first_jump is None and all(r.rel < FLOOR for r in healthy.rows)
+    manifest = read_manifest(artifacts)
+    signature = Signature.from_dict(manifest.signature)
+    eager = make_side("eager", artifacts, manifest, signature, "cpu")
+    eager.activate()
+    with torch.no_grad():
+        eager.model.get_submodule("phase_decoder.head.centre_conv").weight.mul_(1.01)  # type: ignore[attr-defined]
+    program = make_side("exported-program", artifacts, manifest, signature, "cpu")
+    jump = bisect(artifacts, ("eager", "pt2"), sides=(eager, program)).first_jump
+    assert jump is not None
+    assert (jump.name, jump.block) == (
+        "phase_decoder.head.centre_conv",
+        "phase_decoder.head (centre path)",
+    )
 
 
 @pytest.mark.tf
