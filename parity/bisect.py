@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ import numpy as np
 from export.manifest import Manifest, read_manifest
 from export.signature import AMPLITUDE, PHASE, PRED_AMPLITUDE, Signature
 from parity.errors import EnvironmentUnavailable, ParityError
+from parity.lifecycle import Activatable
 
 __all__ = [
     "FLOOR",
@@ -263,8 +264,11 @@ def parse_pair(text: str) -> tuple[str, str]:
     return sides[0], sides[1]
 
 
-class Side(ABC):
-    """One backend run to the boundaries: ``with side: values = side.run(feed, bounds)``."""
+class Side(Activatable):
+    """One backend run to the boundaries: ``with side: values = side.run(feed, bounds)``.
+
+    ``activate`` does nothing on an active side, so a test may change one (a broken twin)
+    before :func:`bisect` enters it."""
 
     kind = "side"
 
@@ -275,31 +279,6 @@ class Side(ABC):
         self.device = device
         self.name = f"{self.kind}[{device}]"
         self.is_active = False
-
-    def __enter__(self) -> Side:
-        self.activate()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.deactivate()
-
-    def activate(self) -> None:
-        """Load the backend; a second call while active does nothing (a test may change an
-        activated side before the bisection enters it)."""
-        if not self.is_active:
-            self._activate()
-            self.is_active = True
-
-    def deactivate(self) -> None:
-        if self.is_active:
-            self.is_active = False
-            self._deactivate()
-
-    @abstractmethod
-    def _activate(self) -> None: ...
-
-    @abstractmethod
-    def _deactivate(self) -> None: ...
 
     @abstractmethod
     def run(
