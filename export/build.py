@@ -7,6 +7,7 @@ interrupted build leaves the previous artifacts untouched.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -94,15 +96,23 @@ class _Progress:
         self.steps.append((title, verdict, seconds))
 
 
-def build(options: BuildOptions, make_reference: ReferenceMaker | None = None) -> BuildResult:
-    """Export, check and publish the artifacts. Raises :class:`ExportError` subclasses."""
+def build(
+    options: BuildOptions,
+    make_reference: ReferenceMaker | None = None,
+    threads: dict[str, Any] | None = None,
+) -> BuildResult:
+    """Export, check and publish the artifacts. Raises :class:`ExportError` subclasses.
+
+    ``threads``: how torch's thread count was chosen (``ThreadChoice.to_dict()``), recorded in
+    the manifest; the caller applies it before the build (None: the count in effect is recorded).
+    """
     start = time.perf_counter()
     out = out_path(options.out)
     check_out(out, _used_paths(options), options.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(out):
         recover_leftovers(out)
-        return _build_locked(options, out, start, make_reference)
+        return _build_locked(options, out, start, make_reference, threads)
 
 
 def _used_paths(options: BuildOptions) -> list[tuple[str, Path]]:
@@ -113,7 +123,11 @@ def _used_paths(options: BuildOptions) -> list[tuple[str, Path]]:
 
 
 def _build_locked(
-    options: BuildOptions, out: Path, start: float, make_reference: ReferenceMaker | None
+    options: BuildOptions,
+    out: Path,
+    start: float,
+    make_reference: ReferenceMaker | None,
+    threads: dict[str, Any] | None,
 ) -> BuildResult:
     progress = _Progress(7)
     torch.manual_seed(0)
@@ -146,6 +160,11 @@ def _build_locked(
             progress,
             make_reference,
         )
+        # recorded here, not in _export_all: what ran the build, not what the export produced
+        manifest = dataclasses.replace(
+            manifest, threads=threads or {"threads": torch.get_num_threads()}
+        )
+        manifest.write(tmp)
         with progress.step(f"publish {out}") as notes:
             version = publish(tmp, out, options.keep, protect=[p for _, p in _used_paths(options)])
             notes.append(f"{len(manifest.files)} files, {out.name} -> {version.name}")
@@ -230,7 +249,6 @@ def _export_all(
             json.loads((tmp / "reference.json").read_text()) if "reference.json" in files else None
         ),
     )
-    manifest.write(tmp)
     return manifest
 
 

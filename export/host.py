@@ -21,6 +21,7 @@ import onnxruntime as ort
 
 from export.errors import ArtifactsChangedError
 from export.manifest import Manifest
+from export.session import SessionSettings
 from export.signature import Signature  # torch-free: keeps the host so
 from ptycho_torch.errors import ToolError
 
@@ -40,12 +41,13 @@ class HostError(ToolError):
     """Bad input to the host runtime (exit code 2) or, with ``exit_code=3``, an environment gap."""
 
 
-def provider_chain(device: str) -> list[Any]:
-    """Execution providers for a device, with TF32 off on CUDA."""
+def provider_chain(device: str, session: SessionSettings | None = None) -> list[Any]:
+    """Execution providers for a device, with TF32 off on CUDA (and ``session``'s CUDA options)."""
     if device == "cpu":
         return ["CPUExecutionProvider"]
     if device == "cuda":
-        return [("CUDAExecutionProvider", {"use_tf32": "0"}), "CPUExecutionProvider"]
+        cuda = {"use_tf32": "0", **(session.cuda_options() if session else {})}
+        return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
     raise HostError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
 
 
@@ -73,19 +75,28 @@ def _ort_reason(exc: Exception) -> str:
 
 
 class OnnxHost:
-    """An ONNX Runtime session bound to the artifact's fixed float32 signature."""
+    """An ONNX Runtime session bound to the artifact's fixed float32 signature.
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    ``session``: the settings the manifest records (``onnxruntime_session``, measured by
+    ``python -m export bench --save-tuning``); None runs ONNX Runtime's defaults.
+    """
+
+    def __init__(
+        self, path: str | Path, device: str = "cpu", session: SessionSettings | None = None
+    ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise HostError(f"ONNX model {self.path} does not exist")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # the CUDA provider's load failure is reported below instead
+        if session is not None:
+            session.session_options(options)
+        self.settings = session
         if device == "cuda":
             _preload_cuda_libraries()
         try:
             self.session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=provider_chain(device)
+                str(self.path), sess_options=options, providers=provider_chain(device, session)
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
             raise HostError(

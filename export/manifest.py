@@ -97,6 +97,11 @@ class Manifest:
     loadback_max_abs_vs_eager: dict[str, float] = field(default_factory=dict)
     reference: dict[str, Any] | None = None
     torchscript_note: str = ""
+    # torch CPU threads of the build (ThreadChoice.to_dict()); None in manifests from before it
+    threads: dict[str, Any] | None = None
+    # ONNX Runtime session settings a host applies (export.session.SessionSettings.to_dict(),
+    # written by `export bench --save-tuning`); None: ONNX Runtime's defaults, as before it
+    onnxruntime_session: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

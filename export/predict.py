@@ -39,6 +39,7 @@ import onnxruntime as ort
 from export.errors import ManifestError
 from export.host import OnnxHost
 from export.manifest import read_manifest
+from export.session import SessionSettings
 from export.signature import AMPLITUDE, PHASE
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.errors import DataError
@@ -106,7 +107,11 @@ class Predictor:
     def __init__(self, artifacts: str | Path, device: str = "cpu") -> None:
         self.directory = Path(artifacts)
         self.manifest = read_manifest(self.directory)
-        self.host = OnnxHost(self.directory / "model.onnx", device=device)
+        self.host = OnnxHost(  # with the session settings the manifest records, if any
+            self.directory / "model.onnx",
+            device=device,
+            session=SessionSettings.from_manifest(self.manifest),
+        )
         self.host.check_manifest(self.manifest)
         try:
             self.config = ModelConfig.from_dict(dict(self.manifest.model_config))

@@ -27,6 +27,7 @@ from export.errors import OutputMismatchError, ReferenceFormatError, StaleRefere
 from export.host import DEVICES, OnnxHost
 from export.manifest import Manifest, read_manifest
 from export.output_check import OutputCheck, bounds_for, check_output
+from export.session import SessionSettings
 from ptycho_torch.digest import arrays_sha256
 from ptycho_torch.npz import read_npz
 
@@ -135,7 +136,11 @@ def verify_artifacts(
     """
     directory = Path(directory)
     manifest = read_manifest(directory)  # every file checked: missing or changed is exit 4
-    host = OnnxHost(directory / "model.onnx", device=options.device)
+    host = OnnxHost(
+        directory / "model.onnx",
+        device=options.device,
+        session=SessionSettings.from_manifest(manifest),  # what the host will run
+    )
     host.check_manifest(manifest)
     feed = read_npz(directory / "inputs.npz", what="inputs")
     reference = _fresh_reference(directory, manifest, host, feed)

@@ -1,104 +1,357 @@
-"""``python -m parity.bench``: latency of every backend on the artifacts' fixed batch, side by side.
+"""``python -m export bench``: every backend against the machine's own limit, batch by batch.
 
-Runs each runner interleaved (round robin, after warm-up) so that machine noise hits all of
-them alike, and prints median and p90 per batch, throughput, and the ratio to eager. Figures,
-never assertions: the machines are shared and noisy.
+For each batch size (the artifacts' own, or others built on the fly into a temporary folder:
+:mod:`parity.bench_batches`), eager PyTorch, TorchScript, ``.pt2`` and ONNX Runtime are timed
+interleaved with a GEMM probe (:mod:`parity.ceiling`) after warm-up, so each backend's achieved
+GFLOP/s (FLOPs counted from the model's convolutions, :mod:`parity.flops`) is a fraction of a
+ceiling measured in the same rounds. Before that, :mod:`parity.tuning` measures ONNX Runtime
+thread counts and graph optimisation levels and eager's modes and keeps the fastest
+(``--save-tuning`` records ONNX Runtime's in the manifest); after it, the per-layer view
+(:mod:`parity.bench_layers`) times each conv shape alone. Figures, never assertions: the
+machines are shared and noisy. ``python -m parity.bench`` is the same command.
 """
 
 from __future__ import annotations
 
-import statistics
+import logging
+import os
 import sys
-import time
+import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from parity.errors import EnvironmentUnavailable, ParityError
+from export.manifest import Manifest
+from export.session import SessionSettings
+from parity.bench_report import BatchResult, BenchReport, BenchRow
+from parity.bench_timing import Samples, interleave
+from parity.ceiling import GemmProbe
+from parity.errors import EnvironmentUnavailable
+from parity.tuning import EagerMode
 
-__all__ = ["BenchOptions", "benchmark"]
+__all__ = ["BenchOptions", "parse_batches", "run_bench"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_batches(text: str) -> list[int]:
+    """``"1,8,32"`` -> ``[1, 8, 32]`` (sorted, unique); ``"own"`` -> ``[]`` (the artifacts' own).
+
+    Raises:
+        ValueError: anything but comma-separated integers >= 1.
+    """
+    if text.strip().lower() in ("", "own"):
+        return []
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        values = [0]
+    if any(v < 1 for v in values):
+        raise ValueError(f"batch must be comma-separated integers >= 1 (e.g. 1,8,32), got {text!r}")
+    return sorted(set(values))
 
 
 @dataclass(frozen=True)
 class BenchOptions:
-    """What ``python -m parity.bench`` measures (each default lives here)."""
+    """What ``python -m export bench`` measures (each default lives here)."""
 
     artifacts: Path = field(
         default=Path("artifacts"), metadata={"help": "folder written by `python -m export build`"}
     )
+    batch: str = field(
+        default="own",
+        metadata={
+            "help": "batch sizes, e.g. 1,8,32,128: others than the artifacts' own (own) are "
+            "built into a temporary folder"
+        },
+    )
     device: str = field(default="cpu", metadata={"help": "device", "choices": ("cpu", "cuda")})
-    repeats: int = field(default=20, metadata={"help": "timed batches per backend"})
-    warmup: int = field(default=3, metadata={"help": "untimed batches per backend first"})
+    seconds: float = field(
+        default=10.0,
+        metadata={"help": "timed seconds per batch size (and per tuning step and layer view)"},
+    )
+    repeats: int = field(default=5, metadata={"help": "at least this many timed rounds"})
+    warmup: int = field(default=2, metadata={"help": "untimed rounds per backend first"})
+    threads: str = field(
+        default="auto",
+        metadata={
+            "help": "CPU threads: auto (torch: measured; ONNX Runtime: 1..cores tried by the "
+            "tuning) or N (both use N)"
+        },
+    )
+    tune: bool = field(
+        default=True,
+        metadata={"help": "measure ONNX Runtime settings and eager modes first, keep the fastest"},
+    )
+    layers: bool = field(default=True, metadata={"help": "time each conv shape alone"})
+    save_tuning: bool = field(
+        default=False,
+        metadata={"help": "record the chosen ONNX Runtime settings in the artifacts' manifest"},
+    )
 
     def __post_init__(self) -> None:
+        from ptycho_torch.threads import parse_threads
+
+        parse_batches(self.batch)
+        parse_threads(self.threads)  # ValueError names --threads
+        if self.seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {self.seconds}")
         if self.repeats < 1:
-            raise ParityError(f"--repeats must be >= 1, got {self.repeats}")
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         if self.warmup < 0:
-            raise ParityError(f"--warmup must be >= 0, got {self.warmup}")
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.save_tuning and not self.tune:
+            raise ValueError("save_tuning needs the tuning: drop --no-tune")
+
+    @property
+    def batches(self) -> list[int]:
+        return parse_batches(self.batch)
 
 
-def benchmark(
-    artifacts: Path, device: str = "cpu", repeats: int = 20, warmup: int = 3
-) -> list[dict[str, object]]:
-    """Median/p90 seconds per batch for eager, TorchScript, .pt2 and ONNX Runtime on ``device``.
+def run_bench(options: BenchOptions) -> BenchReport:
+    """Measure; see the module docstring. On CUDA, ONNX Runtime's CUDA provider that does not
+    come up is a row with the reason (``BenchReport.unavailable``; the command exits 3).
 
-    On CUDA, an ONNX Runtime whose CUDA provider does not come up is a row with ``unavailable``
-    (the reason) instead of timings; the command then exits 3.
+    Raises:
+        ManifestError, ArtifactsChangedError: the artifacts folder does not verify.
+        EnvironmentUnavailable: (exit 3) CUDA requested and torch sees none.
     """
     from export.manifest import read_manifest
+    from export.session import save_session_settings
     from export.signature import Signature
-    from parity.pairs import make_runners
+    from parity.bench_layers import time_layers
+    from parity.ceiling import gemm_probe
+    from parity.flops import conv_shapes, distinct_shapes
     from parity.precision import apply_precision_policy
+    from parity.tuning import tune
+    from ptycho_torch.checkpoint import load_model
+    from ptycho_torch.threads import cpu_kind, physical_cores, set_threads
 
     apply_precision_policy()
-    manifest = read_manifest(artifacts)  # benchmark what was built, nothing else
+    load_before = _load()
+    manifest = read_manifest(options.artifacts)  # benchmark what was built, nothing else
+    weights = manifest.weights_path(options.artifacts)
     signature = Signature.from_dict(manifest.signature)
-    with np.load(artifacts / "inputs.npz", allow_pickle=False) as data:
-        feed = {k: data[k] for k in data.files}
-    runners = make_runners(
-        artifacts, manifest.weights_path(artifacts), signature, [device], None, tf_twin=False
+    own_batch = signature.inputs[0].shape[0]
+    batches = options.batches or [own_batch]
+    choice = set_threads(options.threads)
+    _check_device(options.device)
+    model = load_model(weights)
+    calls = conv_shapes(model)
+    flops = sum(c.flops for c in calls)
+    machine = {
+        "cpu": cpu_kind(),
+        "physical_cores": physical_cores(),
+        "device": _device_name(options.device),
+        "load_before": load_before,
+    }
+    report = BenchReport(
+        machine=machine,
+        model={
+            "N": model.N,
+            "C": model.C,
+            "n_filters_scale": model.config.n_filters_scale,
+            "head": manifest.head,
+            "flops_per_pattern": flops,
+            "gflop_per_pattern": flops / 1e9,
+            "conv_calls": len(calls),
+            "counted": "conv layers from the module shapes (2 x MACs); bias, element-wise "
+            "ops and FFTs not counted",
+        },
+        ceiling_probe="",
+        threads=choice.to_dict(),
     )
-    missing: list[dict[str, object]] = []  # ONNX Runtime's CUDA provider that did not come up
+    session = SessionSettings.from_manifest(manifest) or SessionSettings(choice.threads)
+    eager_mode = EagerMode()
+    if options.tune:
+        ort_threads = (
+            list(range(1, physical_cores() + 1)) if choice.requested == "auto" else [choice.threads]
+        )
+        tuning = tune(
+            options.artifacts / "model.onnx",
+            weights,
+            signature,
+            _feed(options.artifacts),
+            options.device,
+            [1] if options.device == "cuda" else ort_threads,
+            options.seconds,
+            f"{cpu_kind()}, {physical_cores()} cores, load average {_load()}",
+        )
+        session, eager_mode = tuning.onnxruntime, tuning.eager
+        report.tuning = tuning.to_dict()
+    probe = gemm_probe(
+        options.device, max(choice.threads, session.intra_op_threads or physical_cores())
+    )
+    report.ceiling_probe = probe.describe()
+    with tempfile.TemporaryDirectory(prefix="ptychopinn-bench-") as workdir:
+        for batch in batches:
+            report.batches.append(
+                _bench_batch(
+                    options, manifest, batch, Path(workdir), probe, flops, session, eager_mode
+                )
+            )
+    if options.layers:
+        report.layers_batch = own_batch if own_batch in batches else batches[-1]
+        log.info("bench: per-layer view at batch %d", report.layers_batch)
+        timings = time_layers(
+            distinct_shapes(calls),
+            report.layers_batch,
+            probe,
+            options.seconds,
+            options.device,
+            session,
+            eager_mode.channels_last,
+        )
+        report.layers = [t.to_dict() for t in timings]
+    if options.save_tuning:
+        save_session_settings(options.artifacts, session)
+        report.saved_tuning = str(options.artifacts / "manifest.json")
+        log.info("bench: recorded ONNX Runtime settings in %s", report.saved_tuning)
+    machine["load_after"] = _load()
+    return report
+
+
+def _bench_batch(
+    options: BenchOptions,
+    manifest: Manifest,
+    batch: int,
+    workdir: Path,
+    probe: GemmProbe,
+    flops: int,
+    session: SessionSettings,
+    eager_mode: EagerMode,
+) -> BatchResult:
+    """Every backend at ``batch``, interleaved with the GEMM probe."""
+    from export.signature import Signature
+    from parity.bench_batches import artifacts_for_batch
+    from parity.runners import ExportedProgramRunner, OnnxRuntimeRunner, TorchScriptRunner
+    from parity.tuning import EagerModel
+
+    made = artifacts_for_batch(options.artifacts, manifest, batch, workdir)
+    folder, device = made.folder, options.device
+    signature = Signature.from_dict(_signature(folder, made.folder == options.artifacts, manifest))
+    feed = _feed(folder)
+    runners = [
+        TorchScriptRunner(f"torchscript[{device}]", signature, device, folder / "model.ts"),
+        ExportedProgramRunner(f"pt2[{device}]", signature, device, folder / "model.pt2"),
+        OnnxRuntimeRunner(
+            f"onnxruntime[{device}]", signature, device, folder / "model.onnx", session
+        ),
+    ]
+    rows: list[BenchRow] = []
+    settings = {f"eager[{device}]": eager_mode.describe(), runners[2].name: session.describe()}
     with ExitStack() as stack:  # every activated runner is deactivated, whatever fails
-        for r in list(runners):
+        candidates: dict[str, Callable[[], object]] = dict(probe.runs)
+        eager = EagerModel(manifest.weights_path(options.artifacts), signature, device, eager_mode)
+        candidates[f"eager[{device}]"] = lambda: eager(feed)
+        for r in runners:
             try:
                 stack.enter_context(r)
             except EnvironmentUnavailable as exc:
                 if not (device == "cuda" and r.kind == "onnxruntime"):
                     raise
-                runners.remove(r)  # torch's CUDA runners are still timed; the CLI exits 3
-                missing.append({"runner": r.name, "unavailable": str(exc)})
-        times: dict[str, list[float]] = {r.name: [] for r in runners}
-        for _ in range(warmup):
-            for r in runners:
-                r.infer(feed)
-        for _ in range(repeats):
-            for r in runners:
-                start = time.perf_counter()
-                r.infer(feed)
-                times[r.name].append(time.perf_counter() - start)
-    batch = signature.inputs[0].shape[0]
-    base = statistics.median(times[runners[0].name])
-    rows = []
-    for r in runners:
-        t = sorted(times[r.name])
-        median = statistics.median(t)
-        rows.append(
-            {
-                "runner": r.name,
-                "providers": r.providers,
-                "median_ms": 1e3 * median,
-                "p90_ms": 1e3 * t[int(0.9 * (len(t) - 1))],
-                "patterns_per_s": batch / median,
-                "speedup_vs_eager": base / median,
-            }
+                rows.append(BenchRow(r.name, batch, unavailable=str(exc)))  # the CLI exits 3
+                continue
+            candidates[r.name] = _bound(r.infer, feed)
+        log.info("bench: batch %d, %s, %.0f s", batch, ", ".join(candidates), options.seconds)
+        samples = interleave(
+            candidates, options.seconds, options.repeats, options.warmup, f"batch {batch}"
         )
-    return rows + missing
+        providers = {r.name: r.providers for r in runners}
+    ceiling, rates = probe.ceiling(samples)
+    eager_p50 = samples[f"eager[{device}]"].p50
+    timed = [
+        _row(
+            name,
+            batch,
+            s,
+            flops,
+            ceiling,
+            eager_p50,
+            providers.get(name, []),
+            settings.get(name, ""),
+        )
+        for name, s in samples.items()
+        if name not in probe.runs
+    ]
+    return BatchResult(batch, str(folder), made.build_seconds, ceiling, timed + rows, rates)
+
+
+def _row(
+    name: str,
+    batch: int,
+    s: Samples,
+    flops: int,
+    ceiling: float,
+    eager_p50: float,
+    providers: list[str],
+    setting: str,
+) -> BenchRow:
+    gflops = flops * batch / s.p50 / 1e9
+    return BenchRow(
+        runner=name,
+        batch=batch,
+        providers=list(providers),
+        setting=setting,
+        rounds=len(s),
+        p50_ms=1e3 * s.p50,
+        p99_ms=1e3 * s.p99,
+        patterns_per_s=batch / s.p50,
+        gflops=gflops,
+        fraction_of_ceiling=gflops / ceiling,
+        speedup_vs_eager=eager_p50 / s.p50,
+    )
+
+
+def _bound(
+    fn: Callable[[dict[str, np.ndarray]], object], feed: dict[str, np.ndarray]
+) -> Callable[[], object]:
+    return lambda: fn(feed)
+
+
+def _feed(folder: Path) -> dict[str, np.ndarray]:
+    with np.load(folder / "inputs.npz", allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _signature(folder: Path, own: bool, manifest: Manifest) -> dict[str, object]:
+    from export.manifest import read_manifest
+
+    return manifest.signature if own else read_manifest(folder).signature
+
+
+def _check_device(device: str) -> None:
+    if device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise EnvironmentUnavailable(
+            "requested --device cuda but torch sees no CUDA device "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); run with --device cpu"
+        )
+
+
+def _device_name(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return "cpu"
+
+
+def _load() -> list[float]:
+    """The 1, 5 and 15 minute load averages (``uptime``), for the record."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
 
 
 if __name__ == "__main__":  # `python -m parity.bench`: the command lives in parity.bench_cli
     from parity.bench_cli import main
 
-    sys.exit(main())
+    sys.exit(main(prog="python -m parity.bench"))

@@ -1,17 +1,16 @@
-"""``python -m parity.bench``: options in, the latency table (and JSON) out.
+"""``python -m export bench`` (also ``python -m parity.bench``): options in; table, JSON, plot out.
 
 Options come from :class:`parity.bench.BenchOptions` fields; errors become exit codes in
-:func:`ptycho_torch.cli.run_cli`.
+:func:`ptycho_torch.cli.run_cli`. Progress goes to stderr, the table to stdout.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from parity.bench import BenchOptions, benchmark
+from parity.bench import BenchOptions, run_bench
 from ptycho_torch.cli import ExitCode, run_cli
 from ptycho_torch.cli_options import ConfigOptions
 
@@ -20,32 +19,31 @@ __all__ = ["main"]
 BENCH = ConfigOptions(BenchOptions)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m export bench") -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m parity.bench",
-        description="Latency of every backend on the artifacts' fixed batch, side by side.",
+        prog=prog,
+        description="Throughput, latency and fraction of the machine's GEMM ceiling of every "
+        "backend, per batch size, with the ONNX Runtime settings worth keeping.",
     )
     BENCH.add_to(parser)
-    parser.add_argument("--json", type=Path, help="also write the rows as JSON")
+    parser.add_argument("--json", type=Path, help="also write the whole report as JSON")
+    parser.add_argument("--plot", type=Path, help="also draw throughput vs batch as a PNG")
+    parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     from parity.cli import configure_logging
 
-    configure_logging()
+    configure_logging(args.verbose)
 
     def run() -> int:
         options = BENCH.build(args)
-        rows = benchmark(options.artifacts, options.device, options.repeats, options.warmup)
-        print(f"{'runner':<20} {'median ms':>10} {'p90 ms':>10} {'patterns/s':>11} {'vs eager':>9}")
-        for row in rows:
-            if "unavailable" in row:
-                print(f"{row['runner']:<20} unavailable: {row['unavailable']}")
-                continue
-            print(
-                f"{row['runner']:<20} {row['median_ms']:>10.2f} {row['p90_ms']:>10.2f} "
-                f"{row['patterns_per_s']:>11.1f} {row['speedup_vs_eager']:>8.2f}x"
-            )
+        report = run_bench(options)
+        print(report.table())
         if args.json:
-            args.json.write_text(json.dumps(rows, indent=2) + "\n")
-        return ExitCode.ENVIRONMENT if any("unavailable" in r for r in rows) else ExitCode.PASS
+            report.write_json(args.json)
+        if args.plot:
+            report.plot(args.plot)
+        for row in report.unavailable:
+            print(f"exit 3: {row.runner} did not come up: {row.unavailable}")
+        return ExitCode.ENVIRONMENT if report.unavailable else ExitCode.PASS
 
     return run_cli(run, configure_logging=False)

@@ -443,13 +443,17 @@ class OnnxSide(Side):
                     onnx.helper.make_tensor_value_info(value, onnx.TensorProto.FLOAT, None)
                 )
                 have.add(value)
-        providers = (
-            ["CUDAExecutionProvider", "CPUExecutionProvider"]
-            if self.device == "cuda"
-            else ["CPUExecutionProvider"]
-        )
+        from export.host import provider_chain
+        from export.session import SessionSettings
+
+        settings = SessionSettings.from_manifest(self.manifest)  # the host's tuned session
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        if settings is not None:
+            settings.session_options(options)
+        providers = provider_chain(self.device, settings)  # TF32 off on CUDA, as the host
+        if self.device == "cuda" and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # torch's CUDA/cuDNN libraries, as OnnxHost does
         session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
         if self.device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
             raise EnvironmentUnavailable(
@@ -678,8 +682,8 @@ def bisect(
     )
     if any(s.kind == "onnxruntime" for s in sides):
         result.notes.append(
-            "onnxruntime: boundary values are extra graph outputs of a copy of model.onnx; "
-            "ONNX Runtime does not fuse across a graph output, so its kernels may differ slightly "
-            "from the deployed session's"
+            "onnxruntime: boundary values are extra graph outputs of a copy of model.onnx, run "
+            "with the manifest's session settings; ONNX Runtime does not fuse a node whose output "
+            "is a graph output, so its kernels may differ slightly from the deployed session's"
         )
     return result

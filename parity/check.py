@@ -13,6 +13,7 @@ import logging
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from export.manifest import read_manifest
 from export.signature import Signature
@@ -28,10 +29,12 @@ from parity.provenance import (
     inputs_sha256,
 )
 from parity.reference import ReferenceFile, load_reference
+from parity.repro import bisect_command, check_repro_target, write_repro
 from parity.results import OutputComparison, ParityReport
 from parity.streaming import output_peaks, stream
 from parity.tolerances import ToleranceTable
 from ptycho_torch.errors import ToolError
+from ptycho_torch.thread_option import THREADS_HELP, parse_threads
 
 __all__ = ["CheckOptions", "make_runners", "resolve_devices", "run_check"]
 
@@ -79,6 +82,17 @@ class CheckOptions:
         default=False,
         metadata={"help": "also run the live TensorFlow twin (needs the 'tf' extra)"},
     )
+    threads: str = field(default="auto", metadata={"help": THREADS_HELP})
+    repro: Path | None = field(
+        default=None,
+        metadata={
+            "help": "on a failing check, write a self-contained reproducer folder here (inputs "
+            "batch, both sides' outputs, model.onnx, tolerance, environment, rerun.py)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        parse_threads(self.threads)  # ValueError naming the accepted values: exit 2 on the CLI
 
 
 def resolve_devices(device: str) -> list[str]:
@@ -98,8 +112,12 @@ def resolve_devices(device: str) -> list[str]:
     raise ParityError(f"--device must be auto, cpu or cuda, got {device!r}")
 
 
-def run_check(options: CheckOptions) -> ParityReport:
+def run_check(options: CheckOptions, threads: dict[str, Any] | None = None) -> ParityReport:
     """Run the parity check and write the reports.
+
+    ``threads``: how torch's thread count was chosen (:meth:`ptycho_torch.threads.ThreadChoice.to_dict`),
+    recorded in the report's environment; the caller applies ``options.threads`` (once per
+    process, before any work: ``parity.cli``), this function does not change it.
 
     A run that stops before comparing still writes ``report.json``, ``report.md``,
     ``report.html`` and ``junit.xml`` stating the error (when the artifacts folder exists), so a
@@ -111,13 +129,15 @@ def run_check(options: CheckOptions) -> ParityReport:
         ArtifactsChangedError: (exit 4) an artifact is missing or changed since the build.
     """
     try:
-        return _run_check(options)
+        return _run_check(options, threads)
     except ToolError as exc:
-        _write_error_report(options, exc)
+        _write_error_report(options, exc, threads)
         raise
 
 
-def _write_error_report(options: CheckOptions, exc: ToolError) -> None:
+def _write_error_report(
+    options: CheckOptions, exc: ToolError, threads: dict[str, Any] | None
+) -> None:
     from parity.report import write_all
 
     report_dir = options.report_dir or options.artifacts / "report"
@@ -129,7 +149,7 @@ def _write_error_report(options: CheckOptions, exc: ToolError) -> None:
         artifacts_dir=str(options.artifacts),
         verdict="error",
         exit_code=int(exc.exit_code),
-        environment=environment_fingerprint(),
+        environment=environment_fingerprint(threads),
         error=str(exc),
     )
     try:
@@ -146,7 +166,7 @@ def _head_of(artifacts: Path) -> str:
         return "unknown"
 
 
-def _run_check(options: CheckOptions) -> ParityReport:
+def _run_check(options: CheckOptions, threads: dict[str, Any] | None) -> ParityReport:
     precision = apply_precision_policy()
     artifacts = options.artifacts
     manifest = read_manifest(artifacts)  # every file checked: missing or changed is exit 4
@@ -158,6 +178,8 @@ def _run_check(options: CheckOptions) -> ParityReport:
     devices = resolve_devices(options.device)
     log.info("parity: %s head, devices %s, inputs %s", signature.head, devices, inputs_path)
     notes = [] if reference else ["no TensorFlow reference: compared backends pairwise only"]
+    if options.repro is not None:
+        check_repro_target(options.repro)  # refuse before any work, never after
     unavailable: list[str] = []  # requested runners that did not come up (--device cuda)
 
     with NpzRows(inputs_path) as inputs, ExitStack() as stack:
@@ -174,8 +196,24 @@ def _run_check(options: CheckOptions) -> ParityReport:
         peaks = output_peaks(inputs, n, signature, runners, table)
         pairs = make_pairs(runners, table, signature, peaks)
         stream(inputs, n, signature, runners, pairs)
+        comparisons = [
+            p.accumulators[name].finish() for p in pairs for name in signature.output_names
+        ]
+        notes.extend(_bisect_notes(artifacts, pairs, comparisons))
+        if options.repro is not None:  # while the runners are still active
+            written = write_repro(
+                options.repro,
+                artifacts=artifacts,
+                signature=signature,
+                inputs=inputs,
+                n=n,
+                pairs=pairs,
+                comparisons=comparisons,
+                environment=environment_fingerprint(threads),
+            )
+            if written is not None:
+                notes.append(f"reproducer written to {written} (run: python {written}/rerun.py)")
 
-    comparisons = [p.accumulators[name].finish() for p in pairs for name in signature.output_names]
     for comparison in comparisons:
         log.info("%s", comparison.log_line())
     failed = any(c.status != "pass" for c in comparisons)
@@ -186,7 +224,7 @@ def _run_check(options: CheckOptions) -> ParityReport:
         verdict="fail" if failed or unavailable else "pass",
         # a requested backend that did not come up is exit 3 (environment), never a pass
         exit_code=1 if failed else (3 if unavailable else 0),
-        environment=environment_fingerprint(),
+        environment=environment_fingerprint(threads),
         precision=precision,
         reference_provenance=dict(reference.provenance) if reference else {},
         runners=[r.info() for r in runners],
@@ -198,6 +236,32 @@ def _run_check(options: CheckOptions) -> ParityReport:
     if options.calibrate is not None:
         _calibrate(comparisons, options.calibrate)
     return report
+
+
+def _bisect_notes(
+    artifacts: Path, pairs: list[Pair], comparisons: list[OutputComparison]
+) -> list[str]:
+    """For each failing pair, the bisect command that finds the layer where its sides part."""
+    notes = []
+    for pair in pairs:
+        failed = [
+            c
+            for c in comparisons
+            if (c.left, c.right) == (pair.left.name, pair.right.name) and c.status != "pass"
+        ]
+        if not failed:
+            continue
+        sample = failed[0].worst_sample or 0
+        command = bisect_command(artifacts, pair.left.kind, pair.right.kind, sample, pair.device)
+        if command is None:
+            command = bisect_command(artifacts, "eager", "onnxruntime", sample, pair.device)
+            notes.append(
+                f"{pair.left.name} vs {pair.right.name} failed; a compiled program cannot be "
+                f"stopped at a layer: `{command}` shows whether the export lost a layer"
+            )
+        else:
+            notes.append(f"{pair.left.name} vs {pair.right.name} failed; find where: `{command}`")
+    return notes
 
 
 def _find_reference(options: CheckOptions) -> ReferenceFile | None:

@@ -1,4 +1,4 @@
-"""``python -m parity``: check, reference, import-keras, import-reference. Parses arguments and maps errors to exit codes.
+"""``python -m parity``: check, reference, import-keras, import-reference, trace, bisect. Parses arguments and maps errors to exit codes.
 
 Exit codes: :class:`ptycho_torch.errors.ExitCode`, shared by every CLI through
 :func:`ptycho_torch.cli.run_cli`.
@@ -12,12 +12,22 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptycho_torch.cli import ExitCode, run_cli
 from ptycho_torch.cli_options import ConfigOptions
 
-__all__ = ["add_check_arguments", "configure_logging", "main", "run_check_command"]
+if TYPE_CHECKING:
+    from parity.check import CheckOptions
+    from ptycho_torch.threads import ThreadChoice
+
+__all__ = [
+    "add_check_arguments",
+    "check_options",
+    "configure_logging",
+    "main",
+    "run_check_command",
+]
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -43,9 +53,12 @@ def _check_options() -> tuple[ConfigOptions[Any], ConfigOptions[Any]]:
     from parity.check import CheckOptions  # imports nothing heavy until a check runs
 
     shared = ConfigOptions(
-        CheckOptions, fields=("device", "tolerances", "report_dir", "calibrate", "tf_twin")
+        CheckOptions,
+        fields=("device", "tolerances", "report_dir", "calibrate", "tf_twin", "threads"),
     )
-    full = ConfigOptions(CheckOptions, fields=("reference", "inputs", "checkpoint", *shared.fields))
+    full = ConfigOptions(
+        CheckOptions, fields=("reference", "inputs", "checkpoint", "repro", *shared.fields)
+    )
     return shared, full
 
 
@@ -54,7 +67,22 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
     _check_options()[0].add_to(parser)
 
 
-def run_check_command(args: argparse.Namespace, artifacts: Path, *, full: bool = False) -> int:
+def check_options(args: argparse.Namespace, artifacts: Path, *, full: bool = False) -> CheckOptions:
+    """The :class:`parity.check.CheckOptions` of parsed arguments (exit 2 on a bad value).
+
+    ``export build`` calls it before building, so a bad check option fails before any work.
+    """
+    options: CheckOptions = _check_options()[1 if full else 0].build(args, artifacts=artifacts)
+    return options
+
+
+def run_check_command(
+    args: argparse.Namespace,
+    artifacts: Path,
+    *,
+    full: bool = False,
+    threads: ThreadChoice | None = None,
+) -> int:
     """Run the check from parsed arguments; print the verdict; return the exit code.
 
     Args:
@@ -62,12 +90,16 @@ def run_check_command(args: argparse.Namespace, artifacts: Path, *, full: bool =
         artifacts: the artifacts folder.
         full: ``args`` come from ``parity check`` (also ``--reference``, ``--inputs``,
             ``--checkpoint``), not from ``export build`` where those names mean the build's.
+        threads: the thread choice ``export build`` already applied; None: apply ``--threads``
+            here, before the check starts.
     """
     from parity.check import run_check
+    from ptycho_torch.threads import set_threads
 
-    spec = _check_options()[1 if full else 0]
-    options = spec.build(args, artifacts=artifacts)
-    report = run_check(options)
+    options = check_options(args, artifacts, full=full)
+    if threads is None:  # once per process, before any work
+        threads = set_threads(options.threads)
+    report = run_check(options, threads.to_dict())
     report_dir = options.report_dir or artifacts / "report"
     failed = [c for c in report.comparisons if c.status != "pass"]
     print(
@@ -166,6 +198,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--inputs", type=Path, required=True, help="NPZ whose 'diffraction' is fed as stored"
     )
     trace.add_argument("--json", type=Path, help="also write the trace as JSON")
+    bis = sub.add_parser(
+        "bisect",
+        help="run two backends to every layer boundary of the network on one batch and name the "
+        "first boundary where their difference jumps beyond the noise upstream of it",
+    )
+    bis.add_argument(
+        "--artifacts", type=Path, required=True, help="folder written by `python -m export build`"
+    )
+    bis.add_argument(
+        "--pair",
+        default="eager:onnxruntime",
+        help="LEFT:RIGHT, each of eager, onnxruntime, tf-twin (default: eager:onnxruntime)",
+    )
+    bis.add_argument(
+        "--inputs", type=Path, help="inputs NPZ (default: ARTIFACTS/inputs.npz, or a repro's)"
+    )
+    bis.add_argument(
+        "--sample",
+        type=int,
+        default=0,
+        help="bisect the artifact-sized batch holding this sample (a report's worst sample)",
+    )
+    bis.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="default: cpu")
+    bis.add_argument("--json", type=Path, help="also write the per-boundary errors as JSON")
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
     return run_cli(lambda: _dispatch(args), configure_logging=False)
@@ -197,6 +253,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _import_reference(args)
     if args.command == "trace":
         return _trace(args)
+    if args.command == "bisect":
+        return _bisect(args)
     raise AssertionError(args.command)
 
 
@@ -244,3 +302,23 @@ def _trace(args: argparse.Namespace) -> int:
     if args.json:
         args.json.write_text(json.dumps({**trace.to_dict(), "error": error}, indent=2) + "\n")
     return ExitCode.PARITY_FAILURE if trace.first_violation() is not None else ExitCode.PASS
+
+
+def _bisect(args: argparse.Namespace) -> int:
+    """Print the per-boundary table; exit 1 when a boundary jumps, else 0."""
+    import json
+
+    from parity.bisect import bisect, parse_pair
+
+    result = bisect(
+        args.artifacts,
+        parse_pair(args.pair),
+        inputs=args.inputs,
+        sample=args.sample,
+        device=args.device,
+    )
+    print(result.table())
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return ExitCode.PARITY_FAILURE if result.first_jump is not None else ExitCode.PASS

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["apply_precision_policy", "environment_fingerprint"]
@@ -58,8 +59,10 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment_fingerprint() -> dict[str, Any]:
-    """Versions, CPU, GPU, CUDA/cuDNN and driver, as far as this machine tells."""
+def environment_fingerprint(threads: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Versions, CPU, GPU, CUDA/cuDNN and driver, as far as this machine tells, and torch's
+    CPU threads: ``threads`` (how the count was chosen, ``ThreadChoice.to_dict()``) when given,
+    else the count in effect."""
     import onnxruntime as ort
     import torch
 
@@ -79,6 +82,7 @@ def environment_fingerprint() -> dict[str, Any]:
         "tensorflow": _version("tensorflow-cpu") or _version("tensorflow"),
         "torch_cuda_build": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
+        "threads": dict(threads) if threads else {"threads": torch.get_num_threads()},
     }
     if torch.cuda.is_available():
         env["gpu"] = torch.cuda.get_device_name(0)

@@ -11,7 +11,7 @@ reference replays like a runner: each ``infer`` returns its next rows, one chunk
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import numpy as np
 
 from export.signature import Signature
 from parity.errors import EnvironmentUnavailable, ReferenceFormatError, RunnerNotActiveError
+from parity.lifecycle import Activatable
 from parity.npz_stream import NpzRows
 from parity.reference import ReferenceFile
 from parity.results import RunnerInfo
@@ -35,8 +36,8 @@ __all__ = [
 ]
 
 
-class Runner(ABC):
-    """Base class: ``with runner: runner.infer(feed)``.
+class Runner(Activatable):
+    """Base class: ``with runner: runner.infer(feed)`` (load/free: :class:`Activatable`).
 
     Subclasses implement ``_activate`` (load, set ``actual_device``), ``_deactivate`` (drop what
     ``_activate`` loaded) and ``_infer``.
@@ -53,25 +54,6 @@ class Runner(ABC):
         self.detail: dict[str, Any] = {}
         self.seconds = 0.0
         self.is_active = False
-
-    def __enter__(self) -> Runner:
-        self.activate()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.deactivate()
-
-    def activate(self) -> None:
-        """Load the backend; a second call while active does nothing."""
-        if not self.is_active:
-            self._activate()
-            self.is_active = True
-
-    def deactivate(self) -> None:
-        """Free the backend; a call while inactive does nothing."""
-        if self.is_active:
-            self.is_active = False
-            self._deactivate()
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check ``feed`` against the signature, then run.
@@ -90,12 +72,6 @@ class Runner(ABC):
         outputs = self._infer(feed)
         self.seconds += time.perf_counter() - start
         return outputs
-
-    @abstractmethod
-    def _activate(self) -> None: ...
-
-    @abstractmethod
-    def _deactivate(self) -> None: ...
 
     @abstractmethod
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
@@ -177,21 +153,26 @@ class OnnxRuntimeRunner(Runner):
 
     kind = "onnxruntime"
 
-    def __init__(self, name: str, signature: Signature, device: str, path: Path) -> None:
+    def __init__(
+        self, name: str, signature: Signature, device: str, path: Path, session: Any = None
+    ) -> None:
         super().__init__(name, signature, device)
         self.path = path
+        self.session = session  # export.session.SessionSettings, or None: ORT's defaults
         self._host: Any = None  # export.host.OnnxHost: the session
 
     def _activate(self) -> None:
         from export.host import HostError, OnnxHost
 
         try:
-            self._host = OnnxHost(self.path, device=self.requested_device)
+            self._host = OnnxHost(self.path, device=self.requested_device, session=self.session)
         except HostError as exc:
             if exc.exit_code == 3:
                 raise EnvironmentUnavailable(str(exc)) from None
             raise ReferenceFormatError(str(exc)) from None
         self.providers = self._host.providers
+        if self.session is not None:
+            self.detail["session"] = self.session.describe()
         self.actual_device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
         if self.requested_device == "cuda":
             # DFT has no CUDA kernel: say which nodes ONNX Runtime places on the CPU.

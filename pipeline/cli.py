@@ -1,4 +1,4 @@
-"""``python -m export build|triton``: parse arguments, build, make the reference, run parity.
+"""``python -m export build|triton|bench``: parse arguments, build, make the reference, run parity.
 
 The composition of the three packages: ``export.build`` writes the artifacts, the TensorFlow
 twin (``parity.tf_twin``) makes the reference when TensorFlow is installed, ``parity`` checks.
@@ -45,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     for name, what in _HOST_COMMANDS.items():  # torch-free: export.host_cli parses their options
         host = sub.add_parser(name, help=what, add_help=False, prefix_chars="\0")
         host.add_argument("host_args", nargs=argparse.REMAINDER)
+    bench = sub.add_parser(  # parity.bench_cli parses its options
+        "bench",
+        help="throughput, latency and fraction of the GEMM ceiling per backend and batch size "
+        "(python -m export bench -h)",
+        add_help=False,
+        prefix_chars="\0",
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     t = sub.add_parser(
         "triton", help="write a Triton model repository (ONNX Runtime backend) from built artifacts"
     )
@@ -70,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from export.host_cli import main as host_main
 
         return host_main([args.command, *args.host_args], prog="python -m export")
+    if args.command == "bench":
+        from parity.bench_cli import main as bench_main
+
+        return bench_main(args.bench_args, prog="python -m export bench")
     configure_logging(args.verbose)
     return run_cli(
         lambda: _triton(args) if args.command == "triton" else _build(args),
@@ -87,15 +99,17 @@ def _triton(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from export.build import build
+    from parity.cli import check_options, run_check_command
+    from ptycho_torch.threads import set_threads
 
     options = BUILD.build(args)
-    result = build(options, make_reference=_reference_maker())
+    checks = check_options(args, options.out)  # a bad check option (--threads x) fails here
+    threads = set_threads(checks.threads)  # once, before any work; the check reuses it
+    result = build(options, make_reference=_reference_maker(), threads=threads.to_dict())
     print(f"build OK: {len(result.manifest.files)} files in {result.out} ({result.seconds:.1f} s)")
     if args.no_parity:
         return 0
-    from parity.cli import run_check_command
-
-    return run_check_command(args, result.out)
+    return run_check_command(args, result.out, threads=threads)
 
 
 def _reference_maker():  # type: ignore[no-untyped-def]

@@ -1,8 +1,9 @@
-"""How many CPU threads torch uses: ``auto`` (measured, at most the physical cores) or a number.
+"""How many CPU threads torch uses: ``auto`` (measured, at most the physical cores), a number, or
+``default`` (torch's own default, left as it is: for comparison).
 
 torch's default intra-op thread count is the number of logical CPUs, which oversubscribes a small
 shared machine (issue 13: one thread trained the demo 3-4x faster than the default on a busy
-2-core machine). Commands take ``--threads auto|N`` and call :func:`set_threads`::
+2-core machine). Commands take ``--threads auto|N|default`` and call :func:`set_threads`::
 
     choice = set_threads("auto")  # ThreadChoice(threads=1, requested='auto', ...)
     logger.info("%s", choice)     # record choice.to_dict() next to the results
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from ptycho_torch.thread_option import AUTO, DEFAULT, parse_threads
+
 __all__ = [
     "ThreadChoice",
     "cpu_kind",
@@ -34,7 +37,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-AUTO = "auto"
 _GOOD_ENOUGH = 1.10  # fewer threads win unless the fastest count is over 10% faster
 
 
@@ -56,28 +58,21 @@ class ThreadChoice:
 
     def __str__(self) -> str:
         how = "measured" if self.timings_ms else "given"
+        if self.requested == DEFAULT:
+            how = "torch's default, not set"
         return (
             f"threads {self.threads} ({how}; requested {self.requested}; "
             f"{self.physical_cores} physical cores, {self.logical_cpus} logical CPUs)"
         )
 
 
-def parse_threads(value: str | int) -> str | int:
-    """``"auto"`` or an int >= 1; raises ``ValueError`` naming the accepted values otherwise."""
-    if isinstance(value, int) or str(value).strip().isdigit():
-        n = int(value)
-        if n >= 1:
-            return n
-    elif str(value).strip().lower() == AUTO:
-        return AUTO
-    raise ValueError(f"--threads must be 'auto' or an integer >= 1, got {value!r}")
-
-
 def set_threads(value: str | int) -> ThreadChoice:
-    """Resolve ``value`` (``"auto"`` or N) and apply it with ``torch.set_num_threads``.
+    """Resolve ``value`` (``"auto"``, N or ``"default"``) and apply it with ``torch.set_num_threads``.
+
+    ``"default"`` leaves torch's thread count as it is and records it.
 
     Raises:
-        ValueError: ``value`` is neither ``"auto"`` nor an integer >= 1.
+        ValueError: ``value`` is not ``"auto"``, ``"default"`` or an integer >= 1.
     """
     requested = parse_threads(value)
     cores, cpus = physical_cores(), logical_cpus()
@@ -85,6 +80,8 @@ def set_threads(value: str | int) -> ThreadChoice:
     if requested == AUTO:
         timings = _measure(range(1, cores + 1))
         threads = _fewest_good_enough(timings)
+    elif requested == DEFAULT:
+        threads = torch.get_num_threads()
     else:
         threads = int(requested)
         if threads > cpus:
@@ -94,7 +91,8 @@ def set_threads(value: str | int) -> ThreadChoice:
                 threads,
                 cpus,
             )
-    torch.set_num_threads(threads)
+    if requested != DEFAULT:
+        torch.set_num_threads(threads)
     choice = ThreadChoice(threads, str(requested), cores, cpus, timings)
     logger.info("%s", choice)
     return choice

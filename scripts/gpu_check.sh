@@ -21,7 +21,7 @@
 #
 # Rehearsal without a GPU (every step on the CPU, small batches):
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_BATCHES="1 4" GPU_CHECK_REPEATS=3 OUT=/tmp/rehearsal \
-#     PYTHONPATH=. bash scripts/gpu_check.sh
+#     GPU_CHECK_BENCH_ARGS="--seconds 0 --repeats 3 --no-layers" PYTHONPATH=. bash scripts/gpu_check.sh
 # The device image simulated on a machine without a GPU (a venv with the image's versions):
 #   bash scripts/sim_device_venv.sh
 # TensorFlow is not needed: the demo's bundled TensorFlow references are used. ONNX Runtime's
@@ -40,6 +40,7 @@ PY=${PYTHON:-python3} # on the image, python3 is the interpreter that holds torc
 DEVICE=${GPU_CHECK_DEVICE:-cuda} # cpu: a rehearsal of every step on a machine without a GPU
 BATCHES=${GPU_CHECK_BATCHES:-"1 32 256"}
 REPEATS=${GPU_CHECK_REPEATS:-30}
+BENCH_ARGS=${GPU_CHECK_BENCH_ARGS:-"--seconds 5 --repeats $REPEATS --warmup 3"}
 STEP_TIMEOUT=${GPU_CHECK_STEP_TIMEOUT:-240} # seconds; a hung step is killed (exit 124)
 BUDGET=${GPU_CHECK_BUDGET:-330} # seconds for all steps: a step is cut to what is left of it
 SUMMARY="$OUT/summary.txt"
@@ -111,13 +112,12 @@ for name in ("onnx", "onnxscript", "lightning", "numpy", "h5py", "matplotlib", "
 PY
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$WORK/nvidia-smi.txt" 2>&1 || true
 
-# (When parity.bench goes, its --help line below goes with it; see bench_section.)
 step preflight bash -c '
 set -e
-"$0" -c "import pipeline.cli, parity.bench, parity.report.html_page, ptycho_torch.simulate as s
+"$0" -c "import pipeline.cli, parity.bench, parity.bisect, parity.report.html_page, ptycho_torch.simulate as s
 print(\"project imported from\", s.__file__.rsplit(\"/ptycho_torch/\", 1)[0])"
 "$0" -m export build --help >/dev/null
-"$0" -m parity.bench --help >/dev/null
+"$0" -m export bench --help >/dev/null
 "$0" -m ptycho_torch.simulate --help >/dev/null
 for f in model.pt reference-object.npz reference-physics.npz; do test -f "export/demo/$f"; done
 echo "preflight: project modules import, commands answer --help, bundled references present"
@@ -140,23 +140,19 @@ parity_section() {
   done
 }
 
-# 2. Benchmark on the device at each of $BATCHES (default 1, 32, 256), on artifacts cut from a
-# simulated scan. This function is the one place to change when `python -m export bench`
-# replaces parity.bench: that command builds other batch sizes on the fly, so the body becomes
-# one step on the object head's artifacts from section 1, e.g.
-#   step "bench-$DEVICE" "$PY" -m export bench --artifacts "$WORK/artifacts-object" \
-#     --batch "${BATCHES// /,}" --device "$DEVICE" --json "$WORK/bench-$DEVICE.json" \
-#     --plot "$WORK/bench-$DEVICE.png"
-# (finish() packs every *.json and *.png under $WORK.)
+# 2. Benchmark on the device: `python -m export bench` on artifacts cut from a simulated scan
+# at the first of $BATCHES; the others (default 1, 32, 256) are built on the fly. Patterns/s,
+# p50/p99, GFLOP/s and the fraction of the GEMM ceiling measured in the same run, per backend.
+# $BENCH_ARGS (GPU_CHECK_BENCH_ARGS) sets its timing, default 5 s per batch size.
 bench_section() {
-  local batch
+  local base=${BATCHES%% *}
   step simulate "$PY" -m ptycho_torch.simulate --out "$WORK/scan.npz" --seed 1 --n-images 300
-  for batch in $BATCHES; do
-    step "build-b$batch" "$PY" -m export build --inputs "$WORK/scan.npz" --batch "$batch" \
-      --out "$WORK/bench-b$batch" --reference none --no-parity --keep 0
-    step "bench-$DEVICE-b$batch" "$PY" -m parity.bench --artifacts "$WORK/bench-b$batch" \
-      --device "$DEVICE" --repeats "$REPEATS" --warmup 5 --json "$WORK/bench-$DEVICE-b$batch.json"
-  done
+  step "build-b$base" "$PY" -m export build --inputs "$WORK/scan.npz" --batch "$base" \
+    --out "$WORK/bench-b$base" --reference none --no-parity --keep 0
+  # shellcheck disable=SC2086
+  step "bench-$DEVICE" "$PY" -m export bench --artifacts "$WORK/bench-b$base" \
+    --batch "${BATCHES// /,}" --device "$DEVICE" $BENCH_ARGS \
+    --json "$WORK/bench-$DEVICE.json" --plot "$WORK/bench-$DEVICE.png"
 }
 
 # 3. The GPU tests: only the modules that hold gpu-marked tests are collected, so an unrelated

@@ -70,7 +70,7 @@ if [ "$REHEARSAL" = 1 ]; then
   rm -rf "$SIM_OUT/rehearsal"
   start=$SECONDS
   PATH="$VENV/bin:$PATH" GPU_CHECK_DEVICE=cpu GPU_CHECK_BATCHES="1 4" GPU_CHECK_REPEATS=3 \
-    GPU_CHECK_BUDGET=${SIM_REHEARSAL_BUDGET:-900} OUT="$SIM_OUT/rehearsal" PYTHONPATH=. bash scripts/gpu_check.sh
+    GPU_CHECK_BENCH_ARGS="--seconds 0 --repeats 3 --no-layers" GPU_CHECK_BUDGET=${SIM_REHEARSAL_BUDGET:-900} OUT="$SIM_OUT/rehearsal" PYTHONPATH=. bash scripts/gpu_check.sh
   code=$?
   echo "rehearsal: exit $code in $((SECONDS - start)) s (expected 0)"
   [ "$code" = 0 ] || fail=1

@@ -88,6 +88,9 @@ def render_markdown(report: ParityReport) -> str:
             )
         lines.append("")
     lines.append(f"- **precision**: {_pairs(report.precision)}")
+    threads = report.environment.get("threads")
+    if isinstance(threads, Mapping):  # reports from before --threads have none
+        lines.append(f"- **torch CPU threads**: {_pairs(threads)}")
     lines.append(
         f"- **artifacts**: {_value(report.artifacts_dir)}, created {_inline(report.created)}"
     )

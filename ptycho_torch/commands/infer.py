@@ -17,7 +17,8 @@ from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.cli_options import ConfigOptions
 from ptycho_torch.data import load_npz
 from ptycho_torch.infer import InferConfig, evaluate, reconstruct, untrained_like, write_outputs
-from ptycho_torch.threads import parse_threads, set_threads
+from ptycho_torch.thread_option import THREADS_HELP, parse_threads
+from ptycho_torch.threads import set_threads
 
 __all__ = ["main"]
 
@@ -43,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads",
         default="auto",
-        help="torch CPU threads: auto (measured, at most the physical cores) or N (default: auto)",
+        help=THREADS_HELP + " (default: auto)",
     )
     return p
 

@@ -19,7 +19,8 @@ from ptycho_torch.cli_options import ConfigOptions
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
 from ptycho_torch.data import intensity_scale, load_npz
 from ptycho_torch.devices import check_devices, parse_devices
-from ptycho_torch.threads import parse_threads, set_threads
+from ptycho_torch.thread_option import THREADS_HELP, parse_threads
+from ptycho_torch.threads import set_threads
 from ptycho_torch.train import DEMO_PRESET, demo_data, train
 
 __all__ = ["main"]
@@ -70,8 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads",
         default="auto",
-        help="torch CPU threads: auto (measured, at most the physical cores) or N "
-        "(give N for a bit-reproducible run; default: auto)",
+        help=THREADS_HELP + "; give N for a bit-reproducible run (default: auto)",
     )
     TRAINING.add_to(p.add_argument_group("training (TrainConfig)"), presets=PRESETS)
     DATA.add_to(p.add_argument_group("data (DataConfig)"), presets=PRESETS)

@@ -99,6 +99,8 @@ def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str
     )
     return no_gpu + [
         ("parity.bench", ["--artifacts", str(d["intact"]), "--repeats", "0"], 2, "--repeats"),
+        ("export", ["bench", "--artifacts", str(d["intact"]), "--batch", "0"], 2, "--batch"),
+        ("export", ["bench", "--artifacts", str(d["intact"]), "--threads", "x"], 2, "--threads"),
         ("export.host", ["verify", str(d["outside"])], 2, "not plain names"),
         ("export", ["triton", "--artifacts", str(d["intact"]), "--out", str(tmp / "r"), "--name", ".."], 2, "--name"),
         ("export", ["build", "--checkpoint", bomb, "--out", str(tmp / "b")], 2, "n_filters_scale"),
@@ -114,6 +116,7 @@ def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str
         ("parity", ["check", "--artifacts", str(d["layout"])], 2, "not a build manifest"),
         ("parity", ["check", "--artifacts", str(d["changed"])], 4, "changed since the build"),
         ("parity.bench", ["--artifacts", str(d["changed"])], 4, "changed since the build"),
+        ("export", ["bench", "--artifacts", str(d["changed"])], 4, "changed since the build"),
         ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--epochs", "0"], 2, "epochs"),
         ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--gridsize", "0"], 2, "gridsize"),
         ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--batch-size", "0"], 2, "batch_size"),

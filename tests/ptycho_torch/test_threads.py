@@ -31,9 +31,16 @@ def test_a_given_count_is_applied_and_recorded_as_given() -> None:
     assert "given" in str(choice)
 
 
+def test_default_leaves_torchs_count_and_records_it() -> None:
+    torch.set_num_threads(2)
+    choice = set_threads("default")
+    assert torch.get_num_threads() == 2
+    assert choice.threads == 2 and choice.requested == "default" and choice.timings_ms == {}
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "many", "1.5", ""])
-def test_rejects_anything_but_auto_or_a_positive_count(value: str) -> None:
-    with pytest.raises(ValueError, match="'auto' or an integer >= 1"):
+def test_rejects_anything_but_auto_default_or_a_positive_count(value: str) -> None:
+    with pytest.raises(ValueError, match="'auto', 'default' or an integer >= 1"):
         parse_threads(value)
 
 

@@ -1,0 +1,66 @@
+"""``python -m parity check --threads``: applied before the check, recorded in the report's
+environment; a bad value is exit 2 before any work."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from parity.check import CheckOptions
+
+
+@pytest.fixture(autouse=True)
+def restore_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _parity(*args: str) -> SimpleNamespace:
+    """``python -m parity ARGS`` in-process: its exit code, stdout and stderr."""
+    from parity.cli import main  # what `python -m parity` runs
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own usage errors
+            code = exc.code
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def test_threads_are_applied_and_recorded_in_the_report(artifacts: Path) -> None:
+    torch.set_num_threads(2)
+    proc = _parity("check", "--artifacts", str(artifacts), "--device", "cpu", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert torch.get_num_threads() == 1
+    report = json.loads((artifacts / "report" / "report.json").read_text())
+    threads = report["environment"]["threads"]
+    assert threads["threads"] == 1 and threads["requested"] == "1"
+    assert {"physical_cores", "logical_cpus", "timings_ms"} <= set(threads)
+    markdown = (artifacts / "report" / "report.md").read_text()
+    assert "- **torch CPU threads**: threads=`1`, requested=`1`" in markdown
+
+
+@pytest.mark.parametrize("value", ["0", "x"])
+def test_bad_threads_exit_2_with_one_line_before_any_work(artifacts: Path, value: str) -> None:
+    proc = _parity("check", "--artifacts", str(artifacts), "--threads", value)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: --threads must be 'auto', 'default' or an integer >= 1, got {value!r}"
+    ], proc.stderr
+    assert not (artifacts / "report").exists()  # nothing ran, nothing written
+
+
+def test_options_reject_a_bad_count_on_construction() -> None:
+    with pytest.raises(ValueError, match="'auto', 'default' or an integer >= 1"):
+        CheckOptions(artifacts=Path("a"), threads="-1")
+    assert CheckOptions(artifacts=Path("a")).threads == "auto"
