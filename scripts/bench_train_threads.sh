@@ -29,7 +29,7 @@ for threads in auto default; do
   echo "load after:  $(uptime)"
   echo "wall_s $threads: $(python -c "print(round($end - $start, 1))")"
   python -c "import sys, torch; from ptycho_torch.checkpoint import load_model, model_state_sha256; \
-ck = torch.load(sys.argv[1] + '/last.ckpt', map_location='cpu', weights_only=False); \
+ck = torch.load(sys.argv[1] + '/last.ckpt', map_location='cpu', weights_only=True); \
 r = ck.get('ptycho_run', {}); \
 print('threads used:', r.get('threads'), '| weights', model_state_sha256(load_model(sys.argv[1] + '/model.pt')))" "$run"
   python -m ptycho_torch.infer --checkpoint "$run/model.pt" --data "$OUT/test.npz" \
