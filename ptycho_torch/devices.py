@@ -11,7 +11,7 @@ import torch
 from ptycho_torch.errors import ExitCode, ToolError
 from ptycho_torch.threads import logical_cpus
 
-__all__ = ["DeviceError", "check_devices", "parse_devices"]
+__all__ = ["DeviceError", "check_devices", "parse_devices", "parse_num_nodes"]
 
 _GPU = ("gpu", "cuda")
 _ACCELERATORS = ("auto", "cpu", *_GPU)
@@ -30,6 +30,13 @@ def parse_devices(value: str) -> int | str:
     if value.isdigit() and int(value) >= 1:
         return int(value)
     raise ValueError(f"--devices must be 'auto' or an integer >= 1, got {value!r}")
+
+
+def parse_num_nodes(value: str) -> int:
+    """``--num-nodes``: an integer >= 1 (Lightning checks it against the launcher's world)."""
+    if value.strip().isdigit() and int(value) >= 1:
+        return int(value)
+    raise ValueError(f"--num-nodes must be an integer >= 1, got {value!r}")
 
 
 def check_devices(accelerator: str, devices: int | str) -> None:

@@ -158,7 +158,9 @@ def train(
     trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
     seconds = time.perf_counter() - start
     model_file = out / "model.pt"
-    trainer.save_checkpoint(last)  # also when max_steps ended the fit inside an epoch
+    # full state for --resume (a save: Lightning only asks to say so); also when max_steps ended
+    # the fit inside an epoch
+    trainer.save_checkpoint(last, weights_only=False)
     best = _best_path(trainer)
     metrics_file = out / "metrics.csv"
     if trainer.is_global_zero:

@@ -18,7 +18,7 @@ from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.cli_options import ConfigOptions
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
 from ptycho_torch.data import intensity_scale, load_npz
-from ptycho_torch.devices import check_devices, parse_devices
+from ptycho_torch.devices import check_devices, parse_devices, parse_num_nodes
 from ptycho_torch.thread_option import THREADS_HELP, parse_threads
 from ptycho_torch.threads import set_threads
 from ptycho_torch.train import DEMO_PRESET, demo_data, train
@@ -83,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     lightning.add_argument("--devices", default="auto", help="Lightning devices (e.g. 1, 4, auto)")
     lightning.add_argument("--strategy", default="auto", help="Lightning strategy (e.g. ddp)")
     lightning.add_argument(
+        "--num-nodes",
+        default="1",
+        help="machines in a multi-node run (torchrun/SLURM give each its rank); default 1",
+    )
+    lightning.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress bar, one log line per epoch (the default when stderr is not a terminal)",
@@ -102,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         MODEL.build(args, preset=preset)
         try:
             devices = parse_devices(args.devices)
+            num_nodes = parse_num_nodes(args.num_nodes)
             parse_threads(args.threads)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -121,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "accelerator": args.accelerator,
                 "devices": devices,
                 "strategy": args.strategy,
+                "num_nodes": num_nodes,
                 "enable_progress_bar": not args.no_progress and sys.stderr.isatty(),
             },
             resume=args.resume,

@@ -55,6 +55,28 @@ def test_threads_other_than_auto_or_a_positive_count_are_a_usage_error(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_num_nodes_other_than_a_positive_count_is_a_usage_error(
+    value: str, tmp_path: Path, no_simulation: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert command.main(["--preset", "demo", "--out", str(out), "--num-nodes", value]) == 2
+    assert "--num-nodes must be an integer >= 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_num_nodes_reaches_the_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, object] = {}
+
+    def fake_train(*args: object, **kwargs: object) -> None:
+        seen.update(args[5])  # type: ignore[call-overload]  # the lightning.Trainer options
+
+    monkeypatch.setattr(command, "train", fake_train)
+    out = tmp_path / "run"
+    assert command.main(["--preset", "demo", "--out", str(out), "--num-nodes", "3"]) == 0
+    assert seen["num_nodes"] == 3
+
+
 def test_schedule_defaults_are_the_originals() -> None:
     # hoidn/PtychoPINN ptycho/model.py train(): ReduceLROnPlateau(val_loss, factor=0.5,
     # patience=2, min_lr=1e-4), EarlyStopping(loss, patience=3), validation_split=0.05
