@@ -79,6 +79,17 @@ _ALIASES = {
 }
 _WHOLE = ("torchscript", "ts", "tf-reference")
 _DECODER_OUTPUT = {"amplitude_decoder": AMPLITUDE, "phase_decoder": PHASE}
+# The physics forward's steps (the twin's names, eager's physics_steps keys) and their upstream:
+# eager and the twin can stop there; ONNX Runtime and .pt2 run the physics head whole.
+PHYSICS_STEPS = {
+    "obj": ("obj", (AMPLITUDE, PHASE)),
+    "padded_obj": ("padded_obj", ("obj",)),
+    "trimmed_obj": ("trimmed_obj", ("padded_obj",)),
+    "extracted_patches": ("extracted", ("padded_obj",)),
+    "illuminated": ("illuminated", ("extracted_patches",)),
+    "pred_amplitude_unscaled": ("pred_amplitude_unscaled", ("illuminated",)),
+}
+_STEP = "physics."
 
 
 class BisectError(ParityError):
@@ -189,8 +200,10 @@ def _finite_or_text(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
 
-def boundaries(model: Any, signature: Signature) -> list[Boundary]:
-    """The boundaries of a ``PtychoPINN`` in execution order, with their dataflow upstream."""
+def boundaries(model: Any, signature: Signature, physics_steps: bool = False) -> list[Boundary]:
+    """The boundaries of a ``PtychoPINN`` in execution order, with their dataflow upstream;
+    with ``physics_steps`` (physics head, both sides able) also every step of the physics
+    forward (``physics.obj`` ... ``physics.pred_amplitude_unscaled``)."""
     from torch import nn
 
     from ptycho_torch.model import ConvPair, DecoderHead, OuterPath
@@ -237,8 +250,23 @@ def boundaries(model: Any, signature: Signature) -> list[Boundary]:
         if output in signature.output_names:
             out.append(Boundary(output, f"{decoder} output", "output", ends))
     if PRED_AMPLITUDE in signature.output_names:
-        out.append(Boundary(PRED_AMPLITUDE, "physics head", "output", (AMPLITUDE, PHASE)))
+        last: tuple[str, ...] = (AMPLITUDE, PHASE)
+        if physics_steps:
+            for step, (_, feeds) in PHYSICS_STEPS.items():
+                up = tuple(u if u in (AMPLITUDE, PHASE) else _STEP + u for u in feeds)
+                out.append(Boundary(_STEP + step, "physics forward", "step", up))
+            last = (_STEP + "pred_amplitude_unscaled",)
+        out.append(Boundary(PRED_AMPLITUDE, "physics head", "output", last))
     return out
+
+
+def _flat_step(value: Any) -> np.ndarray:
+    """A physics step as ``(B, elements)`` float32, complex as (re, im) pairs: canvases are
+    ``(B, M, M)`` in eager and ``(B, 1, M, M)`` in the twin, the same values in the same order."""
+    array = np.asarray(value)
+    if np.iscomplexobj(array):
+        array = np.stack([array.real, array.imag], axis=-1)
+    return np.ascontiguousarray(array.reshape(array.shape[0], -1), dtype=np.float32)
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -271,6 +299,7 @@ class Side(Activatable):
     before :func:`bisect` enters it."""
 
     kind = "side"
+    physics_steps = False  # can stop inside the physics forward (eager and the twin)
 
     def __init__(self, artifacts: Path, manifest: Manifest, signature: Signature, device: str):
         self.artifacts = artifacts
@@ -309,6 +338,7 @@ class EagerSide(Side):
     """The checkpoint's model with a forward hook on every boundary conv."""
 
     kind = "eager"
+    physics_steps = True
 
     def _activate(self) -> None:
         from export.artifacts import LoadedArtifact
@@ -331,7 +361,7 @@ class EagerSide(Side):
         values: dict[str, np.ndarray] = {}
         handles = []
         for b in bounds:
-            if b.post == "output":
+            if b.post in ("output", "step"):  # the steps come after the forward
                 continue
 
             def hook(_m: Any, _a: Any, out: Any, b: Boundary = b) -> None:
@@ -343,7 +373,30 @@ class EagerSide(Side):
         finally:
             for h in handles:
                 h.remove()
+        if any(b.post == "step" for b in bounds):
+            values.update(self._physics_steps(feed, values))
         return values
+
+    def _physics_steps(
+        self, feed: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """The physics forward's steps, recomputed from the head's own outputs (the same ops
+        on the same values as inside the forward)."""
+        import torch
+
+        device = next(self.model.parameters()).device
+        tensors = (values[AMPLITUDE], values[PHASE], feed["positions"])
+        amplitude, phase, positions = (torch.from_numpy(np.asarray(v)).to(device) for v in tensors)
+        with torch.inference_mode():
+            steps = self.model.physics_steps(amplitude, phase, positions)
+        out = {}
+        for step, (key, _) in PHYSICS_STEPS.items():
+            if f"{key}_re" in steps:
+                value = steps[f"{key}_re"].cpu().numpy() + 1j * steps[f"{key}_im"].cpu().numpy()
+            else:
+                value = steps[key].cpu().numpy()
+            out[_STEP + step] = _flat_step(value)
+        return out
 
 
 class ExportedProgramSide(Side):
@@ -498,6 +551,7 @@ class TfTwinSide(Side):
     """The TensorFlow twin with the checkpoint's weights; boundaries are Keras layer outputs."""
 
     kind = "tf-twin"
+    physics_steps = True
 
     def _activate(self) -> None:
         try:
@@ -529,6 +583,8 @@ class TfTwinSide(Side):
         keras = _keras()
         outputs = {}
         for b in bounds:
+            if b.post == "step":
+                continue  # from parity.tf_twin.model.intermediates, below
             if b.post == "output":
                 outputs[b.name] = self.twin.output[b.name]
             else:
@@ -543,10 +599,17 @@ class TfTwinSide(Side):
             if self.signature.head == "physics":
                 inputs["positions"] = tf.constant(feed["positions"])
             result = probe(inputs, training=False)
-        return {
-            k: np.ascontiguousarray(np.transpose(v.numpy(), (0, 3, 1, 2)))
-            for k, v in result.items()
-        }
+            values = {
+                k: np.ascontiguousarray(np.transpose(v.numpy(), (0, 3, 1, 2)))
+                for k, v in result.items()
+            }
+            if any(b.post == "step" for b in bounds):
+                from parity.tf_twin.model import intermediates
+
+                steps = intermediates(self.twin, inputs["diffraction"], feed["positions"])
+                for step in PHYSICS_STEPS:
+                    values[_STEP + step] = _flat_step(steps[step].numpy())
+        return values
 
 
 _SIDE_TYPES: dict[str, type[Side]] = {
@@ -659,12 +722,13 @@ def bisect(
     signature = Signature.from_dict(manifest.signature)
     inputs = inputs or artifacts / "inputs.npz"
     feed, start = read_batch(inputs, signature, sample)
-    bounds = boundaries(load_model(manifest.weights_path(artifacts)), signature)
     if sides is None:
         sides = (
             make_side(pair[0], artifacts, manifest, signature, device),
             make_side(pair[1], artifacts, manifest, signature, device),
         )
+    steps = signature.head == "physics" and all(s.physics_steps for s in sides)
+    bounds = boundaries(load_model(manifest.weights_path(artifacts)), signature, steps)
     values = []
     with ExitStack() as stack:
         for side in sides:

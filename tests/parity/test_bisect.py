@@ -158,3 +158,37 @@ def test_tf_twin_with_a_transposed_kernel_is_named(artifacts: Path) -> None:
     jump = result.first_jump
     assert jump is not None, result.table()
     assert (jump.name, jump.block) == (layer, "amplitude_decoder.blocks.1")
+
+
+@pytest.mark.tf
+def test_physics_steps_are_bisected_and_a_conjugated_twin_probe_is_named(
+    built_physics, tmp_path: Path
+) -> None:
+    """eager vs the twin stops inside the physics forward too; a twin whose probe is the
+    complex conjugate of the model's parts at the exit wave (`physics.illuminated`)."""
+    import shutil
+
+    copy = tmp_path / "physics"
+    shutil.copytree(built_physics.out, copy)
+    healthy = bisect(copy, ("eager", "tf-twin"))
+    names = [r.name for r in healthy.rows]
+    assert names[-7:] == [
+        "physics.obj",
+        "physics.padded_obj",
+        "physics.trimmed_obj",
+        "physics.extracted_patches",
+        "physics.illuminated",
+        "physics.pred_amplitude_unscaled",
+        "pred_amplitude",
+    ]
+    assert healthy.first_jump is None, healthy.table()
+    manifest = read_manifest(copy)
+    signature = Signature.from_dict(manifest.signature)
+    twin = make_side("tf-twin", copy, manifest, signature, "cpu")
+    twin.activate()
+    probe_im = twin.twin.get_layer("far_field").probe_im  # type: ignore[attr-defined]
+    probe_im.assign(-probe_im.numpy())
+    eager = make_side("eager", copy, manifest, signature, "cpu")
+    jump = bisect(copy, ("eager", "tf-twin"), sides=(eager, twin)).first_jump
+    assert jump is not None
+    assert (jump.name, jump.block) == ("physics.illuminated", "physics forward")
