@@ -14,13 +14,17 @@ Helpers for tests that make their own files: ``from tests.conftest import make_m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import inspect
+import io
 import shutil
 import struct
 import zlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -67,6 +71,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(pytest.mark.skip(reason="no CUDA device on this machine"))
+
+
+# --- command lines in-process --------------------------------------------------------------
+
+
+def run_main(main: Callable[[Sequence[str]], int], *args: str) -> SimpleNamespace:
+    """A command's ``main(argv)`` in-process: ``returncode``, ``stdout`` and ``stderr``.
+
+    argparse's own usage errors (``SystemExit``) give their code like any other exit.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code  # type: ignore[assignment]
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+@pytest.fixture()
+def restore_threads() -> Iterator[None]:
+    """torch's thread count as it was before the test (commands under test set it)."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 # --- small model and feed files ---------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -21,6 +19,7 @@ from export.build import BuildOptions, BuildResult, build
 from export.contract import check_onnx_contract
 from export.errors import BuildError, DtypeContractError, ExportError
 from export.manifest import sha256_file
+from tests.conftest import run_main
 
 
 @pytest.mark.parametrize("failure", [BuildError("boom"), KeyboardInterrupt()])
@@ -295,16 +294,10 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _main(*args: str) -> SimpleNamespace:
-    """``python -m export ARGS`` in-process: its exit code and stderr."""
+    """``python -m export ARGS`` in-process: its exit code, stdout and stderr."""
     from pipeline.cli import main  # what `python -m export` runs
 
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's own usage errors
-            code = exc.code
-    return SimpleNamespace(returncode=code, stderr=err.getvalue())
+    return run_main(main, *args)
 
 
 def test_cli_missing_checkpoint_exits_2_without_traceback(tmp_path: Path) -> None:
@@ -363,16 +356,10 @@ def test_host_verify_checks_hashes(built: BuildResult, tmp_path: Path) -> None:
 
 
 def _host_main(*args: str) -> SimpleNamespace:
-    """``python -m export.host ARGS`` in-process: its exit code and stderr."""
+    """``python -m export.host ARGS`` in-process: its exit code, stdout and stderr."""
     from export.host_cli import main  # what `python -m export.host` runs
 
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's own usage errors
-            code = exc.code
-    return SimpleNamespace(returncode=code, stderr=err.getvalue())
+    return run_main(main, *args)
 
 
 def test_host_verify_of_outputs_that_differ_from_the_reference_exits_1(artifacts: Path) -> None:

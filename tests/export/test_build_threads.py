@@ -3,41 +3,28 @@ and in the parity report; a bad value is exit 2 before any work."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pytest
-import torch
 
 from export.manifest import Manifest, read_manifest
+from tests.conftest import run_main
 
 if TYPE_CHECKING:
     from export.build import BuildResult
 
 
-@pytest.fixture(autouse=True)
-def restore_threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("restore_threads")  # tests/conftest.py
 
 
 def _export(*args: str) -> SimpleNamespace:
     """``python -m export ARGS`` in-process: its exit code, stdout and stderr."""
     from pipeline.cli import main  # what `python -m export` runs
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's own usage errors
-            code = exc.code
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_main(main, *args)
 
 
 def test_threads_are_recorded_in_the_manifest_and_the_report(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,6 +18,7 @@ from parity import runners as runners_module
 from parity.check import CheckOptions, run_check
 from parity.errors import EnvironmentUnavailable, StaleReferenceError
 from parity.results import ParityReport
+from tests.conftest import run_main
 
 
 def _rehash(artifacts: Path, name: str) -> None:
@@ -33,13 +32,7 @@ def _parity(*args: str) -> SimpleNamespace:
     """``python -m parity ARGS`` in-process: its exit code, stdout and stderr."""
     from parity.cli import main  # what `python -m parity` runs
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's own usage errors
-            code = exc.code
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_main(main, *args)
 
 
 def _failed(report: ParityReport) -> set[tuple[str, str, str]]:

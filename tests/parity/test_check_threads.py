@@ -3,10 +3,7 @@ environment; a bad value is exit 2 before any work."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,26 +11,16 @@ import pytest
 import torch
 
 from parity.check import CheckOptions
+from tests.conftest import run_main
 
-
-@pytest.fixture(autouse=True)
-def restore_threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("restore_threads")  # tests/conftest.py
 
 
 def _parity(*args: str) -> SimpleNamespace:
     """``python -m parity ARGS`` in-process: its exit code, stdout and stderr."""
     from parity.cli import main  # what `python -m parity` runs
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's own usage errors
-            code = exc.code
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_main(main, *args)
 
 
 def test_threads_are_applied_and_recorded_in_the_report(artifacts: Path) -> None:

@@ -9,8 +9,6 @@ TorchScript, ``.pt2`` and ONNX Runtime against the original's own outputs.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 import subprocess
@@ -28,6 +26,7 @@ from parity.errors import ReferenceFormatError, StaleReferenceError
 from parity.import_reference import GENERATOR, import_reference, read_original_case
 from parity.reference import load_reference
 from ptycho_torch.digest import arrays_sha256
+from tests.conftest import run_main
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "reference" / "ptychopinn-tf"
@@ -44,13 +43,7 @@ def _parity(*args: str) -> SimpleNamespace:
     """``python -m parity ARGS`` in-process: its exit code, stdout and stderr."""
     from parity.cli import main  # what `python -m parity` runs
 
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's own usage errors
-            code = exc.code
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_main(main, *args)
 
 
 def _cli(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

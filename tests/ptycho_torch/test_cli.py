@@ -6,9 +6,7 @@ train-then-infer run go through a real ``python -m``.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import io
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +14,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+from tests.conftest import run_main
 
 
 def _subprocess(*args: str) -> subprocess.CompletedProcess[str]:
@@ -27,14 +27,7 @@ def _subprocess(*args: str) -> subprocess.CompletedProcess[str]:
 def _run(module: str, *args: str) -> SimpleNamespace:
     """``python -m MODULE ARGS`` in-process: its exit code, stdout and stderr."""
     command = module.rsplit(".", 1)[1]  # python -m ptycho_torch.train runs commands.train
-    main = importlib.import_module(f"ptycho_torch.commands.{command}").main
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's own usage errors
-            code = exc.code
-    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+    return run_main(importlib.import_module(f"ptycho_torch.commands.{command}").main, *args)
 
 
 def _assert_user_error(

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -8,12 +7,7 @@ import torch
 
 from ptycho_torch.threads import ThreadChoice, parse_threads, physical_cores, set_threads
 
-
-@pytest.fixture(autouse=True)
-def restore_threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("restore_threads")  # tests/conftest.py
 
 
 def test_auto_measures_and_never_exceeds_the_physical_cores() -> None:
