@@ -307,7 +307,6 @@ class Side(Activatable):
         self.signature = signature
         self.device = device
         self.name = f"{self.kind}[{device}]"
-        self.is_active = False
 
     @abstractmethod
     def run(
@@ -343,10 +342,10 @@ class EagerSide(Side):
     def _activate(self) -> None:
         from export.artifacts import LoadedArtifact
         from export.wrapper import wrap
-        from parity.runners import _torch_device
+        from parity.runners import torch_device
         from ptycho_torch.checkpoint import load_model
 
-        device = _torch_device(self.device)
+        device = torch_device(self.device)
         self.model = load_model(self.manifest.weights_path(self.artifacts)).eval()
         module = wrap(self.model, self.signature).to(device)
         self.fn = LoadedArtifact(self.artifacts, self.kind, self.signature, device, module)
@@ -407,9 +406,9 @@ class ExportedProgramSide(Side):
 
     def _activate(self) -> None:
         from export.artifacts import load_program
-        from parity.runners import _torch_device
+        from parity.runners import torch_device
 
-        self.fn = load_program(self.artifacts / "model.pt2", _torch_device(self.device))
+        self.fn = load_program(self.artifacts / "model.pt2", torch_device(self.device))
         self.module = self.fn._fn  # the program's GraphModule
 
     def _deactivate(self) -> None:

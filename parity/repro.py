@@ -163,14 +163,10 @@ def _torch_files(pair: Pair) -> list[str]:
 
 
 def _failure(c: OutputComparison) -> dict[str, Any]:
-    tol = c.tolerance
     return {
         "output": c.output,
-        "atol": tol.atol,
-        "rtol": tol.rtol,
-        "rtol_peak": tol.rtol_peak,
+        **c.tolerance.to_dict(),  # atol, rtol, rtol_peak, max_fraction_out
         "peak": c.peak,
-        "max_fraction_out": tol.max_fraction_out,
         "weighted": c.weighted,
         "failures": list(c.failures),
         "messages": list(c.messages),

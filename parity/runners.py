@@ -33,6 +33,7 @@ __all__ = [
     "Runner",
     "TfTwinRunner",
     "TorchScriptRunner",
+    "torch_device",
 ]
 
 
@@ -53,7 +54,6 @@ class Runner(Activatable):
         self.providers: list[str] = []
         self.detail: dict[str, Any] = {}
         self.seconds = 0.0
-        self.is_active = False
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check ``feed`` against the signature, then run.
@@ -88,7 +88,8 @@ class Runner(Activatable):
         )
 
 
-def _torch_device(device: str) -> str:
+def torch_device(device: str) -> str:
+    """``device`` when torch can use it; ``EnvironmentUnavailable`` (exit 3) for a missing CUDA."""
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -122,7 +123,7 @@ class EagerRunner(_TorchRunner):
         from export.wrapper import wrap
         from ptycho_torch.checkpoint import load_model
 
-        device = _torch_device(self.requested_device)
+        device = torch_device(self.requested_device)
         module = wrap(load_model(self.path), self.signature).to(device)
         self._fn = LoadedArtifact(self.path, self.kind, self.signature, device, module)
         self.actual_device = str(next(module.parameters()).device)
@@ -134,7 +135,7 @@ class TorchScriptRunner(_TorchRunner):
     def _activate(self) -> None:
         from export.artifacts import load_torchscript
 
-        self._fn = load_torchscript(self.path, _torch_device(self.requested_device))
+        self._fn = load_torchscript(self.path, torch_device(self.requested_device))
         self.actual_device = self.requested_device
 
 
@@ -144,7 +145,7 @@ class ExportedProgramRunner(_TorchRunner):
     def _activate(self) -> None:
         from export.artifacts import load_program
 
-        self._fn = load_program(self.path, _torch_device(self.requested_device))
+        self._fn = load_program(self.path, torch_device(self.requested_device))
         self.actual_device = self.requested_device
 
 
