@@ -35,7 +35,7 @@ import logging
 import math
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -433,12 +433,8 @@ class ExportedProgramSide(Side):
                         values[name] = _post_torch(posts[name], result).detach().cpu().numpy()
                 return result
 
-        module: Any = self.module
-        self.fn._fn = lambda *args: Recorder(module).run(*args)
-        try:
-            values.update(self.fn(feed))
-        finally:
-            self.fn._fn = module
+        module: Any = self.module  # the same checked call, through the recording interpreter
+        values.update(replace(self.fn, _fn=lambda *args: Recorder(module).run(*args))(feed))
         missing = sorted(set(posts) - set(values))
         if missing:
             raise BisectError(
