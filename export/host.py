@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,13 @@ class OnnxHost:
                 str(self.path), sess_options=options, providers=provider_chain(device, session)
             )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
+            if device == "cuda" and session is not None and session.cuda_graph:
+                raise HostError(
+                    f"ONNX Runtime {ort.__version__} cannot run {self.path} as a CUDA graph: "
+                    f"{_ort_reason(exc)}; the manifest's onnxruntime_session asks for one: "
+                    "rerun `python -m export bench --device cuda --save-tuning` on this host "
+                    "(it keeps CUDA graphs only where they run)"
+                ) from None
             raise HostError(
                 f"ONNX Runtime {ort.__version__} cannot load {self.path}: {_ort_reason(exc)}; "
                 "the file is truncated, not ONNX, refers to data outside its folder, or needs a "
@@ -119,6 +127,11 @@ class OnnxHost:
             raise HostError(f"{self.path} carries no PtychoPINN signature in its metadata")
         self.signature = Signature.from_dict(json.loads(meta["ptychopinn.signature"]))
         self.metadata = dict(meta)
+        self._bound = (
+            _BoundRun(self.session, self.signature, device)
+            if session is not None and session.io_binding
+            else None
+        )
 
     @property
     def input_names(self) -> list[str]:
@@ -140,6 +153,8 @@ class OnnxHost:
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check the feed, run the session, return outputs by name."""
         self.check_feed(feed)
+        if self._bound is not None:
+            return self._bound(feed)
         outputs = self.session.run(self.output_names, {n: feed[n] for n in self.input_names})
         return dict(zip(self.output_names, outputs))
 
@@ -197,6 +212,43 @@ class OnnxHost:
                 "(it does not hash itself): copy the folder again or rebuild with "
                 "`python -m export build`"
             )
+
+
+class _BoundRun:
+    """One session run through ONNX Runtime's IO binding: every input and output has a buffer
+    of the signature's fixed shape, allocated once on the session's device and bound once; a
+    run copies the feed into the input buffers, runs, and copies the outputs out. The same
+    addresses every run are what a CUDA graph replay needs. Runs are serialised (one set of
+    buffers)."""
+
+    def __init__(self, session: Any, signature: Signature, device: str) -> None:
+        self.session, self.binding = session, session.io_binding()
+        self._lock = threading.Lock()
+
+        def buffer(shape: tuple[int, ...]) -> Any:
+            return ort.OrtValue.ortvalue_from_shape_and_type(list(shape), np.float32, device, 0)
+
+        self.inputs = {s.name: buffer(s.shape) for s in signature.inputs}
+        self.outputs = {s.name: buffer(s.shape) for s in signature.outputs}
+        for name, value in self.inputs.items():
+            self.binding.bind_ortvalue_input(name, value)
+        for name, value in self.outputs.items():
+            self.binding.bind_ortvalue_output(name, value)
+
+    def __call__(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._lock:
+            for name, value in self.inputs.items():
+                value.update_inplace(np.ascontiguousarray(feed[name], dtype=np.float32))
+            self.session.run_with_iobinding(self.binding)
+            return {name: _own_copy(value) for name, value in self.outputs.items()}
+
+
+def _own_copy(value: Any) -> np.ndarray:
+    """The output as an array the caller owns: a CPU buffer's view would change on the next run."""
+    array = value.numpy()
+    if array.__array_interface__["data"][0] == value.data_ptr():
+        return array.copy()
+    return array
 
 
 def _signature_text(signature: Signature) -> str:

@@ -1,8 +1,8 @@
 """ONNX Runtime session settings a host keeps: measured once, recorded in ``manifest.json``.
 
 ``python -m export bench --save-tuning`` measures intra-op thread counts and graph optimisation
-levels on the machine that will serve, and records the fastest as the manifest's
-``onnxruntime_session``::
+levels (on CUDA: cuDNN's algorithm search, IO binding and CUDA graphs) on the machine that will
+serve, and records the fastest as the manifest's ``onnxruntime_session``::
 
     {"intra_op_threads": 2, "graph_optimization": "all", "measured_on": "AMD EPYC, 2 cores"}
 
@@ -43,6 +43,12 @@ class SessionSettings:
     # threads take cores from other work on a shared machine
     allow_spinning: bool | None = None
     measured_on: str = ""  # the machine (and load) the choice was measured on, for the record
+    # inputs copied into, and outputs written to, buffers allocated once on the session's device
+    # (ONNX Runtime's IO binding): no per-run allocation; on CUDA, one explicit copy each way
+    io_binding: bool | None = None
+    # CUDA only: capture the whole run once as a CUDA graph and replay it (the fixed signature
+    # allows it); needs io_binding and every node on the CUDA provider
+    cuda_graph: bool | None = None
 
     def __post_init__(self) -> None:
         if self.intra_op_threads is not None and (
@@ -59,8 +65,14 @@ class SessionSettings:
                 f"graph_optimization must be one of {list(GRAPH_OPTIMIZATIONS)}, "
                 f"got {self.graph_optimization!r}"
             )
-        if self.allow_spinning is not None and not isinstance(self.allow_spinning, bool):
-            raise ValueError(f"allow_spinning must be true or false, got {self.allow_spinning!r}")
+        for name in ("allow_spinning", "io_binding", "cuda_graph"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+        if self.cuda_graph and not self.io_binding:
+            raise ValueError(
+                "cuda_graph needs io_binding: a captured graph replays on fixed buffers"
+            )
         if self.cudnn_conv_algo_search not in (None, "EXHAUSTIVE", "HEURISTIC", "DEFAULT"):
             raise ValueError(
                 "cudnn_conv_algo_search must be EXHAUSTIVE, HEURISTIC or DEFAULT, "
@@ -103,6 +115,10 @@ class SessionSettings:
             text += f", spinning {'on' if self.allow_spinning else 'off'}"
         if self.cudnn_conv_algo_search:
             text += f", cuDNN conv algo search {self.cudnn_conv_algo_search}"
+        if self.io_binding:
+            text += ", IO binding"
+        if self.cuda_graph:
+            text += ", CUDA graph"
         return text
 
     def session_options(self, options: Any) -> Any:
@@ -121,9 +137,12 @@ class SessionSettings:
 
     def cuda_options(self) -> dict[str, str]:
         """Extra CUDA execution provider options."""
-        if self.cudnn_conv_algo_search is None:
-            return {}
-        return {"cudnn_conv_algo_search": self.cudnn_conv_algo_search}
+        options = {}
+        if self.cudnn_conv_algo_search is not None:
+            options["cudnn_conv_algo_search"] = self.cudnn_conv_algo_search
+        if self.cuda_graph:
+            options["enable_cuda_graph"] = "1"
+        return options
 
 
 def save_session_settings(directory: str | Path, settings: SessionSettings) -> Manifest:

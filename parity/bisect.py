@@ -495,6 +495,8 @@ class OnnxSide(Side):
         from export.session import SessionSettings
 
         settings = SessionSettings.from_manifest(self.manifest)  # the host's tuned session
+        if settings is not None:  # without IO binding or a CUDA graph: the outputs added here
+            settings = replace(settings, io_binding=None, cuda_graph=None)  # have no buffers
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if settings is not None:

@@ -4,7 +4,11 @@ ONNX Runtime: intra-op thread counts (1 .. the physical cores, or the one given 
 ``--threads N``), graph optimisation levels and, with more than one thread, whether idle
 threads spin (busy-wait; on a shared machine they take cores from other work), one session each, timed interleaved on the
 artifact's own batch; the fastest is kept, with fewer threads winning ties within 5% (a thread
-left free serves the next request). The choice becomes
+left free serves the next request). On CUDA, cuDNN's convolution algorithm search replaces the
+thread counts. A second round times the kept settings as they are against IO binding (buffers
+allocated once on the device) and, on CUDA, IO binding with a CUDA graph; a binding is kept only
+if it is over 5% faster, and one that cannot run (a CUDA graph needs every node on the CUDA
+provider) is a trial with its reason, never an error. The choice becomes
 :class:`export.session.SessionSettings`, which ``--save-tuning`` records in the manifest for
 :class:`export.host.OnnxHost`. Eager PyTorch: ``torch.no_grad`` vs ``torch.inference_mode`` and
 contiguous vs channels-last memory, kept for the bench's eager row (a PyTorch host applies them
@@ -17,7 +21,7 @@ import itertools
 import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +86,22 @@ class Trial:
 
     backend: str  # "onnxruntime" | "eager"
     setting: str
-    p50_ms: float
+    p50_ms: float | None  # None: the setting could not run (``note`` says why)
     chosen: bool = False
+    stage: str = "settings"  # "settings" | "binding" (the second ONNX Runtime round)
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "backend": self.backend,
             "setting": self.setting,
             "p50_ms": self.p50_ms,
             "chosen": self.chosen,
+            "stage": self.stage,
         }
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 @dataclass(frozen=True)
@@ -128,13 +138,16 @@ def tune(
         measured_on: the machine and its load, recorded with the choice.
     """
     ort_ms, settings = _tune_onnxruntime(onnx_path, feed, device, threads, seconds, measured_on)
+    binding_trials: list[Trial] = []
     if ort_ms:
         best = min(ort_ms.values())
         chosen_key = min(
             (k for k, ms in ort_ms.items() if ms <= best * _TIE),
             key=lambda k: (settings[k].intra_op_threads or 0, ort_ms[k]),
         )
-        chosen = settings[chosen_key]
+        chosen, binding_trials = _tune_binding(
+            onnx_path, feed, device, settings[chosen_key], seconds
+        )
     else:  # ONNX Runtime's CUDA provider did not come up: the bench reports it (exit 3)
         chosen_key, chosen = "", SessionSettings(threads[0], measured_on=measured_on)
     modes = [EagerMode(i, c) for i in (False, True) for c in (False, True)]
@@ -145,7 +158,11 @@ def tune(
     eager_times = interleave(eager_candidates, seconds, what="tuning eager")
     eager_ms = {k: 1e3 * v.p50 for k, v in eager_times.items()}
     chosen_mode = min(modes, key=lambda m: eager_ms[m.describe()])
-    trials = [Trial("onnxruntime", k, ms, k == chosen_key) for k, ms in ort_ms.items()]
+    trials = [
+        Trial("onnxruntime", k, ms, k == chosen_key and not binding_trials)
+        for k, ms in ort_ms.items()
+    ]
+    trials += binding_trials
     trials += [Trial("eager", k, ms, k == chosen_mode.describe()) for k, ms in eager_ms.items()]
     tuning = Tuning(chosen, chosen_mode, trials)
     log.info(
@@ -171,7 +188,13 @@ def _tune_onnxruntime(
     for n in threads:
         spinning = [True, False] if n > 1 and device == "cpu" else [None]
         for level, search, spin in itertools.product(LEVELS, searches, spinning):
-            s = SessionSettings(n, level, search, spin, measured_on)
+            s = SessionSettings(
+                intra_op_threads=n,
+                graph_optimization=level,
+                cudnn_conv_algo_search=search,
+                allow_spinning=spin,
+                measured_on=measured_on,
+            )
             try:
                 host = OnnxHost(onnx_path, device=device, session=s)
             except HostError as exc:
@@ -184,6 +207,47 @@ def _tune_onnxruntime(
     log.info("tuning: %d ONNX Runtime settings, %.0f s", len(candidates), seconds)
     times = interleave(candidates, seconds, what="tuning onnxruntime")
     return {k: 1e3 * v.p50 for k, v in times.items()}, settings
+
+
+def _tune_binding(
+    onnx_path: Path,
+    feed: Mapping[str, np.ndarray],
+    device: str,
+    kept: SessionSettings,
+    seconds: float,
+) -> tuple[SessionSettings, list[Trial]]:
+    """Time ``kept`` plain, with IO binding and (CUDA) with IO binding and a CUDA graph.
+
+    Returns the faster (a binding only when over 5% faster than the plain run) and the trials.
+    """
+    from export.host import HostError, OnnxHost
+
+    variants = [kept, replace(kept, io_binding=True)]
+    if device == "cuda":
+        variants.append(replace(kept, io_binding=True, cuda_graph=True))
+    candidates: dict[str, Callable[[], object]] = {}
+    by_key: dict[str, SessionSettings] = {}
+    failed: list[Trial] = []
+    for s in variants:
+        try:
+            host = OnnxHost(onnx_path, device=device, session=s)
+            host.run(feed)  # a CUDA graph is captured here: failures show now, not mid-timing
+        except HostError as exc:
+            if not s.cuda_graph:
+                raise
+            log.warning("tuning: %s cannot run: %s", s.describe(), exc)
+            failed.append(Trial("onnxruntime", s.describe(), None, stage="binding", note=str(exc)))
+            continue
+        by_key[s.describe()] = s
+        candidates[s.describe()] = _bind(host.run, feed)
+    log.info("tuning: %d ONNX Runtime bindings, %.0f s", len(candidates), seconds)
+    times = interleave(candidates, seconds, what="tuning binding")
+    ms = {k: 1e3 * v.p50 for k, v in times.items()}
+    plain = kept.describe()
+    fastest = min(ms, key=ms.__getitem__)
+    chosen_key = fastest if ms[fastest] * _TIE < ms[plain] else plain
+    trials = [Trial("onnxruntime", k, v, k == chosen_key, stage="binding") for k, v in ms.items()]
+    return by_key[chosen_key], trials + failed
 
 
 def _bind(

@@ -63,3 +63,44 @@ def test_host_applies_recorded_settings(artifacts: Path) -> None:
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     default = OnnxHost(artifacts / "model.onnx").session.get_session_options()
     assert default.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+
+
+def test_io_binding_gives_the_plain_runs_outputs_and_the_caller_owns_them(
+    artifacts: Path,
+) -> None:
+    """IO binding reuses one set of buffers: outputs equal the plain run bit for bit, and an
+    earlier result does not change when the next run writes the buffers again."""
+    import numpy as np
+
+    with np.load(artifacts / "inputs.npz", allow_pickle=False) as z:
+        feed = {k: z[k] for k in z.files}
+    plain = OnnxHost(artifacts / "model.onnx")
+    bound = OnnxHost(artifacts / "model.onnx", session=SessionSettings(io_binding=True))
+    assert bound._bound is not None and plain._bound is None
+    want, first = plain.run(feed), bound.run(feed)
+    for name in want:
+        np.testing.assert_array_equal(first[name], want[name])
+    kept = {k: v.copy() for k, v in first.items()}
+    other = {k: (v[::-1].copy() if v.ndim else v) for k, v in feed.items()}
+    second = bound.run(other)
+    for name in want:
+        np.testing.assert_array_equal(first[name], kept[name])  # not overwritten by run 2
+        np.testing.assert_array_equal(second[name], plain.run(other)[name])
+
+
+def test_cuda_graph_needs_io_binding_and_names_both_in_the_record() -> None:
+    with pytest.raises(ValueError, match="cuda_graph needs io_binding"):
+        SessionSettings(cuda_graph=True)
+    s = SessionSettings(1, "all", "HEURISTIC", io_binding=True, cuda_graph=True)
+    assert s.cuda_options() == {"cudnn_conv_algo_search": "HEURISTIC", "enable_cuda_graph": "1"}
+    assert s.describe().endswith("cuDNN conv algo search HEURISTIC, IO binding, CUDA graph")
+    assert SessionSettings.from_dict(s.to_dict()) == s
+    assert SessionSettings(io_binding=True).cuda_options() == {}
+
+
+@pytest.mark.parametrize("bad", [{"io_binding": "yes"}, {"cuda_graph": True}])
+def test_invalid_binding_settings_are_a_manifest_error(artifacts: Path, bad: object) -> None:
+    raw = _raw(artifacts)
+    raw["onnxruntime_session"] = bad
+    with pytest.raises(ManifestError, match="onnxruntime_session"):
+        SessionSettings.from_manifest(Manifest.from_dict(raw))

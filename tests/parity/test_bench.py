@@ -66,6 +66,11 @@ def test_bench_times_every_backend_per_batch_and_writes_json_and_plot(
     assert tuning["onnxruntime"]["intra_op_threads"] == 1  # --threads 1: only 1 tried
     assert {t["backend"] for t in tuning["trials"]} == {"onnxruntime", "eager"}
     assert sum(t["chosen"] for t in tuning["trials"]) == 2
+    binding = [t for t in tuning["trials"] if t["stage"] == "binding"]
+    # the kept settings timed plain and with IO binding (no CUDA graph on CPU), one kept
+    assert [t["setting"].endswith("IO binding") for t in binding] == [False, True]
+    assert sum(t["chosen"] for t in binding) == 1 and all(t["p50_ms"] > 0 for t in binding)
+    assert tuning["onnxruntime"].get("io_binding", False) == binding[1]["chosen"]
     assert report["layers_batch"] == 2 and report["layers"]
     for layer in report["layers"]:
         assert {"shape", "count", "flops", "torch_gflops", "torch_fraction"} <= set(layer)
