@@ -5,8 +5,11 @@ For each batch size (the artifacts' own, or others built on the fly into a tempo
 interleaved with a GEMM probe (:mod:`parity.ceiling`) after warm-up, so each backend's achieved
 GFLOP/s (FLOPs counted from the model's convolutions, :mod:`parity.flops`) is a fraction of a
 ceiling measured in the same rounds. Before that, :mod:`parity.tuning` measures ONNX Runtime
-thread counts and graph optimisation levels and eager's modes and keeps the fastest
-(``--save-tuning`` records ONNX Runtime's in the manifest); after it, the per-layer view
+thread counts and graph optimisation levels and eager's modes and torch thread counts (with
+``--threads auto``, 1 .. the physical cores for both, so neither is compared at more threads
+than the other) and keeps the fastest: the torch count then serves every torch backend (eager,
+TorchScript, ``.pt2``) and the report records it (``--save-tuning`` records ONNX Runtime's
+settings in the manifest); after it, the per-layer view
 (:mod:`parity.bench_layers`) times each conv shape alone. Figures, never assertions: the
 machines are shared and noisy. ``python -m parity.bench`` is the same command.
 """
@@ -78,13 +81,16 @@ class BenchOptions:
     threads: str = field(
         default="auto",
         metadata={
-            "help": "CPU threads: auto (torch: measured; ONNX Runtime: 1..cores tried by the "
-            "tuning) or N (both use N)"
+            "help": "CPU threads: auto (torch and ONNX Runtime: 1..cores tried by the tuning; "
+            "torch: measured when --no-tune), N (both use N) or default (torch's own)"
         },
     )
     tune: bool = field(
         default=True,
-        metadata={"help": "measure ONNX Runtime settings and eager modes first, keep the fastest"},
+        metadata={
+            "help": "measure ONNX Runtime settings, eager modes and torch threads first, keep "
+            "the fastest"
+        },
     )
     layers: bool = field(default=True, metadata={"help": "time each conv shape alone"})
     save_tuning: bool = field(
@@ -119,6 +125,8 @@ def run_bench(options: BenchOptions) -> BenchReport:
         ManifestError, ArtifactsChangedError: the artifacts folder does not verify.
         EnvironmentUnavailable: (exit 3) CUDA requested and torch sees none.
     """
+    import torch
+
     from export.manifest import read_manifest
     from export.session import save_session_settings
     from export.signature import Signature
@@ -166,9 +174,13 @@ def run_bench(options: BenchOptions) -> BenchReport:
     )
     session = SessionSettings.from_manifest(manifest) or SessionSettings(choice.threads)
     eager_mode = EagerMode()
+    torch_threads, tuned = choice.threads, False
     if options.tune:
-        ort_threads = (
-            list(range(1, physical_cores() + 1)) if choice.requested == "auto" else [choice.threads]
+        # the same thread counts for both; on CUDA the CPU threads hardly matter: one count
+        counts = (
+            list(range(1, physical_cores() + 1))
+            if choice.requested == "auto" and options.device != "cuda"
+            else [choice.threads]
         )
         tuning = tune(
             options.artifacts / "model.onnx",
@@ -176,14 +188,20 @@ def run_bench(options: BenchOptions) -> BenchReport:
             signature,
             _feed(options.artifacts),
             options.device,
-            [1] if options.device == "cuda" else ort_threads,
+            [1] if options.device == "cuda" else counts,
             options.seconds,
             f"{cpu_kind()}, {physical_cores()} cores, load average {_load()}",
+            torch_threads=counts,
         )
         session, eager_mode = tuning.onnxruntime, tuning.eager
+        torch_threads = eager_mode.threads or choice.threads
+        tuned = choice.requested == "auto" and options.device != "cuda"
         report.tuning = tuning.to_dict()
+    if options.tune or choice.requested != "default":
+        torch.set_num_threads(torch_threads)  # every torch backend timed from here on
+    report.threads = _threads_record(choice.to_dict(), torch_threads, tuned)
     probe = gemm_probe(
-        options.device, max(choice.threads, session.intra_op_threads or physical_cores())
+        options.device, max(torch_threads, session.intra_op_threads or physical_cores())
     )
     report.ceiling_probe = probe.describe()
     with tempfile.TemporaryDirectory(prefix="ptychopinn-bench-") as workdir:
@@ -212,6 +230,24 @@ def run_bench(options: BenchOptions) -> BenchReport:
         log.info("bench: recorded ONNX Runtime settings in %s", report.saved_tuning)
     machine["load_after"] = _load()
     return report
+
+
+def _threads_record(choice: dict[str, object], used: int, tuned: bool) -> dict[str, object]:
+    """``--threads``' choice (:meth:`ptycho_torch.threads.ThreadChoice.to_dict`) with the torch
+    thread count really used by every torch backend (``threads``) and where it came from."""
+    record = dict(choice)
+    if tuned:
+        chosen_by = "tuning"
+    elif choice["requested"] == "default":
+        chosen_by = "torch's default"
+    elif choice["requested"] == "auto":
+        chosen_by = "measured at start"
+    else:
+        chosen_by = "given"
+    if tuned:  # what --threads auto measured at start, before the tuning replaced it
+        record["before_tuning"] = choice["threads"]
+    record.update(threads=used, chosen_by=chosen_by)
+    return record
 
 
 def _bench_batch(

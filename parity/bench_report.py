@@ -50,7 +50,7 @@ class BenchReport:
     machine: dict[str, Any]
     model: dict[str, Any]
     ceiling_probe: str
-    threads: dict[str, Any]
+    threads: dict[str, Any]  # --threads' choice; "threads": torch's count really used, "chosen_by"
     batches: list[BatchResult] = field(default_factory=list)
     tuning: dict[str, Any] | None = None
     layers: list[dict[str, Any]] = field(default_factory=list)
@@ -75,8 +75,10 @@ class BenchReport:
             f"model: N={m['N']} C={m['C']} n_filters_scale={m['n_filters_scale']} {m['head']} head, "
             f"{m['gflop_per_pattern']:.3f} GFLOP per pattern ({m['conv_calls']} conv calls)",
             f"machine: {mach['cpu']}, {mach['physical_cores']} cores, device {mach['device']}, "
-            f"torch threads {self.threads.get('threads')} ({self.threads.get('requested')}), "
-            f"load average {mach['load_before']} -> {mach['load_after']}",
+            f"torch threads {self.threads.get('threads')} for every torch backend "
+            f"(requested {self.threads.get('requested')}"
+            + (f", chosen by {self.threads['chosen_by']}" if self.threads.get("chosen_by") else "")
+            + f"), load average {mach['load_before']} -> {mach['load_after']}",
             f"ceiling: {self.ceiling_probe}, timed in the same rounds as each batch",
         ]
         if self.tuning:

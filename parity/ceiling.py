@@ -44,7 +44,9 @@ class GemmProbe:
         return max(rates.values()), rates
 
     def describe(self) -> str:
-        threads = f", {self.threads} threads" if self.device == "cpu" and self.threads else ""
+        threads = ""
+        if self.device == "cpu" and self.threads:
+            threads = f", {self.threads} thread{'' if self.threads == 1 else 's'}"
         which = " and ".join(name.removeprefix("gemm-") for name in self.runs)
         return (
             f"float32 GEMM {self.n}x{self.n} x{self.calls} ({which}, the faster counts) on "

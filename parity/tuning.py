@@ -10,9 +10,12 @@ allocated once on the device) and, on CUDA, IO binding with a CUDA graph; a bind
 if it is over 5% faster, and one that cannot run (a CUDA graph needs every node on the CUDA
 provider) is a trial with its reason, never an error. The choice becomes
 :class:`export.session.SessionSettings`, which ``--save-tuning`` records in the manifest for
-:class:`export.host.OnnxHost`. Eager PyTorch: ``torch.no_grad`` vs ``torch.inference_mode`` and
-contiguous vs channels-last memory, kept for the bench's eager row (a PyTorch host applies them
-in code; nothing to record).
+:class:`export.host.OnnxHost`. Eager PyTorch: ``torch.no_grad`` vs ``torch.inference_mode``,
+contiguous vs channels-last memory and torch's intra-op thread counts (the same list as ONNX
+Runtime's, so neither backend is compared at more threads than the other; each candidate sets
+``torch.set_num_threads`` before it runs, and fewer threads win ties within 5% as above), timed
+interleaved; the bench keeps the mode for its eager row and the thread count for every torch
+backend (a PyTorch host applies them in code; nothing to record).
 """
 
 from __future__ import annotations
@@ -42,14 +45,20 @@ _TIE = 1.05  # fewer threads win unless the fastest is over 5% faster
 
 @dataclass(frozen=True)
 class EagerMode:
-    """How eager PyTorch runs: the grad context and the memory format."""
+    """How eager PyTorch runs: the grad context, the memory format and torch's intra-op thread
+    count (``None``: whatever torch has; the count is process-wide, so whoever runs the model
+    applies it with ``torch.set_num_threads``, not :class:`EagerModel`)."""
 
     inference_mode: bool = True
     channels_last: bool = False
+    threads: int | None = None
 
     def describe(self) -> str:
         grad = "inference_mode" if self.inference_mode else "no_grad"
-        return f"{grad}, {'channels_last' if self.channels_last else 'contiguous'}"
+        text = f"{grad}, {'channels_last' if self.channels_last else 'contiguous'}"
+        if self.threads is not None:
+            text += f", {self.threads} thread{'' if self.threads == 1 else 's'}"
+        return text
 
 
 class EagerModel:
@@ -90,6 +99,7 @@ class Trial:
     chosen: bool = False
     stage: str = "settings"  # "settings" | "binding" (the second ONNX Runtime round)
     note: str = ""
+    threads: int | None = None  # intra-op threads of the setting (ONNX Runtime's or torch's)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -98,6 +108,7 @@ class Trial:
             "p50_ms": self.p50_ms,
             "chosen": self.chosen,
             "stage": self.stage,
+            "threads": self.threads,
         }
         if self.note:
             out["note"] = self.note
@@ -117,6 +128,7 @@ class Tuning:
             "onnxruntime": self.onnxruntime.to_dict(),
             "onnxruntime_text": self.onnxruntime.describe(),
             "eager": self.eager.describe(),
+            "eager_threads": self.eager.threads,
             "trials": [t.to_dict() for t in self.trials],
         }
 
@@ -130,12 +142,18 @@ def tune(
     threads: list[int],
     seconds: float,
     measured_on: str,
+    torch_threads: list[int] | None = None,
 ) -> Tuning:
     """Measure ONNX Runtime settings and eager modes on ``feed`` for ``seconds`` each.
+
+    torch's thread count is as it was before when this returns (the caller applies
+    ``Tuning.eager.threads``).
 
     Args:
         threads: intra-op thread counts to try for ONNX Runtime.
         measured_on: the machine and its load, recorded with the choice.
+        torch_threads: torch intra-op thread counts to try for eager PyTorch (default: torch's
+            current count only).
     """
     ort_ms, settings = _tune_onnxruntime(onnx_path, feed, device, threads, seconds, measured_on)
     binding_trials: list[Trial] = []
@@ -150,25 +168,71 @@ def tune(
         )
     else:  # ONNX Runtime's CUDA provider did not come up: the bench reports it (exit 3)
         chosen_key, chosen = "", SessionSettings(threads[0], measured_on=measured_on)
-    modes = [EagerMode(i, c) for i in (False, True) for c in (False, True)]
-    eager_candidates = {
-        m.describe(): _bind(EagerModel(weights, signature, device, m), feed) for m in modes
-    }
-    log.info("tuning: %d eager modes, %.0f s", len(modes), seconds)
-    eager_times = interleave(eager_candidates, seconds, what="tuning eager")
-    eager_ms = {k: 1e3 * v.p50 for k, v in eager_times.items()}
-    chosen_mode = min(modes, key=lambda m: eager_ms[m.describe()])
+    eager_ms, modes = _tune_eager(weights, signature, feed, device, torch_threads, seconds)
+    best_eager = min(eager_ms.values())
+    chosen_mode = min(
+        (m for m in modes.values() if eager_ms[m.describe()] <= best_eager * _TIE),
+        key=lambda m: (m.threads or 0, eager_ms[m.describe()]),
+    )
     trials = [
-        Trial("onnxruntime", k, ms, k == chosen_key and not binding_trials)
+        Trial(
+            "onnxruntime",
+            k,
+            ms,
+            k == chosen_key and not binding_trials,
+            threads=settings[k].intra_op_threads,
+        )
         for k, ms in ort_ms.items()
     ]
     trials += binding_trials
-    trials += [Trial("eager", k, ms, k == chosen_mode.describe()) for k, ms in eager_ms.items()]
+    trials += [
+        Trial("eager", k, ms, k == chosen_mode.describe(), threads=modes[k].threads)
+        for k, ms in eager_ms.items()
+    ]
     tuning = Tuning(chosen, chosen_mode, trials)
     log.info(
         "tuning: ONNX Runtime %s; eager %s", tuning.onnxruntime.describe(), chosen_mode.describe()
     )
     return tuning
+
+
+def _tune_eager(
+    weights: Path,
+    signature: Signature,
+    feed: Mapping[str, np.ndarray],
+    device: str,
+    torch_threads: list[int] | None,
+    seconds: float,
+) -> tuple[dict[str, float], dict[str, EagerMode]]:
+    """Median ms per eager mode (grad context x memory format x torch thread count), timed
+    interleaved; each candidate sets torch's thread count before it runs, and the count it found
+    is restored after."""
+    previous = torch.get_num_threads()
+    counts = list(torch_threads or [previous])
+    candidates: dict[str, Callable[[], object]] = {}
+    modes: dict[str, EagerMode] = {}
+    for inference_mode, channels_last in itertools.product((False, True), (False, True)):
+        model = EagerModel(weights, signature, device, EagerMode(inference_mode, channels_last))
+        for n in counts:  # one model per grad context and memory format, shared by the counts
+            mode = EagerMode(inference_mode, channels_last, n)
+            modes[mode.describe()] = mode
+            candidates[mode.describe()] = _with_threads(n, model, feed)
+    log.info("tuning: %d eager modes (threads %s), %.0f s", len(candidates), counts, seconds)
+    try:
+        times = interleave(candidates, seconds, what="tuning eager")
+    finally:
+        torch.set_num_threads(previous)
+    return {k: 1e3 * v.p50 for k, v in times.items()}, modes
+
+
+def _with_threads(
+    n: int, fn: Callable[[Mapping[str, np.ndarray]], object], feed: Mapping[str, np.ndarray]
+) -> Callable[[], object]:
+    def run() -> object:
+        torch.set_num_threads(n)
+        return fn(feed)
+
+    return run
 
 
 def _tune_onnxruntime(
@@ -236,7 +300,16 @@ def _tune_binding(
             if not s.cuda_graph:
                 raise
             log.warning("tuning: %s cannot run: %s", s.describe(), exc)
-            failed.append(Trial("onnxruntime", s.describe(), None, stage="binding", note=str(exc)))
+            failed.append(
+                Trial(
+                    "onnxruntime",
+                    s.describe(),
+                    None,
+                    stage="binding",
+                    note=str(exc),
+                    threads=s.intra_op_threads,
+                )
+            )
             continue
         by_key[s.describe()] = s
         candidates[s.describe()] = _bind(host.run, feed)
@@ -246,7 +319,17 @@ def _tune_binding(
     plain = kept.describe()
     fastest = min(ms, key=ms.__getitem__)
     chosen_key = fastest if ms[fastest] * _TIE < ms[plain] else plain
-    trials = [Trial("onnxruntime", k, v, k == chosen_key, stage="binding") for k, v in ms.items()]
+    trials = [
+        Trial(
+            "onnxruntime",
+            k,
+            v,
+            k == chosen_key,
+            stage="binding",
+            threads=by_key[k].intra_op_threads,
+        )
+        for k, v in ms.items()
+    ]
     return by_key[chosen_key], trials + failed
 
 

@@ -28,6 +28,8 @@ ROW_FIELDS = {
 }
 QUICK = ["--seconds", "0", "--repeats", "1", "--warmup", "0", "--threads", "1"]
 
+pytestmark = pytest.mark.usefixtures("restore_threads")  # the bench sets torch's thread count
+
 
 def test_bench_times_every_backend_per_batch_and_writes_json_and_plot(
     built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -47,7 +49,7 @@ def test_bench_times_every_backend_per_batch_and_writes_json_and_plot(
     )
     assert "float32 GEMM" in report["ceiling_probe"]
     assert set(report["batches"][0]["probes_gflops"]) == {"gemm-torch", "gemm-onnxruntime"}
-    assert report["threads"]["threads"] == 1
+    assert report["threads"]["threads"] == 1 and report["threads"]["chosen_by"] == "given"
     assert [b["batch"] for b in report["batches"]] == [1, 2]
     assert report["batches"][0]["build_seconds"] > 0  # batch 1 built on the fly
     assert report["batches"][1]["folder"] == str(built.out)  # the artifacts' own batch
@@ -66,6 +68,9 @@ def test_bench_times_every_backend_per_batch_and_writes_json_and_plot(
     assert tuning["onnxruntime"]["intra_op_threads"] == 1  # --threads 1: only 1 tried
     assert {t["backend"] for t in tuning["trials"]} == {"onnxruntime", "eager"}
     assert sum(t["chosen"] for t in tuning["trials"]) == 2
+    eager_trials = [t for t in tuning["trials"] if t["backend"] == "eager"]
+    assert len(eager_trials) == 4 and {t["threads"] for t in eager_trials} == {1}
+    assert tuning["eager_threads"] == 1 and tuning["eager"].endswith(", 1 thread")
     binding = [t for t in tuning["trials"] if t["stage"] == "binding"]
     # the kept settings timed plain and with IO binding (no CUDA graph on CPU), one kept
     assert [t["setting"].endswith("IO binding") for t in binding] == [False, True]
@@ -115,3 +120,40 @@ def test_parity_bench_is_the_same_command(built: BuildResult) -> None:
     from parity.bench_cli import main
 
     assert main(["--artifacts", str(built.out), "--batch", "0"], prog="python -m parity.bench") == 2
+
+
+def test_auto_threads_tunes_torch_threads_like_onnxruntime_and_applies_them(
+    built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    from parity.bench_cli import main
+    from ptycho_torch.threads import physical_cores
+
+    out = tmp_path / "bench.json"
+    quick = [*QUICK[:-2], "--threads", "auto", "--no-layers"]
+    assert main(["--artifacts", str(built.out), *quick, "--json", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    report = json.loads(out.read_text())
+    tuning, counts = report["tuning"], list(range(1, physical_cores() + 1))
+    eager = [t for t in tuning["trials"] if t["backend"] == "eager"]
+    # every grad context x memory format at every count ONNX Runtime tried
+    assert sorted(t["threads"] for t in eager) == sorted(counts * 4)
+    ort = {t["threads"] for t in tuning["trials"] if t["backend"] == "onnxruntime"}
+    assert ort == set(counts)
+    chosen = [t for t in eager if t["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["p50_ms"] > 0
+    used = chosen[0]["threads"]
+    assert tuning["eager_threads"] == used and chosen[0]["setting"] == tuning["eager"]
+    assert report["threads"]["threads"] == used and report["threads"]["chosen_by"] == "tuning"
+    assert report["threads"]["requested"] == "auto"
+    assert torch.get_num_threads() == used  # applied for every torch backend, not restored
+    assert f"torch threads {used} for every torch backend" in stdout
+    assert "chosen by tuning" in stdout
+    (row,) = [r for r in report["batches"][0]["rows"] if r["runner"] == "eager[cpu]"]
+    assert row["setting"] == tuning["eager"]
+    ort_threads = tuning["onnxruntime"]["intra_op_threads"]
+    assert f"{max(used, ort_threads)} threads" in report["ceiling_probe"]
+    if physical_cores() < 2:
+        pytest.skip("one physical core: only one torch thread count to try")
+    assert len({t["threads"] for t in eager}) > 1
