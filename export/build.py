@@ -7,6 +7,7 @@ interrupted build leaves the previous artifacts untouched.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as _dt
 import json
@@ -194,8 +195,9 @@ def _export_all(
         "ptychopinn.head": signature.head,
     }
     exporters: dict[str, str] = {}
+    frozen, layout = _in_memory_format(wrapper, options.memory_format)
     with progress.step("TorchScript -> model.ts") as notes:
-        exporters["model.ts"] = export_torchscript(wrapper, signature, tmp / "model.ts")
+        exporters["model.ts"] = export_torchscript(frozen, signature, tmp / "model.ts") + layout
         notes.append(exporters["model.ts"])
     with progress.step(f"ONNX (dynamo, opset {options.opset}) -> model.onnx") as notes:
         export_onnx(wrapper, example, signature, tmp / "model.onnx", options.opset, metadata)
@@ -206,8 +208,8 @@ def _export_all(
             f"{len(model_proto.graph.node)} nodes, onnx.checker full check passed, float32 contract ok"
         )
     with progress.step("torch.export -> model.pt2") as notes:
-        export_program(wrapper, example, signature, tmp / "model.pt2")
-        exporters["model.pt2"] = "torch.export.export(strict=False)"
+        export_program(frozen, example, signature, tmp / "model.pt2")
+        exporters["model.pt2"] = "torch.export.export(strict=False)" + layout
         program = safe_export_load(tmp / "model.pt2")
         contract["model.pt2"] = check_program_contract(program, signature)
         notes.append("float32 contract ok")
@@ -250,6 +252,21 @@ def _export_all(
         ),
     )
     return manifest
+
+
+def _in_memory_format(wrapper: torch.nn.Module, memory_format: str) -> tuple[torch.nn.Module, str]:
+    """The wrapper ``model.ts`` and ``model.pt2`` are made from, and the note for the manifest.
+
+    Channels-last: a copy whose 4-D weights are stored NHWC, which both formats save with their
+    strides; the convolutions then run channels-last on any input (1.8x on this project's CPU,
+    the gain eager gets from the same change) and their outputs follow. Results differ from
+    the contiguous eager run by float32 round-off only (summation order). ``model.onnx`` is
+    exported from ``wrapper`` itself: ONNX has no memory format, ONNX Runtime chooses its own.
+    """
+    if memory_format == "contiguous":
+        return wrapper, ""
+    frozen = copy.deepcopy(wrapper).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return frozen, ", channels-last weights"
 
 
 def _load_back(

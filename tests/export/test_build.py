@@ -379,3 +379,55 @@ def test_host_verify_of_outputs_that_differ_from_the_reference_exits_1(artifacts
 def test_host_runtime_does_not_import_torch() -> None:
     code = "import sys, export.host; sys.exit(1 if 'torch' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def _conv_weights(module: object) -> list[object]:
+    """The 4-D weights with more than one input channel (a 1-channel one is both layouts)."""
+    return [p for p in module.parameters() if p.dim() == 4 and p.shape[1] > 1]  # type: ignore[attr-defined]
+
+
+def test_torch_artifacts_store_channels_last_weights_by_default(built: BuildResult) -> None:
+    """TorchScript and .pt2 keep NHWC weight strides through save and load, so their convs run
+    channels-last; the outputs stay within float32 round-off of contiguous eager."""
+    import torch
+
+    from export.artifacts import load_program, load_torchscript, safe_export_load
+    from export.ts_safety import check_torchscript_archive
+
+    manifest = built.manifest
+    for name in ("model.ts", "model.pt2"):
+        assert manifest.exporters[name].endswith(", channels-last weights")
+        assert manifest.loadback_max_abs_vs_eager[name] < 1e-5
+    check_torchscript_archive(built.out / "model.ts")  # nothing in it runs Python
+    scripted = torch.jit.load(str(built.out / "model.ts"))
+    program = safe_export_load(built.out / "model.pt2").module()
+    for module in (scripted, program):
+        weights = _conv_weights(module)
+        assert weights and all(
+            w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+            for w in weights
+        )
+    with np.load(built.out / "inputs.npz", allow_pickle=False) as z:
+        feed = {k: z[k] for k in z.files}
+    for loader, path in ((load_torchscript, "model.ts"), (load_program, "model.pt2")):
+        outputs = loader(built.out / path)(feed)
+        built.signature.check_outputs(outputs)  # float32, the signature's shapes
+
+
+def test_contiguous_memory_format_gives_artifacts_bit_identical_to_eager(
+    model_file: Path, feed_file: Path, tmp_path: Path
+) -> None:
+    options = BuildOptions(
+        checkpoint=model_file, inputs=feed_file, out=tmp_path / "arts",
+        reference="none", memory_format="contiguous",
+    )  # fmt: skip
+    result = build(options)
+    assert result.manifest.exporters["model.ts"] == "torch.jit.script"
+    assert result.manifest.loadback_max_abs_vs_eager["model.ts"] == 0.0
+    assert result.manifest.loadback_max_abs_vs_eager["model.pt2"] == 0.0
+
+
+def test_a_bad_memory_format_is_a_usage_error(tmp_path: Path) -> None:
+    proc = _main("build", "--memory-format", "nhwc", "--out", str(tmp_path / "a"))
+    assert proc.returncode == 2 and "--memory-format" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "a").exists()
