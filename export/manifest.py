@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from export.errors import ArtifactsChangedError, ManifestError
+from ptycho_torch.jsonio import read_json
 
 __all__ = [
     "MANIFEST_SCHEMA",
@@ -217,10 +218,7 @@ def read_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
             f"{directory} has no manifest.json; pass the artifacts folder `python -m export build` "
             "wrote"
         )
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ManifestError(f"cannot read {path} as JSON: {exc}; rebuild the artifacts") from None
+    raw = read_json(path, ManifestError, "rebuild the artifacts")
     manifest = Manifest.from_dict(raw, source=str(path))
     if verify:
         manifest.verify(directory)

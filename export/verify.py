@@ -15,7 +15,6 @@ In order, each step only when the one before passed:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from export.manifest import Manifest, read_manifest
 from export.output_check import OutputCheck, bounds_for, check_output
 from export.session import SessionSettings
 from ptycho_torch.digest import arrays_sha256
+from ptycho_torch.jsonio import read_json_object
 from ptycho_torch.npz import read_npz
 
 __all__ = ["VerifyOptions", "VerifyReport", "verify_artifacts"]
@@ -191,14 +191,7 @@ def _fresh_reference(
             f"{path} has no provenance reference.json beside it, so it cannot be tied to these "
             "weights; copy the folder again or rebuild with `python -m export build`"
         )
-    try:
-        provenance = json.loads(side.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ReferenceFormatError(f"cannot read {side} as JSON: {exc}") from None
-    if not isinstance(provenance, dict):
-        raise ReferenceFormatError(
-            f"{side} must hold a JSON object, found {type(provenance).__name__}"
-        )
+    provenance = read_json_object(side, ReferenceFormatError)
     inputs_sha = arrays_sha256({n: feed[n] for n in host.input_names if n in feed})
     problems = manifest.reference_problems(provenance, inputs_sha)
     if problems:

@@ -631,7 +631,7 @@ def read_batch(
     from parity.npz_stream import NpzRows
 
     size = signature.inputs[0].shape[0]
-    with NpzRows(inputs) as rows:
+    with NpzRows(inputs, "inputs file") as rows:
         held = rows.shape(signature.input_names[0])[0]
         if not 0 <= sample < held:
             raise BisectError(f"--sample {sample}: {inputs} holds samples 0..{held - 1}")
@@ -725,11 +725,16 @@ def bisect(
             make_side(pair[1], artifacts, manifest, signature, device),
         )
     steps = signature.head == "physics" and all(s.physics_steps for s in sides)
-    bounds = boundaries(load_model(manifest.weights_path(artifacts)), signature, steps)
     values = []
     with ExitStack() as stack:
         for side in sides:
             stack.enter_context(side)
+        # the boundary list needs the module tree only: an eager side's model, if one is loaded
+        model = next((s.model for s in sides if isinstance(s, EagerSide)), None)
+        if model is None:
+            model = load_model(manifest.weights_path(artifacts))
+        bounds = boundaries(model, signature, steps)
+        for side in sides:
             log.info("bisect: running %s to %d boundaries", side.name, len(bounds))
             values.append(side.run(feed, bounds))
     result = BisectResult(

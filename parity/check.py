@@ -182,7 +182,7 @@ def _run_check(options: CheckOptions, threads: dict[str, Any] | None) -> ParityR
         check_repro_target(options.repro)  # refuse before any work, never after
     unavailable: list[str] = []  # requested runners that did not come up (--device cuda)
 
-    with NpzRows(inputs_path) as inputs, ExitStack() as stack:
+    with NpzRows(inputs_path, "inputs file") as inputs, ExitStack() as stack:
         n = check_inputs(inputs, signature)
         if reference is not None:
             check_reference_layout(reference, signature, n)

@@ -17,7 +17,6 @@ Only ``np.load(allow_pickle=False)`` and JSON are read; the folder's ``.dill`` p
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from export.signature import AMPLITUDE, PHASE, PRED_AMPLITUDE
 from parity.errors import ReferenceFormatError
 from ptycho_torch.config import ModelConfig
+from ptycho_torch.jsonio import read_json
 
 __all__ = ["OriginalCase", "read_original_case"]
 
@@ -103,10 +103,7 @@ def _read_config(path: Path) -> dict[str, Any]:
             f"{path} does not exist; a case folder of the original holds config.json, "
             "inputs.npz and outputs.npz"
         )
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ReferenceFormatError(f"cannot read {path} as JSON: {exc}") from None
+    config = read_json(path, ReferenceFormatError)
     net = config.get("network_and_physics") if isinstance(config, dict) else None
     if not isinstance(net, dict):
         raise ReferenceFormatError(

@@ -127,7 +127,7 @@ def load_reference(path: str | Path) -> ReferenceFile:
             f"reference {path} has schema {prov['schema']!r}; this version reads {REFERENCE_SCHEMA}"
         )
     try:
-        with NpzRows(path) as rows:
+        with NpzRows(path, "reference file") as rows:
             shapes = {k: rows.shape(k) for k in rows.keys}
             dtypes = {k: rows.dtype(k) for k in rows.keys}
     except ReferenceFormatError as exc:

@@ -205,7 +205,7 @@ class ReferenceRunner(Runner):
             raise ReferenceFormatError(
                 f"reference {self.reference.path} lacks output(s) {missing}; it holds {sorted(held)}"
             )
-        self._rows, self._next = NpzRows(self.reference.path), 0
+        self._rows, self._next = NpzRows(self.reference.path, "reference file"), 0
         provenance = self.reference.provenance
         self.detail = {
             "generator": provenance.get("generator"),

@@ -195,7 +195,7 @@ class NpzRowReader:
     def array(self, key: str) -> np.ndarray:
         """The whole array ``key``, read at once (for the small ones: coordinates, probe)."""
         if key not in self.members:
-            self._member(key)  # the error naming the arrays there are
+            self.member(key)  # the error naming the arrays there are
         try:
             with self._zip.open(f"{key}.npy") as f:
                 return np.lib.format.read_array(f, allow_pickle=False)
@@ -204,7 +204,7 @@ class NpzRowReader:
 
     def rows(self, key: str, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` along axis 0 of ``key``, as a new array."""
-        member = self._member(key)
+        member = self.member(key)
         start, stop = max(0, start), min(stop, member.shape[0])
         if stop <= start:
             return np.empty((0, *member.shape[1:]), member.dtype)
@@ -229,8 +229,8 @@ class NpzRowReader:
         """
         flat = np.asarray(indices, dtype=np.int64).reshape(-1)
         unique, inverse = np.unique(flat, return_inverse=True)
-        if unique.size and (unique[0] < 0 or unique[-1] >= self._member(key).shape[0]):
-            raise IndexError(f"{key!r}: row index out of range 0..{self._member(key).shape[0] - 1}")
+        if unique.size and (unique[0] < 0 or unique[-1] >= self.member(key).shape[0]):
+            raise IndexError(f"{key!r}: row index out of range 0..{self.member(key).shape[0] - 1}")
         breaks = np.flatnonzero(np.diff(unique) != 1) + 1
         parts = [
             self.rows(key, int(r[0]), int(r[-1]) + 1) for r in np.split(unique, breaks) if r.size
@@ -238,9 +238,8 @@ class NpzRowReader:
         gathered = np.concatenate(parts) if parts else self.rows(key, 0, 0)
         return gathered[inverse].reshape((*np.shape(indices), *gathered.shape[1:]))
 
-    # --- internals --------------------------------------------------------------------------------
-
-    def _member(self, key: str) -> NpzMember:
+    def member(self, key: str) -> NpzMember:
+        """The header of array ``key`` (shape, dtype), checked: present and C-ordered."""
         if key not in self.members:
             raise DataError(
                 f"{self.what} {self.path} has no array {key!r}; it holds {sorted(self.members)}"
@@ -252,6 +251,8 @@ class NpzRowReader:
                 "(np.savez(path, key=np.ascontiguousarray(value)))"
             )
         return member
+
+    # --- internals --------------------------------------------------------------------------------
 
     def _offset(self, key: str) -> int | None:
         """Where a stored member's array data start in the file; None for a compressed one."""

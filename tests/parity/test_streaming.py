@@ -156,5 +156,5 @@ def test_load_reference_reads_shapes_and_refuses_pickled_arrays(tmp_path: Path) 
     assert load_reference(tmp_path / "r.npz").shapes == {"amplitude": (3, 2)}
 
     np.savez(tmp_path / "r.npz", amplitude=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ReferenceFormatError, match="pickled or corrupt.*Python objects"):
+    with pytest.raises(ReferenceFormatError, match="pickled or corrupt.*pickled object array"):
         load_reference(tmp_path / "r.npz")

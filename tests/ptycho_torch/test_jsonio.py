@@ -1,0 +1,43 @@
+"""The one JSON reader: the caller's error class, the file named, the advice appended."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from export.errors import ManifestError
+from parity.errors import ReferenceFormatError
+from ptycho_torch.jsonio import read_json, read_json_object
+
+
+def test_a_json_object_reads_back(tmp_path: Path) -> None:
+    path = tmp_path / "a.json"
+    path.write_text('{"x": [1, 2]}')
+    assert read_json_object(path, ManifestError) == {"x": [1, 2]}
+    path.write_text("[1, 2]")
+    assert read_json(path, ManifestError) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b'{"x": ', "as JSON"),  # cut short
+        (b"\xff\xfe{}", "as JSON"),  # not UTF-8
+        (b"[1, 2]", "must hold a JSON object, found list"),
+    ],
+)
+def test_unreadable_json_is_the_callers_error_with_advice(
+    tmp_path: Path, content: bytes, match: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(ReferenceFormatError, match=match) as err:
+        read_json_object(path, ReferenceFormatError, "copy it again")
+    assert str(path) in str(err.value) and str(err.value).endswith("; copy it again")
+    assert err.value.exit_code == 2
+
+
+def test_a_missing_file_names_itself(tmp_path: Path) -> None:
+    with pytest.raises(ManifestError, match=r"cannot read .*nowhere\.json as JSON"):
+        read_json(tmp_path / "nowhere.json", ManifestError)
