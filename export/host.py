@@ -127,11 +127,9 @@ class OnnxHost:
             raise HostError(f"{self.path} carries no PtychoPINN signature in its metadata")
         self.signature = Signature.from_dict(json.loads(meta["ptychopinn.signature"]))
         self.metadata = dict(meta)
-        self._bound = (
-            _BoundRun(self.session, self.signature, device)
-            if session is not None and session.io_binding
-            else None
-        )
+        self._bound: _BoundRun | None = None
+        if session is not None and session.io_binding:
+            self._bound = _BoundRun(self.session, self.signature, device)
 
     @property
     def input_names(self) -> list[str]:
@@ -149,6 +147,23 @@ class OnnxHost:
             SignatureError: (exit 2) what was expected, what was found, what to do.
         """
         self.signature.check_feed(feed)
+
+    @property
+    def io_bound(self) -> bool:
+        """Whether runs go through IO binding (buffers allocated once on the session's device)."""
+        return self._bound is not None
+
+    def bind_io(self) -> bool:
+        """Run through IO binding from now on, if ONNX Runtime can set it up here; where it
+        cannot, runs stay plain ``session.run`` (logged) and this returns False."""
+        if self._bound is None:
+            try:
+                self._bound = _BoundRun(self.session, self.signature, self.device)
+            except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
+                log.warning(
+                    "IO binding unavailable (%s); running with session.run on %s", exc, self.device
+                )
+        return self._bound is not None
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Check the feed, run the session, return outputs by name."""
@@ -217,9 +232,9 @@ class OnnxHost:
 class _BoundRun:
     """One session run through ONNX Runtime's IO binding: every input and output has a buffer
     of the signature's fixed shape, allocated once on the session's device and bound once; a
-    run copies the feed into the input buffers, runs, and copies the outputs out. The same
-    addresses every run are what a CUDA graph replay needs. Runs are serialised (one set of
-    buffers)."""
+    run copies the feed into the input buffers (one host-to-device copy on CUDA), runs, and
+    copies the outputs out (one device-to-host copy): no allocation per run. The same addresses
+    every run are what a CUDA graph replay needs. Runs are serialised (one set of buffers)."""
 
     def __init__(self, session: Any, signature: Signature, device: str) -> None:
         self.session, self.binding = session, session.io_binding()

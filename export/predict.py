@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 
 from export.errors import ManifestError
 from export.host import OnnxHost
@@ -121,8 +120,8 @@ class Predictor:
             ) from None
         spec = self.host.signature.inputs[0]  # diffraction (B, C, N, N)
         self.batch, self.channels, self.N = spec.shape[0], spec.shape[1], spec.shape[-1]
-        cuda = device == "cuda" and "CUDAExecutionProvider" in self.host.providers
-        self._binding = _IoBinding.create(self.host, "cuda") if cuda else None
+        if device == "cuda" and "CUDAExecutionProvider" in self.host.providers:
+            self.host.bind_io()  # one copy each way per batch, no allocation per run
 
     def predict(self, scan: ScanReader, progress: Progress | None = None) -> Prediction:
         """Reconstruct ``scan``: every pattern predicted once per group it belongs to, the
@@ -162,7 +161,7 @@ class Predictor:
             batch=self.batch,
             device=self.host.device,
             providers=self.host.providers,
-            io_binding=self._binding is not None,
+            io_binding=self.host.io_bound,
             seconds=time.perf_counter() - start_time,
         )
         return Prediction(stitcher.result(), stats)
@@ -198,46 +197,5 @@ class Predictor:
             )
             for name, value in feed.items()
         }
-        if self._binding is not None:
-            self.host.check_feed(padded)
-            outputs = self._binding.run(padded)
-        else:
-            outputs = self.host.run(padded)
+        outputs = self.host.run(padded)
         return {name: value[:b] for name, value in outputs.items()}
-
-
-class _IoBinding:
-    """IO binding: inputs and outputs live in device buffers allocated once; each batch is one
-    host-to-device copy in and one device-to-host copy out (no allocation per run). Used on CUDA;
-    ``device="cpu"`` exists so that the tests can run the same code without a GPU."""
-
-    def __init__(self, host: OnnxHost, device: str) -> None:
-        self.session = host.session
-        self.binding = self.session.io_binding()
-        self.inputs: dict[str, ort.OrtValue] = {}
-        self.outputs: dict[str, ort.OrtValue] = {}
-        for specs, store, bind in (
-            (host.signature.inputs, self.inputs, self.binding.bind_ortvalue_input),
-            (host.signature.outputs, self.outputs, self.binding.bind_ortvalue_output),
-        ):
-            for spec in specs:
-                value = ort.OrtValue.ortvalue_from_shape_and_type(
-                    list(spec.shape), np.float32, device, 0
-                )
-                store[spec.name] = value
-                bind(spec.name, value)
-
-    @classmethod
-    def create(cls, host: OnnxHost, device: str) -> _IoBinding | None:
-        """The binding, or None (plain ``session.run``, same device) where it cannot be made."""
-        try:
-            return cls(host, device)
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
-            log.warning("IO binding unavailable (%s); running with session.run on %s", exc, device)
-            return None
-
-    def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for name, value in self.inputs.items():
-            value.update_inplace(feed[name])
-        self.session.run_with_iobinding(self.binding)
-        return {name: value.numpy() for name, value in self.outputs.items()}
