@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from export.build import BuildResult
@@ -157,3 +158,36 @@ def test_auto_threads_tunes_torch_threads_like_onnxruntime_and_applies_them(
     if physical_cores() < 2:
         pytest.skip("one physical core: only one torch thread count to try")
     assert len({t["threads"] for t in eager}) > 1
+
+
+def test_a_cuda_graph_that_cannot_run_is_a_trial_with_its_reason(
+    built: BuildResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The binding round on CUDA, with a host that runs on the CPU and fails like ONNX Runtime
+    does when a graph cannot be captured: the failure is a trial with its note, not an error,
+    and the plain or IO-bound setting is kept."""
+    import export.host
+    from parity.tuning import _tune_binding
+
+    real = export.host.OnnxHost
+
+    class CpuStandIn(real):  # type: ignore[misc, valid-type]
+        def __init__(self, path: Path, device: str = "cpu", session: object = None) -> None:
+            super().__init__(path, "cpu", session)  # type: ignore[arg-type]
+
+        def run(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            if self.settings is not None and self.settings.cuda_graph:
+                raise RuntimeError("CUDA graph capture failed: node Resize is on the CPU provider")
+            return super().run(feed)
+
+    monkeypatch.setattr(export.host, "OnnxHost", CpuStandIn)
+    with np.load(built.out / "inputs.npz", allow_pickle=False) as z:
+        feed = {k: z[k] for k in z.files}
+    kept, trials = _tune_binding(
+        built.out / "model.onnx", feed, "cuda", SessionSettings(intra_op_threads=1), 0
+    )
+    assert not kept.cuda_graph
+    failed = [t for t in trials if t.p50_ms is None]
+    assert len(failed) == 1 and failed[0].setting.endswith("IO binding, CUDA graph")
+    assert "node Resize is on the CPU provider" in failed[0].note and not failed[0].chosen
+    assert sum(t.chosen for t in trials) == 1
