@@ -128,8 +128,14 @@ class OnnxHost:
         self.signature = Signature.from_dict(json.loads(meta["ptychopinn.signature"]))
         self.metadata = dict(meta)
         self._bound: _BoundRun | None = None
-        if session is not None and session.io_binding:
-            self._bound = _BoundRun(self.session, self.signature, device)
+        wants_graph = device == "cuda" and session is not None and bool(session.cuda_graph)
+        if session is not None and session.io_binding and not self.bind_io() and wants_graph:
+            raise HostError(
+                f"the manifest's onnxruntime_session asks for a CUDA graph, which needs IO "
+                f"binding, and ONNX Runtime {ort.__version__} cannot bind {self.path}'s inputs "
+                "and outputs here (logged above): rerun `python -m export bench --device cuda "
+                "--save-tuning` on this host"
+            )
 
     @property
     def input_names(self) -> list[str]:

@@ -104,3 +104,21 @@ def test_invalid_binding_settings_are_a_manifest_error(artifacts: Path, bad: obj
     raw["onnxruntime_session"] = bad
     with pytest.raises(ManifestError, match="onnxruntime_session"):
         SessionSettings.from_manifest(Manifest.from_dict(raw))
+
+
+def test_a_binding_onnx_runtime_cannot_make_falls_back_to_plain_runs(
+    artifacts: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import numpy as np
+
+    import export.host
+
+    def refuse(*args: object) -> None:
+        raise RuntimeError("no allocator for this device")
+
+    monkeypatch.setattr(export.host, "_BoundRun", refuse)
+    with np.load(artifacts / "inputs.npz", allow_pickle=False) as z:
+        feed = {k: z[k] for k in z.files}
+    host = OnnxHost(artifacts / "model.onnx", session=SessionSettings(io_binding=True))
+    assert not host.io_bound and "IO binding unavailable" in caplog.text
+    assert set(host.run(feed)) == set(host.output_names)
