@@ -90,6 +90,20 @@ def run_main(main: Callable[[Sequence[str]], int], *args: str) -> SimpleNamespac
     return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
+def export_cli(*args: str) -> SimpleNamespace:
+    """``python -m export ARGS`` in-process (:func:`run_main`)."""
+    from pipeline.cli import main  # what `python -m export` runs
+
+    return run_main(main, *args)
+
+
+def parity_cli(*args: str) -> SimpleNamespace:
+    """``python -m parity ARGS`` in-process (:func:`run_main`)."""
+    from parity.cli import main  # what `python -m parity` runs
+
+    return run_main(main, *args)
+
+
 @pytest.fixture()
 def restore_threads() -> Iterator[None]:
     """torch's thread count as it was before the test (commands under test set it)."""

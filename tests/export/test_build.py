@@ -19,6 +19,7 @@ from export.build import BuildOptions, BuildResult, build
 from export.contract import check_onnx_contract
 from export.errors import BuildError, DtypeContractError, ExportError
 from export.manifest import sha256_file
+from tests.conftest import export_cli as _main
 from tests.conftest import run_main
 
 
@@ -291,13 +292,6 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         cwd=cwd,
         timeout=600,
     )
-
-
-def _main(*args: str) -> SimpleNamespace:
-    """``python -m export ARGS`` in-process: its exit code, stdout and stderr."""
-    from pipeline.cli import main  # what `python -m export` runs
-
-    return run_main(main, *args)
 
 
 def test_cli_missing_checkpoint_exits_2_without_traceback(tmp_path: Path) -> None:

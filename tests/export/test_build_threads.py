@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 import pytest
 
 from export.manifest import Manifest, read_manifest
-from tests.conftest import run_main
+from tests.conftest import export_cli as _export
 
 if TYPE_CHECKING:
     from export.build import BuildResult
 
 
 pytestmark = pytest.mark.usefixtures("restore_threads")  # tests/conftest.py
-
-
-def _export(*args: str) -> SimpleNamespace:
-    """``python -m export ARGS`` in-process: its exit code, stdout and stderr."""
-    from pipeline.cli import main  # what `python -m export` runs
-
-    return run_main(main, *args)
 
 
 def test_threads_are_recorded_in_the_manifest_and_the_report(

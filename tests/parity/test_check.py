@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -18,7 +17,7 @@ from parity import runners as runners_module
 from parity.check import CheckOptions, run_check
 from parity.errors import EnvironmentUnavailable, StaleReferenceError
 from parity.results import ParityReport
-from tests.conftest import run_main
+from tests.conftest import parity_cli as _parity
 
 
 def _rehash(artifacts: Path, name: str) -> None:
@@ -26,13 +25,6 @@ def _rehash(artifacts: Path, name: str) -> None:
     manifest = json.loads((artifacts / "manifest.json").read_text())
     manifest["files"][name]["sha256"] = sha256_file(artifacts / name)
     (artifacts / "manifest.json").write_text(json.dumps(manifest))
-
-
-def _parity(*args: str) -> SimpleNamespace:
-    """``python -m parity ARGS`` in-process: its exit code, stdout and stderr."""
-    from parity.cli import main  # what `python -m parity` runs
-
-    return run_main(main, *args)
 
 
 def _failed(report: ParityReport) -> set[tuple[str, str, str]]:

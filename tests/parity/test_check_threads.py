@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
 from parity.check import CheckOptions
-from tests.conftest import run_main
+from tests.conftest import parity_cli as _parity
 
 pytestmark = pytest.mark.usefixtures("restore_threads")  # tests/conftest.py
-
-
-def _parity(*args: str) -> SimpleNamespace:
-    """``python -m parity ARGS`` in-process: its exit code, stdout and stderr."""
-    from parity.cli import main  # what `python -m parity` runs
-
-    return run_main(main, *args)
 
 
 def test_threads_are_applied_and_recorded_in_the_report(artifacts: Path) -> None:

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,7 @@ from parity.errors import ReferenceFormatError, StaleReferenceError
 from parity.import_reference import GENERATOR, import_reference, read_original_case
 from parity.reference import load_reference
 from ptycho_torch.digest import arrays_sha256
-from tests.conftest import run_main
+from tests.conftest import parity_cli as _parity
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "reference" / "ptychopinn-tf"
@@ -37,13 +36,6 @@ pytestmark = pytest.mark.skipif(
     not FIXTURES.is_dir(),
     reason=f"fixtures of the original TensorFlow PtychoPINN not found at {FIXTURES}",
 )
-
-
-def _parity(*args: str) -> SimpleNamespace:
-    """``python -m parity ARGS`` in-process: its exit code, stdout and stderr."""
-    from parity.cli import main  # what `python -m parity` runs
-
-    return run_main(main, *args)
 
 
 def _cli(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
