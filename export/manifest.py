@@ -198,9 +198,12 @@ class Manifest:
             problems.append(f"head {provenance.get('head')!r} != artifacts' {self.head!r}")
         return problems
 
+    def to_json(self) -> str:
+        """The text of ``manifest.json`` (sorted keys, so equal manifests are equal bytes)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
     def write(self, directory: str | Path) -> None:
-        path = Path(directory) / "manifest.json"
-        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        (Path(directory) / "manifest.json").write_text(self.to_json())
 
 
 def read_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:

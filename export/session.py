@@ -12,14 +12,13 @@ a manifest without it (older builds) runs ONNX Runtime's defaults. Torch-free.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from export.errors import ManifestError
 from export.manifest import Manifest, read_manifest
+from ptycho_torch.atomic import atomic_write
 
 __all__ = ["GRAPH_OPTIMIZATIONS", "SessionSettings", "save_session_settings"]
 
@@ -149,18 +148,13 @@ def save_session_settings(directory: str | Path, settings: SessionSettings) -> M
     """Record ``settings`` in ``DIR/manifest.json`` (verified first), written atomically.
 
     The manifest does not hash itself (it lists the other files' sha256), so every file it
-    lists still verifies; the write goes to a temporary file beside it, then ``os.replace``.
+    lists still verifies; the write is :func:`ptycho_torch.atomic.atomic_write`.
 
     Raises:
         ManifestError, ArtifactsChangedError: as :func:`export.manifest.read_manifest`.
     """
     directory = Path(directory)
     manifest = replace(read_manifest(directory), onnxruntime_session=settings.to_dict())
-    path = directory / "manifest.json"
-    tmp = path.with_name(f".manifest.json.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    text = manifest.to_json().encode()
+    atomic_write(directory / "manifest.json", lambda f: f.write(text))
     return manifest

@@ -12,8 +12,6 @@ rows are read chunk by chunk when the reference replays like a runner (``parity.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +21,13 @@ import numpy as np
 
 from parity.errors import ReferenceFormatError
 from parity.npz_stream import NpzRows
+from ptycho_torch.atomic import atomic_write
 
 __all__ = [
     "REFERENCE_SCHEMA",
     "REQUIRED_PROVENANCE",
     "Reference",
     "ReferenceFile",
-    "atomic_write",
     "load_reference",
     "provenance_path",
     "save_reference",
@@ -135,16 +133,3 @@ def load_reference(path: str | Path) -> ReferenceFile:
             f"cannot read reference arrays {path} (pickled or corrupt NPZ?): {exc}"
         ) from None
     return ReferenceFile(path=path, provenance=prov, shapes=shapes, dtypes=dtypes)
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Write ``path`` through ``write(binary_file)`` into a temporary file, then rename it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; references are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

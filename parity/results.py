@@ -8,8 +8,6 @@ record (strict JSON: :mod:`parity.json_codec`). One compared output is an
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from parity.json_codec import (
     encode_tree,
 )
 from parity.output_comparison import OutputComparison
+from ptycho_torch.atomic import atomic_write
 
 __all__ = [
     "REPORT_SCHEMA",
@@ -201,15 +200,7 @@ class ParityReport:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; reports are read by CI and reviewers
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: f.write(text.encode("utf-8")))
         return path
 
     @classmethod
