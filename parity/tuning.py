@@ -158,22 +158,14 @@ def tune(
     ort_ms, settings = _tune_onnxruntime(onnx_path, feed, device, threads, seconds, measured_on)
     binding_trials: list[Trial] = []
     if ort_ms:
-        best = min(ort_ms.values())
-        chosen_key = min(
-            (k for k, ms in ort_ms.items() if ms <= best * _TIE),
-            key=lambda k: (settings[k].intra_op_threads or 0, ort_ms[k]),
-        )
+        chosen_key = _fewest_threads(ort_ms, lambda k: settings[k].intra_op_threads)
         chosen, binding_trials = _tune_binding(
             onnx_path, feed, device, settings[chosen_key], seconds
         )
     else:  # ONNX Runtime's CUDA provider did not come up: the bench reports it (exit 3)
         chosen_key, chosen = "", SessionSettings(threads[0], measured_on=measured_on)
     eager_ms, modes = _tune_eager(weights, signature, feed, device, torch_threads, seconds)
-    best_eager = min(eager_ms.values())
-    chosen_mode = min(
-        (m for m in modes.values() if eager_ms[m.describe()] <= best_eager * _TIE),
-        key=lambda m: (m.threads or 0, eager_ms[m.describe()]),
-    )
+    chosen_mode = modes[_fewest_threads(eager_ms, lambda k: modes[k].threads)]
     trials = [
         Trial(
             "onnxruntime",
@@ -194,6 +186,15 @@ def tune(
         "tuning: ONNX Runtime %s; eager %s", tuning.onnxruntime.describe(), chosen_mode.describe()
     )
     return tuning
+
+
+def _fewest_threads(ms: Mapping[str, float], threads: Callable[[str], int | None]) -> str:
+    """The key of the setting with the fewest threads among those within 5% of the fastest
+    (the faster of equal counts): a thread left free serves the next request."""
+    best = min(ms.values())
+    return min(
+        (k for k, v in ms.items() if v <= best * _TIE), key=lambda k: (threads(k) or 0, ms[k])
+    )
 
 
 def _tune_eager(
