@@ -134,6 +134,7 @@ def run_bench(options: BenchOptions) -> BenchReport:
     from parity.ceiling import gemm_probe
     from parity.flops import conv_shapes, distinct_shapes
     from parity.precision import apply_precision_policy
+    from parity.runners import torch_device
     from parity.tuning import tune
     from ptycho_torch.checkpoint import load_model
     from ptycho_torch.threads import cpu_kind, physical_cores, set_threads
@@ -146,7 +147,7 @@ def run_bench(options: BenchOptions) -> BenchReport:
     own_batch = signature.inputs[0].shape[0]
     batches = options.batches or [own_batch]
     choice = set_threads(options.threads)
-    _check_device(options.device)
+    torch_device(options.device)  # EnvironmentUnavailable (exit 3) for a missing CUDA
     model = load_model(weights)
     calls = conv_shapes(model)
     flops = sum(c.flops for c in calls)
@@ -349,26 +350,15 @@ def _bound(
 
 
 def _feed(folder: Path) -> dict[str, np.ndarray]:
-    with np.load(folder / "inputs.npz", allow_pickle=False) as data:
-        return {k: data[k] for k in data.files}
+    from ptycho_torch.npz import read_npz
+
+    return read_npz(folder / "inputs.npz", what="inputs")
 
 
 def _signature(folder: Path, own: bool, manifest: Manifest) -> dict[str, object]:
     from export.manifest import read_manifest
 
     return manifest.signature if own else read_manifest(folder).signature
-
-
-def _check_device(device: str) -> None:
-    if device != "cuda":
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise EnvironmentUnavailable(
-            "requested --device cuda but torch sees no CUDA device "
-            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); run with --device cpu"
-        )
 
 
 def _device_name(device: str) -> str:

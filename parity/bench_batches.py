@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from export.manifest import Manifest
+from ptycho_torch.npz import read_npz
 
 __all__ = ["BatchArtifacts", "artifacts_for_batch"]
 
@@ -41,8 +42,7 @@ def artifacts_for_batch(
     if batch == built_batch:
         return BatchArtifacts(batch, artifacts)
     start = time.perf_counter()
-    with np.load(artifacts / "inputs.npz", allow_pickle=False) as data:
-        feed = {k: _resize(data[k], batch) for k in data.files}
+    feed = {k: _resize(v, batch) for k, v in read_npz(artifacts / "inputs.npz", "inputs").items()}
     inputs = workdir / f"inputs-b{batch}.npz"
     np.savez(inputs, **feed)  # type: ignore[arg-type]
     log.info("bench: building batch %d artifacts into %s", batch, workdir)
