@@ -18,7 +18,7 @@ import torch
 
 from export.session import SessionSettings
 from parity.bench_timing import interleave
-from parity.ceiling import GemmProbe
+from parity.ceiling import GemmProbe, one_node_session
 from parity.flops import ConvShape
 
 __all__ = ["LayerTiming", "time_layers"]
@@ -102,7 +102,6 @@ def _ort_conv(
     shape: ConvShape, batch: int, session: SessionSettings | None
 ) -> Callable[[], object]:
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     h, w = _input_hw(shape)
@@ -110,26 +109,12 @@ def _ort_conv(
         (shape.out_channels, shape.in_channels, *shape.kernel), dtype=np.float32
     )
     ph, pw = shape.padding
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[ph, pw, ph, pw])],
-        "conv",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, shape.in_channels, h, w])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [
-            numpy_helper.from_array(weight, "w"),
-            numpy_helper.from_array(np.zeros(shape.out_channels, np.float32), "b"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8  # what every onnxruntime >= 1.14 reads
     options = ort.SessionOptions()
     if session is not None:
         session.session_options(options)
-    sess = ort.InferenceSession(
-        model.SerializeToString(),
-        options,
-        providers=["CPUExecutionProvider"],
-    )
+    constants = {"w": weight, "b": np.zeros(shape.out_channels, np.float32)}
+    x_shape = [batch, shape.in_channels, h, w]
+    sess = one_node_session("Conv", x_shape, constants, options, pads=[ph, pw, ph, pw])
     feed = {"x": rng.standard_normal((batch, shape.in_channels, h, w), dtype=np.float32)}
     return lambda: sess.run(None, feed)
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from parity.bench_timing import Samples
 
-__all__ = ["GemmProbe", "gemm_probe"]
+__all__ = ["GemmProbe", "gemm_probe", "one_node_session"]
 
 
 @dataclass(frozen=True)
@@ -87,30 +88,43 @@ def gemm_probe(device: str = "cpu", threads: int | None = None) -> GemmProbe:
     return GemmProbe(runs, n, calls, device, threads)
 
 
+def one_node_session(
+    op: str,
+    x_shape: list[int],
+    constants: dict[str, np.ndarray],
+    options: Any,
+    **attributes: Any,
+) -> Any:
+    """A CPU ONNX Runtime session of one float32 node ``op(x, *constants)`` with output ``y``:
+    what the GEMM probe and the per-layer view time. ``options``: its ``SessionOptions``."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x", *constants], ["y"], **attributes)],
+        op.lower(),
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(value, name) for name, value in constants.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8  # what every onnxruntime >= 1.14 reads
+    return ort.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+
+
 def _onnxruntime_gemm(
     a: np.ndarray, b: np.ndarray, calls: int, threads: int
 ) -> Callable[[], object]:
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
 
-    n = a.shape[0]
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["a", "b"], ["y"])],
-        "gemm",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])],
-        [numpy_helper.from_array(b, "b")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8  # what every onnxruntime >= 1.14 reads
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     # no busy-waiting after the probe: its threads must not take cores from what runs next
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    feed = {"a": np.ascontiguousarray(a)}
+    session = one_node_session("MatMul", list(a.shape), {"b": b}, options)
+    feed = {"x": np.ascontiguousarray(a)}
 
     def run() -> None:
         for _ in range(calls):
