@@ -30,6 +30,7 @@ __all__ = [
     "DEVICES",
     "HostError",
     "OnnxHost",
+    "preload_cuda_libraries",
     "provider_chain",
 ]
 
@@ -52,7 +53,7 @@ def provider_chain(device: str, session: SessionSettings | None = None) -> list[
     raise HostError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
 
 
-def _preload_cuda_libraries() -> None:
+def preload_cuda_libraries() -> None:
     """Let ONNX Runtime's CUDA provider find CUDA and cuDNN in the ``nvidia-*`` pip packages
     (torch's), as on a machine whose only CUDA libraries came with torch. Best effort: when it
     fails, the provider check below reports what really runs."""
@@ -94,7 +95,7 @@ class OnnxHost:
             session.session_options(options)
         self.settings = session
         if device == "cuda":
-            _preload_cuda_libraries()
+            preload_cuda_libraries()
         try:
             self.session = ort.InferenceSession(
                 str(self.path), sess_options=options, providers=provider_chain(device, session)
