@@ -1,9 +1,10 @@
 """How well ``--threads auto``'s probe convolution predicts the model's gain from more threads.
 
-Times, interleaved over rounds (each round runs every workload at every thread count,
-alternating which count goes first), the old probe (32 -> 32 channels, batch 8), the current
-one (64 -> 64, batch 8; :func:`ptycho_torch.threads._measure`), and the model's inference
-forward and training step at batch 16, at 1 .. the physical cores::
+Times, interleaved over rounds (:func:`parity.bench_timing.interleave`: each round runs every
+workload at every thread count, starting each round with a different one), the old probe
+(32 -> 32 channels, batch 8), the current one (64 -> 64, batch 8;
+:func:`ptycho_torch.threads._measure`), and the model's inference forward and training step at
+batch 16, at 1 .. the physical cores::
 
     python scripts/bench_model.py --N 64 --n-filters-scale 2 --batch 32 --out /tmp/m64
     python scripts/bench_thread_probe.py --model /tmp/m64/model.pt --feed /tmp/m64/feed.npz
@@ -15,13 +16,13 @@ assertions: run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from parity.bench_timing import interleave
 from ptycho_torch.checkpoint import load_model
 from ptycho_torch.threads import physical_cores
 
@@ -31,6 +32,14 @@ def _conv_step(channels: int, batch: int) -> Callable[[], None]:
     x = torch.randn(batch, channels, 32, 32, generator=generator, requires_grad=True)
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
     return lambda: conv(x).sum().backward()
+
+
+def _at_threads(n: int, fn: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        torch.set_num_threads(n)
+        fn()
+
+    return run
 
 
 def main() -> None:
@@ -60,18 +69,9 @@ def main() -> None:
         f"model training b{args.batch}": train,
     }
     counts = list(range(1, physical_cores() + 1))
-    times: dict[str, dict[int, list[float]]] = {k: {n: [] for n in counts} for k in work}
-    for fn in work.values():  # warm-up
-        for n in counts:
-            torch.set_num_threads(n)
-            fn()
-    for r in range(args.rounds):
-        for name, fn in work.items():
-            for n in counts if r % 2 == 0 else counts[::-1]:
-                torch.set_num_threads(n)
-                start = time.perf_counter()
-                fn()
-                times[name][n].append(time.perf_counter() - start)
+    candidates = {f"{name} @{n}": _at_threads(n, fn) for name, fn in work.items() for n in counts}
+    samples = interleave(candidates, 0.0, args.rounds)  # one warm-up round, then --rounds rounds
+    times = {name: {n: samples[f"{name} @{n}"].seconds for n in counts} for name in work}
     for name, by_count in times.items():
         ms = {n: 1e3 * float(np.median(t)) for n, t in by_count.items()}
         cells = "  ".join(f"{n} thread{'s' if n > 1 else ''} {v:8.1f} ms" for n, v in ms.items())
