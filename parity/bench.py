@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -283,7 +284,7 @@ def _bench_batch(
     with ExitStack() as stack:  # every activated runner is deactivated, whatever fails
         candidates: dict[str, Callable[[], object]] = dict(probe.runs)
         eager = EagerModel(manifest.weights_path(options.artifacts), signature, device, eager_mode)
-        candidates[f"eager[{device}]"] = lambda: eager(feed)
+        candidates[f"eager[{device}]"] = partial(eager, feed)
         for r in runners:
             try:
                 stack.enter_context(r)
@@ -292,7 +293,7 @@ def _bench_batch(
                     raise
                 rows.append(BenchRow(r.name, batch, unavailable=str(exc)))  # the CLI exits 3
                 continue
-            candidates[r.name] = _bound(r.infer, feed)
+            candidates[r.name] = partial(r.infer, feed)
         log.info("bench: batch %d, %s, %.0f s", batch, ", ".join(candidates), options.seconds)
         samples = interleave(
             candidates, options.seconds, options.repeats, options.warmup, f"batch {batch}"
@@ -341,12 +342,6 @@ def _row(
         fraction_of_ceiling=gflops / ceiling,
         speedup_vs_eager=eager_p50 / s.p50,
     )
-
-
-def _bound(
-    fn: Callable[[dict[str, np.ndarray]], object], feed: dict[str, np.ndarray]
-) -> Callable[[], object]:
-    return lambda: fn(feed)
 
 
 def _feed(folder: Path) -> dict[str, np.ndarray]:

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +269,7 @@ def _tune_onnxruntime(
                 log.warning("tuning: ONNX Runtime not tuned: %s", exc)
                 return {}, {}
             settings[s.describe()] = s
-            candidates[s.describe()] = _bind(host.run, feed)
+            candidates[s.describe()] = partial(host.run, feed)
     log.info("tuning: %d ONNX Runtime settings, %.0f s", len(candidates), seconds)
     times = interleave(candidates, seconds, what="tuning onnxruntime")
     return {k: 1e3 * v.p50 for k, v in times.items()}, settings
@@ -313,7 +314,7 @@ def _tune_binding(
             )
             continue
         by_key[s.describe()] = s
-        candidates[s.describe()] = _bind(host.run, feed)
+        candidates[s.describe()] = partial(host.run, feed)
     log.info("tuning: %d ONNX Runtime bindings, %.0f s", len(candidates), seconds)
     times = interleave(candidates, seconds, what="tuning binding")
     ms = {k: 1e3 * v.p50 for k, v in times.items()}
@@ -332,9 +333,3 @@ def _tune_binding(
         for k, v in ms.items()
     ]
     return by_key[chosen_key], trials + failed
-
-
-def _bind(
-    fn: Callable[[Mapping[str, np.ndarray]], object], feed: Mapping[str, np.ndarray]
-) -> Callable[[], object]:
-    return lambda: fn(feed)
