@@ -11,6 +11,11 @@ zip directory: the bytes the header's shape and dtype imply must be exactly the 
 member holds (a forged header declaring a gigantic shape is refused without allocating), and
 the total must stay under a limit (a zip member inflating to gigabytes is refused by its
 declared size; :mod:`zipfile` never inflates past it). Object (pickled) arrays are refused.
+
+Every byte used is checked against the zip's CRC-32: :func:`read_npz` and whole-array reads
+through :mod:`zipfile`, which checks it at the end of each member; row reads check the member's
+CRC once, streamed in blocks, before their first row is returned (a damaged member is never
+reconstructed from, and memory does not grow with the scan).
 """
 
 from __future__ import annotations
@@ -158,6 +163,7 @@ def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zip local file header (APPNOTE 4.3.7)
 _LOCAL_MAGIC = b"PK\x03\x04"
+_CRC_BLOCK = 8 << 20  # bytes read at a time while checking a member's CRC-32
 
 
 class NpzRowReader:
@@ -178,6 +184,7 @@ class NpzRowReader:
         self._file = self.path.open("rb")  # stored members: read in place
         self._offsets: dict[str, int | None] = {}  # where a stored member's data start
         self._streams: dict[str, tuple[IO[bytes], int]] = {}  # deflated: open member, next row
+        self._checked: set[str] = set()  # members whose CRC-32 matched
 
     def __enter__(self) -> NpzRowReader:
         return self
@@ -208,6 +215,7 @@ class NpzRowReader:
         start, stop = max(0, start), min(stop, member.shape[0])
         if stop <= start:
             return np.empty((0, *member.shape[1:]), member.dtype)
+        self._check_crc(key)
         offset = self._offset(key)
         if offset is None:
             return self._stream_rows(key, start, stop)
@@ -274,6 +282,26 @@ class NpzRowReader:
                 raise self._damaged(key, ValueError("member data run past the end of the file"))
         self._offsets[key] = offset
         return offset
+
+    def _check_crc(self, key: str) -> None:
+        """Read member ``key`` once through :mod:`zipfile` in blocks (it compares the CRC-32 at
+        the member's end); rows are read in place or streamed only after it matched."""
+        if key in self._checked:
+            return
+        info = self._zip.getinfo(f"{key}.npy")
+        left = info.file_size
+        try:
+            with self._zip.open(info) as stream:
+                while left > 0:
+                    block = stream.read(min(left, _CRC_BLOCK))
+                    if not block:
+                        raise EOFError("member ends early")
+                    left -= len(block)
+                if stream.read(1):  # reaching the end makes zipfile compare the CRC
+                    raise ValueError("member runs past its declared size")
+        except _DAMAGED as exc:
+            raise self._damaged(key, exc) from None
+        self._checked.add(key)
 
     def _stream_rows(self, key: str, start: int, stop: int) -> np.ndarray:
         member = self.members[key]

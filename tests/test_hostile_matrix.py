@@ -263,4 +263,153 @@ def test_out_folder_of_unrelated_files_is_refused_and_kept(
     assert (out / "thesis.tex").read_text() == "precious"
 
 
-HOSTILE_CASES = len(ALL_BUILD_CASES) + len(REFERENCE_CASES) + 2  # quoted in issue 10's note
+# --- damaged NPZ members (issue 20): a bad CRC-32 is exit 2 on every path that reads the file ---
+
+
+def _damage(path: Path, member: str) -> Path:
+    """Overwrite up to 16 KiB inside ``member``'s data with plausible values (float32 ones, as a
+    bad disk block could): the array stays finite and non-negative, only its CRC-32 tells."""
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(f"{member}.npy")
+    with path.open("r+b") as f:
+        f.seek(info.header_offset + 26)
+        name_len, extra_len = np.frombuffer(f.read(4), "<u2")
+        data = info.header_offset + 30 + int(name_len) + int(extra_len)
+        start = data + (info.compress_size // 2) // 4 * 4
+        f.seek(start)
+        f.write(np.ones(min(4096, info.compress_size // 16), np.float32).tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_scan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ptycho_torch.simulate import SimulationConfig, simulate_scan, write_npz
+
+    return write_npz(
+        simulate_scan(SimulationConfig(seed=7, n_images=12)),
+        tmp_path_factory.mktemp("s") / "scan.npz",
+    )
+
+
+def _damaged_copy(tmp: Path, source: Path, member: str, compressed: bool = False) -> Path:
+    path = tmp / "damaged.npz"
+    if compressed:
+        with np.load(source) as f:
+            np.savez_compressed(path, **{k: f[k] for k in f.files})
+    else:
+        shutil.copy(source, path)
+    if source.with_suffix(".json").is_file():  # a reference's provenance
+        shutil.copy(source.with_suffix(".json"), path.with_suffix(".json"))
+    return _damage(path, member)
+
+
+DamagedMaker = Callable[[Path, Path, BuildResult], tuple[Callable[[list[str]], int], list[str]]]
+
+
+def _predict_damaged(compressed: bool) -> DamagedMaker:
+    def make(
+        tmp: Path, scan: Path, built: BuildResult
+    ) -> tuple[Callable[[list[str]], int], list[str]]:
+        bad = _damaged_copy(tmp, scan, "diffraction", compressed)
+        return export_main, [
+            "predict",
+            "--artifacts",
+            str(built.out),
+            "--data",
+            str(bad),
+            "--out",
+            str(tmp / "r"),
+        ]
+
+    return make
+
+
+def _train_main(argv: list[str]) -> int:
+    from ptycho_torch.commands.train import main
+
+    return main(argv)
+
+
+def _infer_main(argv: list[str]) -> int:
+    from ptycho_torch.commands.infer import main
+
+    return main(argv)
+
+
+DAMAGED_CASES: dict[str, DamagedMaker] = {
+    "export predict, stored scan": _predict_damaged(False),
+    "export predict, compressed scan": _predict_damaged(True),
+    "export build --inputs scan": lambda t, s, b: (
+        export_main,
+        _build(t, b.manifest.checkpoint.path, _damaged_copy(t, s, "diffraction")),
+    ),
+    "train --data": lambda t, s, b: (
+        _train_main,
+        ["--data", str(_damaged_copy(t, s, "diffraction")), "--out", str(t / "r"), "--epochs", "1"],
+    ),
+    "infer --data": lambda t, s, b: (
+        _infer_main,
+        [
+            "--checkpoint",
+            str(b.manifest.checkpoint.path),
+            "--data",
+            str(_damaged_copy(t, s, "diffraction")),
+            "--out",
+            str(t / "r"),
+        ],
+    ),  # fmt: skip
+    "parity check --inputs": lambda t, s, b: (
+        parity_main,
+        [
+            "check",
+            "--artifacts",
+            str(b.out),
+            "--inputs",
+            str(_damaged_copy(t, b.out / "inputs.npz", "diffraction")),
+            "--device",
+            "cpu",
+            "--reference",
+            str(b.out / "reference.npz"),
+            "--report-dir",
+            str(t / "r"),
+        ],
+    ),  # fmt: skip
+    "parity check --reference": lambda t, s, b: (
+        parity_main,
+        [
+            "check",
+            "--artifacts",
+            str(b.out),
+            "--device",
+            "cpu",
+            "--report-dir",
+            str(t / "r"),
+            "--reference",
+            str(_damaged_copy(t, b.out / "reference.npz", "amplitude")),
+        ],
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED_CASES))
+def test_damaged_npz_member_is_exit_2_naming_file_and_member(
+    case: str,
+    small_scan: Path,
+    parity_build: BuildResult,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    main, argv = DAMAGED_CASES[case](tmp_path, small_scan, parity_build)
+    with pytest.raises(SystemExit) as exited:
+        raise SystemExit(main(argv))
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    assert "damaged.npz" in err and "CRC" in err, err
+    member = "amplitude" if "reference" in case else "diffraction"
+    assert f"{member}" in err, err
+    assert not (tmp_path / "r").exists() or case.startswith("parity check")  # nothing published
+
+
+# quoted in the closing notes of issues 10 and 20
+HOSTILE_CASES = len(ALL_BUILD_CASES) + len(REFERENCE_CASES) + 2 + len(DAMAGED_CASES)
