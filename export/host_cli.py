@@ -1,5 +1,6 @@
-"""``python -m export predict|verify`` (also ``python -m export.host``): arguments in, exit code
-out, torch-free.
+"""``python -m export predict|verify|pack`` (also ``python -m export.host``): arguments in, exit
+code out, torch-free. ``--artifacts`` is a folder or an archive from ``pack``, resolved in one
+place (:func:`export.archive.open_artifacts`).
 
 Imports NumPy, ONNX Runtime, matplotlib (Agg, for the PNGs) and the standard-library CLI edge of
 :mod:`ptycho_torch`, so an inference host without torch or lightning runs it.
@@ -146,11 +147,11 @@ class _Progress:
     """``predict: 2048/10000 patterns (20%), 181 patterns/s, 44 s left`` on stderr, every
     ``every`` seconds once a run has taken that long (short scans print nothing)."""
 
-    def __init__(self, every: float, stream: TextIO = sys.stderr) -> None:
-        self.every, self.stream = every, stream
+    def __init__(self, every: float, stream: TextIO | None = None) -> None:
+        self.every, self.stream = every, stream or sys.stderr  # the stderr of now, not of import
         self.start = self.last = time.perf_counter()
         self.shown = False
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
 
     def __call__(self, done: int, total: int) -> None:
         now = time.perf_counter()
