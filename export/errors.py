@@ -8,6 +8,7 @@ from __future__ import annotations
 from ptycho_torch.errors import ExitCode, ToolError
 
 __all__ = [
+    "ArchiveError",
     "ArtifactsChangedError",
     "BuildError",
     "DtypeContractError",
@@ -26,6 +27,11 @@ class ExportError(ToolError):
 
 class ManifestError(ExportError):
     """``manifest.json`` is missing, not JSON, or not the documented layout (exit code 2)."""
+
+
+class ArchiveError(ExportError):
+    """An artifacts archive is missing, unreadable, truncated, holds a member that is not a plain
+    file the manifest lists, or would overwrite another file (exit code 2)."""
 
 
 class ArtifactsChangedError(ExportError):

@@ -9,6 +9,7 @@ Imports NumPy, ONNX Runtime, matplotlib (Agg, for the PNGs) and the standard-lib
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from export.archive import open_artifacts, pack_artifacts
 from export.host import DEVICES
 from export.predict import Prediction, Predictor
 from export.verify import VerifyOptions, verify_artifacts
@@ -75,7 +77,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--artifacts",
         type=Path,
         default=Path("artifacts"),
-        help="folder written by `python -m export build` (default: artifacts)",
+        help="folder written by `python -m export build`, or an archive from `python -m export "
+        "pack` (default: artifacts)",
     )
     predict.add_argument("--data", type=Path, required=True, help="scan .npz (data contract)")
     predict.add_argument("--out", type=Path, required=True, help="output folder (replaced whole)")
@@ -84,8 +87,22 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "verify",
         help="check a copied artifacts folder: hashes, manifest, the parity batch with ONNX Runtime",
     )
-    verify.add_argument("artifacts", type=Path, help="folder written by `python -m export build`")
+    verify.add_argument(
+        "artifacts",
+        type=Path,
+        help="folder written by `python -m export build`, or an archive from `python -m export pack`",
+    )
     VERIFY.add_to(verify)
+    pack = sub.add_parser(
+        "pack",
+        help="write one self-contained .tar.gz of an artifacts folder to copy to a host",
+        description="Check an artifacts folder against its manifest and write its files (the "
+        "published link followed) into one .tar.gz, atomically; `verify` and `predict` read the "
+        "archive as --artifacts.",
+    )
+    pack.add_argument("artifacts", type=Path, help="folder written by `python -m export build`")
+    pack.add_argument("--out", type=Path, required=True, help="archive to write (.tar.gz)")
+    pack.add_argument("--force", action="store_true", help="replace an existing --out that differs")
     return parser
 
 
@@ -97,15 +114,22 @@ def _default_prog() -> str:
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """CLI entry point of ``python -m export predict|verify`` and ``python -m export.host``."""
+    """CLI entry point of ``python -m export predict|verify|pack`` and ``python -m export.host``."""
     args = _parser(prog or _default_prog()).parse_args(argv)
-    if args.command == "predict":
-        return run_cli(lambda: _predict(args))
-    return run_cli(lambda: _verify(args))
+    command = {"predict": _predict, "verify": _verify, "pack": _pack}[args.command]
+    return run_cli(lambda: command(args))
+
+
+def _pack(args: argparse.Namespace) -> None:
+    for line in pack_artifacts(args.artifacts, args.out, force=args.force).lines():
+        print(line)
 
 
 def _verify(args: argparse.Namespace) -> None:
-    report = verify_artifacts(args.artifacts, VERIFY.build(args))
+    options = VERIFY.build(args)  # before any file is read
+    with open_artifacts(args.artifacts) as directory:
+        report = verify_artifacts(directory, options)
+    report = dataclasses.replace(report, directory=str(args.artifacts))  # not the unpacked copy
     for line in report.lines():
         print(line)
     report.check()
@@ -114,11 +138,12 @@ def _verify(args: argparse.Namespace) -> None:
 def _predict(args: argparse.Namespace) -> None:
     options = PREDICT.build(args)  # before any file is read
     check_out_folder(args.out, OUTPUT_FILES)  # before the model runs, not after
-    predictor = Predictor(args.artifacts, device=options.device)
-    progress = _Progress(options.progress_every)
-    with ScanReader(args.data) as scan:
-        prediction = predictor.predict(scan, progress)
-    progress.close()
+    with open_artifacts(args.artifacts) as directory:  # an archive: unpacked until the end
+        predictor = Predictor(directory, device=options.device)
+        progress = _Progress(options.progress_every)
+        with ScanReader(args.data) as scan:
+            prediction = predictor.predict(scan, progress)
+        progress.close()
     record = {
         "artifacts": str(args.artifacts.resolve()),
         "weights_sha256": predictor.manifest.checkpoint.weights_sha256,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 import platform
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -217,15 +218,31 @@ def read_manifest(directory: str | Path, *, verify: bool = True) -> Manifest:
     directory = Path(directory)
     path = directory / "manifest.json"
     if not path.is_file():
-        raise ManifestError(
-            f"{directory} has no manifest.json; pass the artifacts folder `python -m export build` "
-            "wrote"
-        )
+        raise ManifestError(_no_manifest(directory))
     raw = read_json(path, ManifestError, "rebuild the artifacts")
     manifest = Manifest.from_dict(raw, source=str(path))
     if verify:
         manifest.verify(directory)
     return manifest
+
+
+def _no_manifest(directory: Path) -> str:
+    """Why ``directory`` has no manifest, and what to do: a link copied without its target
+    (``cp -r`` of the published ``--out`` link), an archive given to a command that wants a
+    folder, or simply the wrong folder."""
+    if directory.is_symlink() and not directory.exists():
+        return (
+            f"{directory} is a symbolic link to {os.readlink(directory)} that does not exist here "
+            "(copied without following links?); copy with `cp -rL` or `rsync -L`, or use "
+            "`python -m export pack`"
+        )
+    if directory.is_file():
+        return (
+            f"{directory} is a file, not an artifacts folder; `export verify` and `export predict` "
+            f"read an archive from `python -m export pack` as it is, other commands need it "
+            f"unpacked: mkdir artifacts && tar -xzf {directory} -C artifacts"
+        )
+    return f"{directory} has no manifest.json; pass the artifacts folder `python -m export build` wrote"
 
 
 def _layout_problems(raw: object) -> list[str]:

@@ -23,6 +23,9 @@ _HOST_COMMANDS = {
     "predict": "reconstruct a whole scan with ONNX Runtime, torch-free (python -m export predict -h)",
     "verify": "check a copied artifacts folder: hashes, then the parity batch with ONNX Runtime, "
     "torch-free (python -m export verify -h)",
+    "pack": "write one self-contained .tar.gz of an artifacts folder (the published link "
+    "followed) to copy to a host; verify and predict read it as it is, torch-free "
+    "(python -m export pack -h)",
 }
 
 

@@ -1,5 +1,6 @@
 """A host installs this project without torch, lightning or TensorFlow (the README's command)
-in a fresh virtual environment, and `export verify` and `export predict` run there."""
+in a fresh virtual environment, and `export verify`, `export pack` (then `verify` of the archive)
+and `export predict` run there."""
 
 from __future__ import annotations
 
@@ -51,6 +52,13 @@ def test_fresh_torch_free_venv_runs_verify_and_predict(
     done = _run([py, "-m", "export", "verify", str(built.out), "--device", "cpu"], cwd=cwd, env=env)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "verify PASS" in done.stdout
+    packed = tmp_path / "artifacts.tar.gz"  # `export pack`, then verify reads the archive itself
+    done = _run(
+        [py, "-m", "export", "pack", str(built.out), "--out", str(packed)], cwd=cwd, env=env
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    done = _run([py, "-m", "export", "verify", str(packed)], cwd=cwd, env=env)
+    assert done.returncode == 0 and f"verified {packed}:" in done.stdout, done.stderr[-2000:]
 
     from ptycho_torch.simulate import SimulationConfig, simulate_scan, write_npz
 
