@@ -33,7 +33,7 @@ from ptycho_torch.import_tf.params import (
     NETWORK_KEYS,
     as_intensity_scale,
     model_config_from_params,
-    read_config_json,
+    read_config_file,
 )
 from ptycho_torch.import_tf.roles import ConvSource, known_order_sources, read_weights_index
 from ptycho_torch.import_tf.weights import copy_conv_weights
@@ -154,7 +154,7 @@ def _prepare(
 ) -> tuple[PtychoPINN, np.ndarray, bool]:
     """Merge params, flags and fallbacks; refuse with every missing value named at once."""
     if config is not None:
-        overrides = read_config_json(config)
+        overrides = read_config_file(config)
         changed = sorted(
             k for k, v in overrides.items() if k in values.params and _differs(values.params[k], v)
         )

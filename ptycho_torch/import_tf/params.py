@@ -1,8 +1,8 @@
 """The original's parameters (``params.cfg`` names) -> :class:`ModelConfig`.
 
 Sources, later ones winning key by key: ``params.dill`` of the archive (read as plain data),
-``--config`` JSON (the fixtures' ``config.json`` with ``params_cfg`` / ``network_and_physics``,
-or a flat dict of the original's names), then ``--intensity-scale``.
+``--config`` (the fixtures' ``config.json`` with ``params_cfg`` / ``network_and_physics``,
+a flat JSON dict of the original's names, or a ``params.dill`` taken out of the archive), then ``--intensity-scale``.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ import numpy as np
 
 from ptycho_torch.config import AMP_ACTIVATIONS, SUPPORTED_N, ModelConfig
 from ptycho_torch.import_tf.errors import ImportTFError, UnsupportedModelError
+from ptycho_torch.import_tf.originals import ARCHIVE, WEIGHTS_H5, identify, import_command
+from ptycho_torch.import_tf.unpickle import loads_plain_data
 
 __all__ = [
     "NETWORK_KEYS",
     "PHYSICS_KEYS",
     "as_intensity_scale",
     "model_config_from_params",
-    "read_config_json",
+    "read_config_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,15 +53,34 @@ _REQUIRED_VALUES = {
 }
 
 
-def read_config_json(path: str | Path) -> dict[str, Any]:
-    """The original's parameters from a JSON file, under their original names."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The original's parameters, under their original names, from a JSON file or from a
+    ``params.dill`` taken out of ``wts.h5.zip`` (read as plain data: nothing of it runs)."""
     path = Path(path)
     if not path.is_file():
-        raise ImportTFError(f"config {path} does not exist; pass --config PATH to a JSON file")
+        raise ImportTFError(
+            f"config {path} does not exist; pass --config PATH to a JSON file or params.dill"
+        )
+    found = identify(path)
+    if found is not None and found.kind in (ARCHIVE, WEIGHTS_H5):
+        raise ImportTFError(
+            f"--config {path} is {found.describe()}, not its parameters; import it with "
+            f"`{import_command(found)}`"
+        )
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ImportTFError(f"config {path} is not JSON: {exc}") from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ImportTFError(f"cannot read config {path}: {exc}") from None
+    doc: Any
+    if data.startswith(b"\x80"):  # a pickle (protocol 2+): the original's params.dill
+        doc = loads_plain_data(data, str(path))
+    else:
+        try:
+            doc = json.loads(data)
+        except ValueError as exc:
+            raise ImportTFError(
+                f"config {path} is neither JSON nor the original's params.dill: {exc}"
+            ) from None
     if not isinstance(doc, dict):
         raise ImportTFError(f"config {path} holds a {type(doc).__name__}, expected a JSON object")
     params: dict[str, Any] = {}
