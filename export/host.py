@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from export.cuda_advice import cuda_attempt, preload_cuda_libraries
 from export.errors import ArtifactsChangedError
 from export.manifest import Manifest
 from export.session import SessionSettings
@@ -53,19 +54,6 @@ def provider_chain(device: str, session: SessionSettings | None = None) -> list[
     raise HostError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
 
 
-def preload_cuda_libraries() -> None:
-    """Let ONNX Runtime's CUDA provider find CUDA and cuDNN in the ``nvidia-*`` pip packages
-    (torch's), as on a machine whose only CUDA libraries came with torch. Best effort: when it
-    fails, the provider check below reports what really runs."""
-    preload = getattr(ort, "preload_dlls", None)  # onnxruntime >= 1.21
-    if preload is None:
-        return
-    try:
-        preload()
-    except Exception as exc:  # noqa: BLE001 - diagnostics only; provider truth decides
-        log.debug("onnxruntime.preload_dlls() failed: %s", exc)
-
-
 def _ort_reason(exc: Exception) -> str:
     """ONNX Runtime's own reason, without its C++ source location."""
     text = str(exc).strip()
@@ -94,12 +82,11 @@ class OnnxHost:
         if session is not None:
             session.session_options(options)
         self.settings = session
-        if device == "cuda":
-            preload_cuda_libraries()
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=provider_chain(device, session)
-            )
+            with cuda_attempt(device) as attempt:  # ONNX Runtime's own log folded in below
+                self.session = ort.InferenceSession(
+                    str(self.path), sess_options=options, providers=provider_chain(device, session)
+                )
         except Exception as exc:  # noqa: BLE001 - ORT raises its own untyped errors
             if device == "cuda" and session is not None and session.cuda_graph:
                 raise HostError(
@@ -115,14 +102,9 @@ class OnnxHost:
             ) from None
         self.device = device
         self.providers = list(self.session.get_providers())
-        if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
-            raise HostError(
-                f"requested CUDA but ONNX Runtime runs {self.providers} "
-                f"(available: {ort.get_available_providers()}); install the CUDA and cuDNN "
-                f"libraries onnxruntime-gpu {ort.__version__} was built for (ONNX Runtime's own "
-                "log line above names the missing one), or run with --device cpu",
-                exit_code=3,
-            )
+        problem = attempt.problem(self.providers)  # None unless CUDA was asked for and is missing
+        if problem is not None:
+            raise HostError(problem, exit_code=3)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "ptychopinn.signature" not in meta:
             raise HostError(f"{self.path} carries no PtychoPINN signature in its metadata")

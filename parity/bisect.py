@@ -491,7 +491,8 @@ class OnnxSide(Side):
                     onnx.helper.make_tensor_value_info(value, onnx.TensorProto.FLOAT, None)
                 )
                 have.add(value)
-        from export.host import preload_cuda_libraries, provider_chain
+        from export.cuda_advice import cuda_attempt
+        from export.host import provider_chain
         from export.session import SessionSettings
 
         settings = SessionSettings.from_manifest(self.manifest)  # the host's tuned session
@@ -502,14 +503,11 @@ class OnnxSide(Side):
         if settings is not None:
             settings.session_options(options)
         providers = provider_chain(self.device, settings)  # TF32 off on CUDA, as the host
-        if self.device == "cuda":
-            preload_cuda_libraries()  # torch's CUDA/cuDNN libraries, as OnnxHost does
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
-        if self.device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-            raise EnvironmentUnavailable(
-                f"ONNX Runtime's CUDA provider did not come up (providers {session.get_providers()}); "
-                "run with --device cpu"
-            )
+        with cuda_attempt(self.device) as attempt:  # as OnnxHost: the same advice on CUDA
+            session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
+        problem = attempt.problem(session.get_providers())
+        if problem is not None:
+            raise EnvironmentUnavailable(problem)
         return session, taps
 
     def run(

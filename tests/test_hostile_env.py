@@ -1,6 +1,6 @@
 """A hostile environment: the original TensorFlow PtychoPINN's files handed to the wrong
-command. Each is one ``error:`` line that says what is there and what to do, or the job done;
-never exit 70.
+command, and a CUDA request ONNX Runtime cannot serve. Each is one ``error:`` line that says what
+is there and what to do, or the job done; never exit 70.
 """
 
 from __future__ import annotations
@@ -8,11 +8,16 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from export.build import BuildResult
+from export.cuda_advice import OnnxRuntimeInstall, cuda_unavailable_message, installed_onnxruntime
+from export.manifest import read_manifest
 from tests.conftest import parity_cli, run_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,3 +163,99 @@ def test_import_tf_config_that_is_a_weights_file_names_the_command(ref: Path) ->
     )
     assert code == 2
     assert "--config" in _error_line(err) and "not its parameters" in err
+
+
+# --- B: CUDA that ONNX Runtime cannot serve -----------------------------------------------------
+
+
+def _cuda_runs() -> bool:
+    import onnxruntime as ort
+
+    return (
+        "CUDAExecutionProvider" in ort.get_available_providers()
+        and Path("/proc/driver/nvidia/version").exists()
+    )
+
+
+def test_verify_on_cuda_without_it_is_one_line_naming_the_installed_onnxruntime(
+    built: BuildResult,
+) -> None:
+    if _cuda_runs():
+        pytest.skip("ONNX Runtime may run CUDA here; this is the machine without it")
+    done = subprocess.run(
+        [sys.executable, "-m", "export", "verify", str(built.out), "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        check=False,
+    )  # a child process: ONNX Runtime's C++ logger writes to the real fd 2
+    assert done.returncode == 3, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: requested CUDA"), done.stderr
+    install = installed_onnxruntime()
+    assert install.distributions
+    for name, version in install.distributions.items():
+        assert f"{name} {version}" in lines[0]
+    assert "log line above" not in lines[0] and "onnxruntime:" not in done.stderr
+    assert "Failed to load" not in done.stdout  # preload_dlls' prints are not results
+
+
+def test_cuda_advice_of_the_cpu_package_says_which_package_to_install() -> None:
+    install = OnnxRuntimeInstall(
+        {"onnxruntime": "1.23.2"},
+        "1.23.2",
+        None,
+        None,
+        ["AzureExecutionProvider", "CPUExecutionProvider"],
+    )
+    line = cuda_unavailable_message(["CPUExecutionProvider"], "", install)
+    assert "onnxruntime 1.23.2 is installed, a build without the CUDA provider" in line
+    assert "pip uninstall -y onnxruntime && pip install onnxruntime-gpu==1.23.2" in line
+
+
+def test_cuda_advice_names_both_packages_installed_at_once() -> None:
+    both = {"onnxruntime": "1.23.2", "onnxruntime-gpu": "1.22.0"}
+    install = OnnxRuntimeInstall(both, "1.23.2", "12.8", None, ["CPUExecutionProvider"])
+    line = cuda_unavailable_message(["CPUExecutionProvider"], "", install)
+    assert "onnxruntime 1.23.2 and onnxruntime-gpu 1.22.0 are installed at once" in line
+    assert "pip install onnxruntime-gpu==1.22.0" in line
+
+
+def test_cuda_advice_folds_onnx_runtimes_log_into_the_line() -> None:
+    log = (
+        "\x1b[1;31m2026-12-03 14:14:05.3 [E:onnxruntime:Default, provider_bridge_ort.cc:2458 "
+        "operator()] /onnxruntime_src/x.cc:2043 Get() [ONNXRuntimeError] : 1 : FAIL : Failed to "
+        "load library libonnxruntime_providers_cuda.so with error: libcublasLt.so.13: cannot "
+        "open shared object file: No such file or directory\n\x1b[m\n\x1b[0;93m2026-12-03 [W:"
+        "onnxruntime:Default, onnxruntime_pybind_state.cc:1295 X] Failed to create "
+        "CUDAExecutionProvider. Require cuDNN 9.* and CUDA 13.*. Please install all\x1b[m\n"
+    )
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    install = OnnxRuntimeInstall({"onnxruntime-gpu": "1.31.1"}, "1.31.1", "13.0", None, providers)
+    line = cuda_unavailable_message(["CPUExecutionProvider"], log, install)
+    assert (
+        "onnxruntime-gpu 1.31.1 is installed but its CUDA provider cannot load libcublasLt.so.13"
+        in line
+    )
+    assert "install cuDNN 9.* and CUDA 13.* (as ONNX Runtime says)" in line
+    assert "\n" not in line and "\x1b" not in line
+
+
+def test_bisect_on_cuda_gives_the_hosts_advice(built: BuildResult) -> None:
+    if _cuda_runs():
+        pytest.skip("ONNX Runtime may run CUDA here; this is the machine without it")
+    from export.signature import Signature
+    from parity.bisect import EagerSide, OnnxSide, bisect
+    from parity.errors import EnvironmentUnavailable
+
+    manifest = read_manifest(built.out)
+    signature = Signature.from_dict(manifest.signature)
+    sides = (
+        OnnxSide(built.out, manifest, signature, "cuda"),
+        EagerSide(built.out, manifest, signature, "cpu"),
+    )
+    with pytest.raises(EnvironmentUnavailable) as caught:
+        bisect(built.out, ("onnxruntime", "eager"), device="cuda", sides=sides)
+    assert str(caught.value).startswith("requested CUDA but ONNX Runtime runs")
+    assert installed_onnxruntime().describe() in str(caught.value)
