@@ -48,6 +48,9 @@ class SessionSettings:
     # CUDA only: capture the whole run once as a CUDA graph and replay it (the fixed signature
     # allows it); needs io_binding and every node on the CUDA provider
     cuda_graph: bool | None = None
+    # set by `bench --save-tuning-anyway` only: the load the settings were measured under when it
+    # was above the core count (the timings, and so the choice, are partly that load's)
+    measured_while_busy: str = ""
 
     def __post_init__(self) -> None:
         if self.intra_op_threads is not None and (

@@ -9,7 +9,8 @@ thread counts and graph optimisation levels and eager's modes and torch thread c
 ``--threads auto``, 1 .. the physical cores for both, so neither is compared at more threads
 than the other) and keeps the fastest: the torch count then serves every torch backend (eager,
 TorchScript, ``.pt2``) and the report records it (``--save-tuning`` records ONNX Runtime's
-settings in the manifest); after it, the per-layer view
+settings in the manifest, never ones measured on a busy machine: :mod:`parity.machine_load`);
+after it, the per-layer view
 (:mod:`parity.bench_layers`) times each conv shape alone. Figures, never assertions: the
 machines are shared and noisy. ``python -m parity.bench`` is the same command.
 """
@@ -17,12 +18,11 @@ machines are shared and noisy. ``python -m parity.bench`` is the same command.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from parity.bench_report import BatchResult, BenchReport, BenchRow
 from parity.bench_timing import Samples, interleave
 from parity.ceiling import GemmProbe
 from parity.errors import EnvironmentUnavailable
+from parity.machine_load import MachineLoad, busy_note, check_idle, read_load
 from parity.tuning import EagerMode
 
 __all__ = ["BenchOptions", "parse_batches", "run_bench"]
@@ -96,7 +97,17 @@ class BenchOptions:
     layers: bool = field(default=True, metadata={"help": "time each conv shape alone"})
     save_tuning: bool = field(
         default=False,
-        metadata={"help": "record the chosen ONNX Runtime settings in the artifacts' manifest"},
+        metadata={
+            "help": "record the chosen ONNX Runtime settings in the artifacts' manifest (refused "
+            "when the 1-minute load average was above the core count during the tuning)"
+        },
+    )
+    save_tuning_anyway: bool = field(
+        default=False,
+        metadata={
+            "help": "--save-tuning even on a busy machine: the settings are recorded with the "
+            "load they were measured under"
+        },
     )
 
     def __post_init__(self) -> None:
@@ -110,8 +121,13 @@ class BenchOptions:
             raise ValueError(f"repeats must be >= 1, got {self.repeats}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
-        if self.save_tuning and not self.tune:
+        if self.records_tuning and not self.tune:
             raise ValueError("save_tuning needs the tuning: drop --no-tune")
+
+    @property
+    def records_tuning(self) -> bool:
+        """Whether the chosen ONNX Runtime settings go into the manifest."""
+        return self.save_tuning or self.save_tuning_anyway
 
     @property
     def batches(self) -> list[int]:
@@ -141,7 +157,7 @@ def run_bench(options: BenchOptions) -> BenchReport:
     from ptycho_torch.threads import cpu_kind, physical_cores, set_threads
 
     apply_precision_policy()
-    load_before = _load()
+    load_before = list(read_load().averages)
     manifest = read_manifest(options.artifacts)  # benchmark what was built, nothing else
     weights = manifest.weights_path(options.artifacts)
     signature = Signature.from_dict(manifest.signature)
@@ -178,6 +194,9 @@ def run_bench(options: BenchOptions) -> BenchReport:
     eager_mode = EagerMode()
     torch_threads, tuned = choice.threads, False
     if options.tune:
+        start = read_load()
+        if options.records_tuning:  # refused before minutes of measuring, not after
+            check_idle(start, None, options.save_tuning_anyway)
         # the same thread counts for both; on CUDA the CPU threads hardly matter: one count
         counts = (
             list(range(1, physical_cores() + 1))
@@ -192,10 +211,12 @@ def run_bench(options: BenchOptions) -> BenchReport:
             options.device,
             [1] if options.device == "cuda" else counts,
             options.seconds,
-            f"{cpu_kind()}, {physical_cores()} cores, load average {_load()}",
+            f"{cpu_kind()}, {physical_cores()} cores, load average {list(start.averages)}",
             torch_threads=counts,
         )
         session, eager_mode = tuning.onnxruntime, tuning.eager
+        if options.records_tuning:
+            session = _busy_checked(session, start, read_load(), options.save_tuning_anyway)
         torch_threads = eager_mode.threads or choice.threads
         tuned = choice.requested == "auto" and options.device != "cuda"
         report.tuning = tuning.to_dict()
@@ -226,12 +247,25 @@ def run_bench(options: BenchOptions) -> BenchReport:
             eager_mode.channels_last,
         )
         report.layers = [t.to_dict() for t in timings]
-    if options.save_tuning:
+    if options.records_tuning:
         save_session_settings(options.artifacts, session)
         report.saved_tuning = str(options.artifacts / "manifest.json")
         log.info("bench: recorded ONNX Runtime settings in %s", report.saved_tuning)
-    machine["load_after"] = _load()
+    machine["load_after"] = list(read_load().averages)
     return report
+
+
+def _busy_checked(
+    session: SessionSettings, start: MachineLoad, end: MachineLoad, anyway: bool
+) -> SessionSettings:
+    """The settings to record: refused (exit 2) if the machine was busy, unless ``anyway``,
+    which notes the load in them (and warns)."""
+    check_idle(start, end, anyway)
+    note = busy_note(start, end)
+    if not note:
+        return session
+    log.warning("bench: recording ONNX Runtime settings measured on a busy machine: %s", note)
+    return replace(session, measured_while_busy=note)
 
 
 def _threads_record(choice: dict[str, object], used: int, tuned: bool) -> dict[str, object]:
@@ -362,14 +396,6 @@ def _device_name(device: str) -> str:
 
         return f"cuda ({torch.cuda.get_device_name(0)})"
     return "cpu"
-
-
-def _load() -> list[float]:
-    """The 1, 5 and 15 minute load averages (``uptime``), for the record."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
 
 
 if __name__ == "__main__":  # `python -m parity.bench`: the command lives in parity.bench_cli

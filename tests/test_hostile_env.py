@@ -1,16 +1,18 @@
-"""A hostile environment: the original TensorFlow PtychoPINN's files handed to the wrong
-command, and a CUDA request ONNX Runtime cannot serve. Each is one ``error:`` line that says what
-is there and what to do, or the job done; never exit 70.
+"""A hostile environment: the original TensorFlow PtychoPINN's files handed to the wrong command,
+a CUDA request ONNX Runtime cannot serve, and ``bench --save-tuning`` on a busy machine. Each is
+one ``error:`` line that says what is there and what to do, or the job done; never exit 70.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -259,3 +261,91 @@ def test_bisect_on_cuda_gives_the_hosts_advice(built: BuildResult) -> None:
         bisect(built.out, ("onnxruntime", "eager"), device="cuda", sides=sides)
     assert str(caught.value).startswith("requested CUDA but ONNX Runtime runs")
     assert installed_onnxruntime().describe() in str(caught.value)
+
+
+# --- C: --save-tuning on a busy machine ---------------------------------------------------------
+
+QUICK = ["--seconds", "0", "--repeats", "1", "--warmup", "0", "--threads", "1", "--no-layers"]
+
+
+class _Load:
+    """``os.getloadavg`` as the test sets it: ``value`` until the tuning ends, then ``after``."""
+
+    def __init__(self, value: float, after: float | None = None) -> None:
+        self.value, self.after = value, after
+
+    def __call__(self) -> tuple[float, float, float]:
+        return (self.value, self.value, self.value)
+
+
+@pytest.fixture()
+def load(monkeypatch: pytest.MonkeyPatch, restore_threads: None) -> Iterator[_Load]:
+    """A load the test sets, switched to ``after`` when the real tuning returns."""
+    import parity.tuning
+
+    fake = _Load(0.0)
+    real_tune = parity.tuning.tune
+
+    def tune_then_switch(*args: object, **kwargs: object) -> object:
+        result = real_tune(*args, **kwargs)  # type: ignore[arg-type]
+        if fake.after is not None:
+            fake.value = fake.after
+        return result
+
+    monkeypatch.setattr(os, "getloadavg", fake)
+    monkeypatch.setattr(parity.tuning, "tune", tune_then_switch)
+    yield fake
+
+
+def _bench(artifacts: Path, *extra: str) -> tuple[int, str]:
+    from parity.bench_cli import main
+
+    result = run_main(main, "--artifacts", str(artifacts), *QUICK, *extra)
+    return result.returncode, result.stderr
+
+
+@pytest.mark.parametrize("busy_at", ["start", "end"])
+def test_save_tuning_on_a_busy_machine_is_refused_and_changes_nothing(
+    artifacts: Path, load: _Load, busy_at: str
+) -> None:
+    from ptycho_torch.threads import logical_cpus
+
+    cores = logical_cpus()
+    busy = float(cores * 3)
+    load.value, load.after = (busy, 0.0) if busy_at == "start" else (0.0, busy)
+    before = (artifacts / "manifest.json").read_bytes()
+    code, err = _bench(artifacts, "--save-tuning")
+    assert code == 2, err
+    line = _error_line(err)
+    assert f"load average {busy:.2f} on {cores} cores at the {busy_at} of the tuning" in line
+    assert "--save-tuning-anyway" in line and "nothing was recorded" in line
+    assert (artifacts / "manifest.json").read_bytes() == before
+    assert not list(artifacts.glob(".manifest.json.*"))
+
+
+def test_save_tuning_anyway_records_the_load_with_the_settings(
+    artifacts: Path, load: _Load, caplog: pytest.LogCaptureFixture
+) -> None:
+    from export.predict import Predictor
+    from export.session import SessionSettings
+    from ptycho_torch.threads import logical_cpus
+
+    load.value = load.after = float(logical_cpus() + 1)
+    code, err = _bench(artifacts, "--save-tuning-anyway")
+    assert code == 0, err
+    settings = SessionSettings.from_manifest(read_manifest(artifacts))  # still verifies
+    assert settings is not None and settings.intra_op_threads == 1
+    assert f"1-minute load average {load.value:.2f} at the start" in settings.measured_while_busy
+    assert f"on {logical_cpus()} cores" in settings.measured_while_busy
+    assert any("busy machine" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert Predictor(artifacts).host.settings == settings
+
+
+def test_save_tuning_on_an_idle_machine_records_no_load_note(artifacts: Path, load: _Load) -> None:
+    from export.session import SessionSettings
+
+    code, err = _bench(artifacts, "--save-tuning")
+    assert code == 0, err
+    settings = SessionSettings.from_manifest(read_manifest(artifacts))
+    assert settings is not None and settings.measured_while_busy == ""
+    assert "measured_while_busy" not in (read_manifest(artifacts).onnxruntime_session or {})
