@@ -5,8 +5,6 @@ The command composes export with the parity check, so its code lives one layer u
 ``.importlinter``).
 """
 
-import sys
+from ptycho_torch.cli import launch
 
-from pipeline.cli import main
-
-sys.exit(main())
+launch("pipeline.cli:main")

@@ -18,6 +18,7 @@ from export.contract import iter_graphs
 from export.errors import BuildError
 from export.options import DEFAULT_OPSET
 from export.signature import Signature
+from ptycho_torch.errors import writing
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -60,13 +61,15 @@ def export_torchscript(wrapper: nn.Module, signature: Signature, path: Path) -> 
     try:
         with _quiet():
             scripted = torch.jit.script(wrapper)
-            torch.jit.save(
-                scripted,
-                str(path),
-                _extra_files={SIGNATURE_EXTRA_FILE: json.dumps(signature.to_dict())},
-            )
     except Exception as exc:
         raise BuildError(f"TorchScript export failed: {exc}") from exc
+    buffer = io.BytesIO()  # torch's file writer aborts the process when a write is refused
+    with _quiet():
+        torch.jit.save(
+            scripted, buffer, _extra_files={SIGNATURE_EXTRA_FILE: json.dumps(signature.to_dict())}
+        )
+    with writing(path):
+        path.write_bytes(buffer.getbuffer())
     return "torch.jit.script"
 
 
@@ -77,11 +80,15 @@ def export_program(
     try:
         with _quiet():
             program = torch.export.export(wrapper, example, strict=False)
-            torch.export.save(
-                program, path, extra_files={SIGNATURE_EXTRA_FILE: json.dumps(signature.to_dict())}
-            )
     except Exception as exc:
         raise BuildError(f"torch.export failed: {exc}") from exc
+    buffer = io.BytesIO()  # torch's file writer aborts the process when a write is refused
+    with _quiet():
+        torch.export.save(
+            program, buffer, extra_files={SIGNATURE_EXTRA_FILE: json.dumps(signature.to_dict())}
+        )
+    with writing(path):
+        path.write_bytes(buffer.getbuffer())
 
 
 def export_onnx(
@@ -125,7 +132,8 @@ def export_onnx(
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:
         raise BuildError(f"onnx.checker rejected the exported model: {exc}") from exc
-    path.write_bytes(model.SerializeToString(deterministic=True))
+    with writing(path):
+        path.write_bytes(model.SerializeToString(deterministic=True))
 
 
 def _strip_nondeterminism(model: onnx.ModelProto) -> None:

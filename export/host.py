@@ -9,9 +9,13 @@ folder: :mod:`export.verify`; the command line: :mod:`export.host_cli`.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the imports: a missing package is exit 3, not a traceback
+    from ptycho_torch.cli import launch
+
+    launch("export.host_cli:main")
+
 import json
 import logging
-import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -259,9 +263,3 @@ def _signature_text(signature: Signature) -> str:
     inputs = ", ".join(f"{s.name}: {s.describe()}" for s in signature.inputs)
     outputs = ", ".join(f"{s.name}: {s.describe()}" for s in signature.outputs)
     return f"{signature.head} head ({inputs} -> {outputs})"
-
-
-if __name__ == "__main__":
-    from export.host_cli import main
-
-    sys.exit(main())

@@ -1,7 +1,5 @@
 """``python -m parity``."""
 
-import sys
+from ptycho_torch.cli import launch
 
-from parity.cli import main
-
-sys.exit(main())
+launch("parity.cli:main")

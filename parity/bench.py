@@ -17,8 +17,12 @@ machines are shared and noisy. ``python -m parity.bench`` is the same command.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the imports: a missing package is exit 3, not a traceback
+    from ptycho_torch.cli import launch
+
+    launch("parity.bench_cli:main", prog="python -m parity.bench")
+
 import logging
-import sys
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -396,9 +400,3 @@ def _device_name(device: str) -> str:
 
         return f"cuda ({torch.cuda.get_device_name(0)})"
     return "cpu"
-
-
-if __name__ == "__main__":  # `python -m parity.bench`: the command lives in parity.bench_cli
-    from parity.bench_cli import main
-
-    sys.exit(main(prog="python -m parity.bench"))

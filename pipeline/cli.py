@@ -74,17 +74,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from parity.cli import configure_logging
-    from ptycho_torch.cli import run_cli
+    from ptycho_torch.cli import call, run_cli
 
     args = _parser().parse_args(argv)
     if args.command in _HOST_COMMANDS:
-        from export.host_cli import main as host_main
-
-        return host_main([args.command, *args.host_args], prog="python -m export")
+        return call(
+            "export.host_cli:main", [args.command, *args.host_args], prog="python -m export"
+        )
     if args.command == "bench":
-        from parity.bench_cli import main as bench_main
-
-        return bench_main(args.bench_args, prog="python -m export bench")
+        return call("parity.bench_cli:main", args.bench_args, prog="python -m export bench")
     configure_logging(args.verbose)
     return run_cli(
         lambda: _triton(args) if args.command == "triton" else _build(args),

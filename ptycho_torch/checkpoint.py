@@ -9,6 +9,7 @@ Two layouts are accepted:
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.digest import arrays_sha256
-from ptycho_torch.errors import CheckpointError
+from ptycho_torch.errors import CheckpointError, writing
 from ptycho_torch.model import PtychoPINN
 
 __all__ = ["load_model", "model_state_sha256", "read_checkpoint", "save_model"]
@@ -88,9 +89,10 @@ def load_model(path: str | Path) -> PtychoPINN:
 
 def save_model(model: PtychoPINN, path: str | Path) -> None:
     """Write a plain model file that :func:`load_model` reads."""
-    torch.save(
-        {"model_config": model.config.to_dict(), "state_dict": model.state_dict()}, Path(path)
-    )
+    buffer = io.BytesIO()  # torch's file writer can abort the process when a write is refused
+    torch.save({"model_config": model.config.to_dict(), "state_dict": model.state_dict()}, buffer)
+    with writing(path):
+        Path(path).write_bytes(buffer.getbuffer())
 
 
 def model_state_sha256(model: PtychoPINN) -> str:

@@ -9,6 +9,11 @@ float32.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the imports: a missing package is exit 3, not a traceback
+    from ptycho_torch.cli import launch
+
+    launch("ptycho_torch.commands.infer:main")
+
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,9 +129,3 @@ def untrained_like(model: PtychoPINN, seed: int = 0) -> PtychoPINN:
 def write_outputs(recon: Reconstruction, out: Path) -> list[Path]:
     """Write ``reconstruction.npz`` and amplitude/phase PNGs; returns the written paths."""
     return write_reconstruction(recon.stitched, out)
-
-
-if __name__ == "__main__":
-    from ptycho_torch.commands.infer import main
-
-    raise SystemExit(main())

@@ -15,6 +15,11 @@ Run ``python -m ptycho_torch.simulate --out scan.npz`` to write a file.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the imports: a missing package is exit 3, not a traceback
+    from ptycho_torch.cli import launch
+
+    launch("ptycho_torch.commands.simulate:main")
+
 import logging
 import math
 from dataclasses import dataclass, field
@@ -253,9 +258,3 @@ def write_npz(scan: SimulatedScan, path: str | Path) -> Path:
         scan_index=scan.scan_index,
     )
     return path
-
-
-if __name__ == "__main__":
-    from ptycho_torch.commands.simulate import main
-
-    raise SystemExit(main())

@@ -13,6 +13,11 @@
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before the imports: a missing package is exit 3, not a traceback
+    from ptycho_torch.cli import launch
+
+    launch("ptycho_torch.commands.train:main")
+
 import logging
 import platform
 import time
@@ -307,9 +312,3 @@ class _EpochSeededData(PtychoDataModule):
 
 def _value(t: torch.Tensor | None) -> float | None:
     return None if t is None else float(t)
-
-
-if __name__ == "__main__":
-    from ptycho_torch.commands.train import main
-
-    raise SystemExit(main())

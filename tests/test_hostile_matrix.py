@@ -7,11 +7,14 @@ run. ``HOSTILE_CASES`` counts the cases (the closing note of issue 10 quotes it)
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import io
 import os
 import shutil
+import signal
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -411,5 +414,238 @@ def test_damaged_npz_member_is_exit_2_naming_file_and_member(
     assert not (tmp_path / "r").exists() or case.startswith("parity check")  # nothing published
 
 
+# --- OS-level failures on user-given paths (issue 20): exit 2 with the path, nothing left ---
+
+
+def _out_under_a_file(t: Path, m: Path, f: Path) -> tuple[Callable[[list[str]], int], list[str]]:
+    return export_main, [*_build(t, m, f)[:-4], str(t / "file" / "artifacts"), "--no-parity",
+                         "--reference", "none"]  # fmt: skip
+
+
+OS_CASES: dict[str, tuple[Callable[..., tuple[Callable[[list[str]], int], list[str]]], str]] = {
+    "build --out under a regular file": (_out_under_a_file, "file"),
+    "build --out on a read-only file system": (
+        lambda t, m, f: (
+            export_main,
+            [
+                *_build(t, m, f)[:-4],
+                "/proc/ptychopinn-artifacts",
+                "--no-parity",
+                "--reference",
+                "none",
+            ],
+        ),  # fmt: skip
+        "/proc",
+    ),
+    "train --out is a regular file": (
+        lambda t, m, f: (
+            _train_main,
+            ["--preset", "demo", "--out", str(t / "file"), "--epochs", "1"],
+        ),
+        "file",
+    ),
+    "infer --out is a regular file": (
+        lambda t, m, f: (
+            _infer_main,
+            ["--checkpoint", str(m), "--data", str(t / "scan.npz"), "--out", str(t / "file")],
+        ),  # fmt: skip
+        "file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OS_CASES))
+def test_os_refusal_on_a_user_path_is_exit_2_naming_it(
+    case: str,
+    model_file: Path,
+    feed_file: Path,
+    small_scan: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "file").write_text("a user's file")
+    shutil.copy(small_scan, tmp_path / "scan.npz")
+    make, needle = OS_CASES[case]
+    main, argv = make(tmp_path, model_file, feed_file)
+    before = _snapshot(tmp_path)
+    with pytest.raises(SystemExit) as exited:
+        raise SystemExit(main(argv))
+    err = capsys.readouterr().err
+    assert exited.value.code == 2, err
+    assert "Traceback" not in err and err.count("error:") == 1, err
+    assert needle in err and "internal error" not in err, err
+    assert _snapshot(tmp_path) == before  # nothing written, nothing changed
+
+
+@pytest.mark.slow
+def test_a_file_size_limit_while_writing_artifacts_is_exit_2_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    """``prlimit --fsize``: torch's own archive writer would abort the process (C++ terminate);
+    the artifacts are serialised in memory and written by Python, which gets EFBIG."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:  # 2.4 MB: weights.pt fits, model.ts (2.5 MB) does not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2_400_000, 2_400_000))
+
+    run = subprocess.run(
+        [sys.executable, "-m", "export", "build", "--out", str(tmp_path / "a"), "--no-parity"],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr and "model.ts" in run.stderr and "ulimit" in run.stderr
+    assert not os.path.lexists(tmp_path / "a")
+    assert list((tmp_path / ".a.versions").iterdir()) == []  # the build folder was removed
+
+
+# --- signals (issue 20): SIGTERM at any build step is 143, whatever library code was running ---
+
+
+def _term_at(monkeypatch: pytest.MonkeyPatch, title: str) -> None:
+    from export import build as build_module
+
+    step = build_module._Progress.step
+
+    @contextlib.contextmanager
+    def killing(self: object, name: str) -> Iterator[list[str]]:
+        with step(self, name) as notes:  # type: ignore[arg-type]
+            if name.startswith(title):
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield notes
+
+    monkeypatch.setattr(build_module._Progress, "step", killing)
+
+
+def _term_inside_the_onnx_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM inside torch.export while torch.onnx runs it, wrapped the way the exporter did
+    in the field ("Failed to export the model with torch.export ...")."""
+    real = torch.export.export
+
+    def export(*args: object, **kwargs: object) -> object:
+        if any(f.function == "export_onnx" for f in inspect.stack()):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+            except BaseException as exc:  # noqa: BLE001 - what a library that wraps does
+                raise RuntimeError(
+                    f"Failed to export the model with torch.export: {exc!r}"
+                ) from exc
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.export, "export", export)
+
+
+SIGNAL_STEPS = {
+    "load checkpoint": lambda mp: _term_at(mp, "load checkpoint"),
+    "read inputs": lambda mp: _term_at(mp, "read inputs"),
+    "ONNX export, wrapped by the exporter": _term_inside_the_onnx_exporter,
+    "TorchScript": pytest.param(lambda mp: _term_at(mp, "TorchScript"), marks=pytest.mark.slow),
+    "torch.export": pytest.param(lambda mp: _term_at(mp, "torch.export"), marks=pytest.mark.slow),
+    "load back": pytest.param(lambda mp: _term_at(mp, "load back"), marks=pytest.mark.slow),
+    "publish": pytest.param(lambda mp: _term_at(mp, "publish"), marks=pytest.mark.slow),
+}
+
+
+@pytest.mark.parametrize("arm", SIGNAL_STEPS.values(), ids=list(SIGNAL_STEPS))
+def test_sigterm_during_any_build_step_is_143_with_nothing_published(
+    arm: Callable[[pytest.MonkeyPatch], None],
+    model_file: Path,
+    feed_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    arm(monkeypatch)
+    code = export_main(_build(tmp_path, model_file, feed_file))
+    err = capsys.readouterr().err
+    assert code == 143, err
+    assert err.count("error:") == 1 and "terminated (SIGTERM)" in err, err
+    assert not os.path.lexists(tmp_path / "out")
+    versions = tmp_path / ".out.versions"
+    assert not versions.exists() or list(versions.iterdir()) == []
+
+
+# --- missing packages (issue 20): exit 3 with the install line, from every entry point ---
+
+_BLOCKER = """
+import importlib.abc, sys
+BLOCKED = set(sys.argv[1].split(","))
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+sys.argv = ["python", *sys.argv[4:]]
+import runpy
+runpy.run_module(sys.argv_module, run_name="__main__", alter_sys=True)
+"""
+
+MISSING_CASES: dict[str, tuple[str, str, list[str], str]] = {
+    # case: (blocked packages, module run with -m, its arguments, word of the install line)
+    "export build without onnx": ("onnx,tensorflow", "export", ["build", "--no-parity"], "onnx"),
+    "export build without torch": ("torch,lightning,tensorflow", "export", ["build"], "torch"),
+    "export bench without torch": ("torch,lightning,tensorflow", "export", ["bench"], "torch"),
+    "parity check without torch": (
+        "torch,lightning,tensorflow",
+        "parity",
+        ["check", "--artifacts", "."],
+        "torch",
+    ),  # fmt: skip
+    "ptycho_torch.infer without torch": (
+        "torch,lightning",
+        "ptycho_torch.infer",
+        ["--checkpoint", "x", "--data", "y", "--out", "z"],
+        "torch",
+    ),  # fmt: skip
+    "ptycho_torch.train without lightning": (
+        "lightning,pytorch_lightning",
+        "ptycho_torch.train",
+        ["--preset", "demo", "--out", "z"],
+        "Lightning",
+    ),  # fmt: skip
+    "parity.bench without torch": ("torch,lightning,tensorflow", "parity.bench", [], "torch"),
+    "export.host without onnxruntime": (
+        "onnxruntime,torch",
+        "export.host",
+        ["verify", "--artifacts", "."],
+        "onnxruntime",
+    ),  # fmt: skip
+    "import_tf without h5py": ("h5py,torch", "ptycho_torch.import_tf", ["x"], "h5py"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISSING_CASES))
+def test_missing_package_is_exit_3_with_its_install_line(case: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    blocked, module, args, word = MISSING_CASES[case]
+    script = _BLOCKER.replace("sys.argv_module", repr(module))
+    run = subprocess.run(
+        [sys.executable, "-c", script, blocked, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 3, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr and run.stderr.count("error:") == 1, run.stderr[-3000:]
+    line = next(x for x in run.stderr.splitlines() if x.startswith("error:"))
+    assert word in line and "pip install" in line, line
+
+
 # quoted in the closing notes of issues 10 and 20
-HOSTILE_CASES = len(ALL_BUILD_CASES) + len(REFERENCE_CASES) + 2 + len(DAMAGED_CASES)
+HOSTILE_CASES = (
+    len(ALL_BUILD_CASES)
+    + len(REFERENCE_CASES)
+    + 2
+    + len(DAMAGED_CASES)
+    + len(OS_CASES)
+    + 1
+    + len(SIGNAL_STEPS)
+    + len(MISSING_CASES)
+)

@@ -9,22 +9,52 @@ Command line: ``python -m ptycho_torch.import_tf --archive wts.h5.zip --out mode
 
 from __future__ import annotations
 
-from ptycho_torch.import_tf.errors import (
-    ImportTFError,
-    MissingValueError,
-    UnsafePickleError,
-    UnsupportedModelError,
-    WeightMismatchError,
-)
-from ptycho_torch.import_tf.importer import (
-    ImportedModel,
-    import_archive,
-    import_weights,
-    read_probe_npz,
-    write_checkpoint,
-)
-from ptycho_torch.import_tf.keras_graph import GraphStructureError
-from ptycho_torch.import_tf.unpickle import admitted_globals, loads_plain_data
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ptycho_torch.import_tf.errors import (
+        ImportTFError,
+        MissingValueError,
+        UnsafePickleError,
+        UnsupportedModelError,
+        WeightMismatchError,
+    )
+    from ptycho_torch.import_tf.importer import (
+        ImportedModel,
+        import_archive,
+        import_weights,
+        read_probe_npz,
+        write_checkpoint,
+    )
+    from ptycho_torch.import_tf.keras_graph import GraphStructureError
+    from ptycho_torch.import_tf.unpickle import admitted_globals, loads_plain_data
+
+# Imported on first use, so that ``python -m ptycho_torch.import_tf`` starts without h5py or
+# torch and a missing one is exit 3 with its install line (ptycho_torch.cli.launch).
+_LAZY = {
+    "ImportTFError": "errors",
+    "MissingValueError": "errors",
+    "UnsafePickleError": "errors",
+    "UnsupportedModelError": "errors",
+    "WeightMismatchError": "errors",
+    "ImportedModel": "importer",
+    "import_archive": "importer",
+    "import_weights": "importer",
+    "read_probe_npz": "importer",
+    "write_checkpoint": "importer",
+    "GraphStructureError": "keras_graph",
+    "admitted_globals": "unpickle",
+    "loads_plain_data": "unpickle",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "GraphStructureError",

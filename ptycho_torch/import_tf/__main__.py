@@ -1,7 +1,5 @@
 """``python -m ptycho_torch.import_tf``."""
 
-import sys
+from ptycho_torch.cli import launch
 
-from ptycho_torch.import_tf.cli import main
-
-sys.exit(main())
+launch("ptycho_torch.import_tf.cli:main")
