@@ -20,10 +20,7 @@ process is gone, recorded as ``HOST-PID`` in their names) are removed by the nex
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import datetime as _dt
-import errno
 import fcntl
 import logging
 import os
@@ -35,6 +32,7 @@ from pathlib import Path
 
 from export.errors import BuildError, ExportError, ManifestError
 from export.manifest import read_manifest
+from ptycho_torch.atomic import process_alive, rename_exchange
 
 __all__ = [
     "DEFAULT_KEEP",
@@ -50,8 +48,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_KEEP = 2  # previous versions kept besides the current one
-_RENAME_EXCHANGE = 2  # linux/fs.h
-_AT_FDCWD = -100
 
 
 def out_path(out: str | Path) -> Path:
@@ -171,7 +167,7 @@ def publish(tmp: Path, out: Path, keep: int = DEFAULT_KEEP, protect: Iterable[Pa
 def _exchange_plain_folder(link: Path, out: Path, versions: Path) -> None:
     """Swap a plain ``out`` folder and the new link in one step, then keep the folder."""
     try:
-        _rename_exchange(link, out)
+        rename_exchange(link, out)
     except OSError as exc:
         link.unlink()
         raise BuildError(
@@ -182,17 +178,6 @@ def _exchange_plain_folder(link: Path, out: Path, versions: Path) -> None:
     kept = versions / f"previous-{link.name.rsplit('.link-', 1)[-1]}"
     link.rename(kept)  # ``link`` now names the old folder
     log.info("kept the previous plain folder %s as %s", out, kept)
-
-
-def _rename_exchange(a: Path, b: Path) -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
-    if renameat2 is None:
-        raise OSError(errno.ENOSYS, "renameat2 is not available")
-    rc = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if rc != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 def _prune(versions: Path, current: Path, keep: int, protect: list[Path]) -> None:
@@ -224,20 +209,10 @@ def recover_leftovers(out: Path) -> None:
     candidates += list(out.parent.glob(f".{out.name}.link-{host}-*"))
     for path in candidates:
         pid = path.name.split(f"{host}-", 1)[1].split("-", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         if path.is_symlink() or path.is_file():
             path.unlink()
         else:
             shutil.rmtree(path, ignore_errors=True)
         log.info("removed %s, left by a build that was killed", path.name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return True

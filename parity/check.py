@@ -1,9 +1,11 @@
 """One parity run: every runner on the same batch, every output compared, reports written.
 
-The steps, each in its own module: freshness of inputs, reference and checkpoint
-(:mod:`parity.provenance`), runners, pairs and tolerances (:mod:`parity.pairs`), the chunked
-pass over the inputs (:mod:`parity.streaming`), then the report (:mod:`parity.report`). Memory
-stays bounded by one chunk of the artifacts' fixed batch, however many samples the set holds.
+The steps, each in its own module: the targets it will write (:func:`check_targets`, before
+anything is read), freshness of inputs, reference and checkpoint (:mod:`parity.provenance`),
+runners, pairs and tolerances (:mod:`parity.pairs`), the chunked pass over the inputs
+(:mod:`parity.streaming`), then the report, swapped in whole for the report folder
+(:mod:`parity.report`). Memory stays bounded by one chunk of the artifacts' fixed batch, however
+many samples the set holds.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from export.manifest import read_manifest
 from export.signature import Signature
-from parity.errors import ParityError, ReferenceFormatError
+from parity.errors import ParityError, ReferenceFormatError, ReportFolderError
 from parity.npz_stream import NpzRows
 from parity.pairs import Pair, activate_runners, make_pairs, make_runners, tolerance_table
 from parity.precision import apply_precision_policy, environment_fingerprint
@@ -33,12 +35,22 @@ from parity.repro import bisect_command, check_repro_target, write_repro
 from parity.results import OutputComparison, ParityReport
 from parity.streaming import output_peaks, stream
 from parity.tolerances import ToleranceTable
-from ptycho_torch.errors import ToolError
+from ptycho_torch.errors import ExitCode, ToolError
 from ptycho_torch.thread_option import THREADS_HELP, parse_threads
 
-__all__ = ["CheckOptions", "make_runners", "resolve_devices", "run_check"]
+__all__ = [
+    "DEVICES",
+    "CheckOptions",
+    "check_targets",
+    "make_runners",
+    "report_dir_of",
+    "resolve_devices",
+    "run_check",
+]
 
 log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,7 @@ class CheckOptions:
         metadata={
             "help": "auto: cpu, plus cuda when torch and ONNX Runtime both have it; "
             "cuda: cpu and cuda, exit 3 if CUDA is unavailable",
-            "choices": ("auto", "cpu", "cuda"),
+            "choices": DEVICES,
         },
     )
     tolerances: Path | None = field(
@@ -71,7 +83,8 @@ class CheckOptions:
     report_dir: Path | None = field(
         default=None,
         metadata={
-            "help": "where report.{json,md,html} and junit.xml go (default: ARTIFACTS/report)"
+            "help": "where report.{json,md,html}, junit.xml and error_maps/ go (default: "
+            "ARTIFACTS/report); each check replaces the whole folder, so it may hold nothing else"
         },
     )
     calibrate: Path | None = field(
@@ -109,7 +122,45 @@ def resolve_devices(device: str) -> list[str]:
             torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
         )
         return ["cpu", "cuda"] if has_cuda else ["cpu"]
-    raise ParityError(f"--device must be auto, cpu or cuda, got {device!r}")
+    raise ParityError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+
+
+def report_dir_of(options: CheckOptions) -> Path:
+    """``--report-dir``, else ``ARTIFACTS/report``."""
+    return options.report_dir or options.artifacts / "report"
+
+
+def check_targets(options: CheckOptions) -> None:
+    """Refuse, before anything is read or written, what the check could not write to.
+
+    Raises:
+        ParityError: (exit 2) a ``--device`` that is not one of :data:`DEVICES`; a ``--repro``
+            folder that is not empty; a ``--repro`` or ``--calibrate`` path overlapping the
+            report folder (which each check replaces whole).
+        ReportFolderError: (exit 2) the report folder is a file, cannot be written, or holds
+            files this tool did not write.
+    """
+    from parity.report.folder import check_report_folder
+
+    if options.device not in DEVICES:
+        raise ParityError(f"--device must be one of {', '.join(DEVICES)}, got {options.device!r}")
+    report_dir = report_dir_of(options)
+    check_report_folder(report_dir)
+    for flag, path in (("--repro", options.repro), ("--calibrate", options.calibrate)):
+        if path is not None and _overlaps(path, report_dir, both_ways=flag == "--repro"):
+            raise ParityError(
+                f"{flag} {path} overlaps the report folder {report_dir}, which each check "
+                f"replaces whole; give {flag} a path outside it (or move the report with "
+                "--report-dir)"
+            )
+    if options.repro is not None:
+        check_repro_target(options.repro)
+
+
+def _overlaps(path: Path, folder: Path, *, both_ways: bool) -> bool:
+    """Whether ``path`` is ``folder`` or inside it (or, ``both_ways``, holds it)."""
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents or (both_ways and path in folder.parents)
 
 
 def run_check(options: CheckOptions, threads: dict[str, Any] | None = None) -> ParityReport:
@@ -119,17 +170,25 @@ def run_check(options: CheckOptions, threads: dict[str, Any] | None = None) -> P
     recorded in the report's environment; the caller applies ``options.threads`` (once per
     process, before any work: ``parity.cli``), this function does not change it.
 
-    A run that stops before comparing still writes ``report.json``, ``report.md``,
-    ``report.html`` and ``junit.xml`` stating the error (when the artifacts folder exists), so a
-    CI job that exits 2, 3 or 4 shows why; then the error is raised.
+    The report folder is replaced whole, only once the new report is complete
+    (:mod:`parity.report.folder`). Nothing is written before :func:`check_targets` passes: a
+    refused option leaves every file as it was. A run that stops later, before comparing, writes
+    an ERROR report (``report.json``, ``report.md``, ``report.html``, ``junit.xml``) stating the
+    error, so a CI job that exits 2, 3 or 4 shows why; but exit 2 (the user's input) never
+    replaces an earlier report: it writes one only where there was none. Then the error is
+    raised.
 
     Raises:
         ParityError: exit 2 (bad input), 3 (``EnvironmentUnavailable``) or 4
             (``StaleReferenceError``, ``WeightsMismatchError``).
+        ReportFolderError: (exit 2) the report folder cannot take the report.
         ArtifactsChangedError: (exit 4) an artifact is missing or changed since the build.
     """
+    check_targets(options)  # refused here: nothing read, nothing written, no error report
     try:
         return _run_check(options, threads)
+    except ReportFolderError:
+        raise  # the report folder itself failed: nothing more is tried there
     except ToolError as exc:
         _write_error_report(options, exc, threads)
         raise
@@ -138,11 +197,16 @@ def run_check(options: CheckOptions, threads: dict[str, Any] | None = None) -> P
 def _write_error_report(
     options: CheckOptions, exc: ToolError, threads: dict[str, Any] | None
 ) -> None:
-    from parity.report import write_all
+    from parity.report import holds_report, replace_report_folder, write_all
 
-    report_dir = options.report_dir or options.artifacts / "report"
-    if not options.artifacts.is_dir() or (report_dir.exists() and not report_dir.is_dir()):
+    report_dir = report_dir_of(options)
+    if not options.artifacts.is_dir():
         return  # nowhere sensible to write: the error line is all there is
+    if exc.exit_code == ExitCode.USAGE and holds_report(report_dir):
+        log.warning(
+            "%s keeps the previous report: input errors (exit 2) never replace one", report_dir
+        )
+        return
     report = ParityReport(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         head=_head_of(options.artifacts),
@@ -153,10 +217,9 @@ def _write_error_report(
         error=str(exc),
     )
     try:
-        report_dir.mkdir(parents=True, exist_ok=True)
-        write_all(report, report_dir)
-    except OSError as write_exc:
-        log.warning("could not write the error report to %s: %s", report_dir, write_exc)
+        replace_report_folder(report_dir, lambda folder: write_all(report, folder))
+    except ReportFolderError as write_exc:
+        log.warning("could not write the error report: %s", write_exc)
 
 
 def _head_of(artifacts: Path) -> str:
@@ -178,8 +241,6 @@ def _run_check(options: CheckOptions, threads: dict[str, Any] | None) -> ParityR
     devices = resolve_devices(options.device)
     log.info("parity: %s head, devices %s, inputs %s", signature.head, devices, inputs_path)
     notes = [] if reference else ["no TensorFlow reference: compared backends pairwise only"]
-    if options.repro is not None:
-        check_repro_target(options.repro)  # refuse before any work, never after
     unavailable: list[str] = []  # requested runners that did not come up (--device cuda)
 
     with NpzRows(inputs_path, "inputs file") as inputs, ExitStack() as stack:
@@ -232,7 +293,7 @@ def _run_check(options: CheckOptions, threads: dict[str, Any] | None) -> ParityR
         notes=notes,
         error_maps=[],
     )
-    _write_reports(report, options.report_dir or artifacts / "report", pairs, signature)
+    _write_reports(report, report_dir_of(options), pairs, signature)
     if options.calibrate is not None:
         _calibrate(comparisons, options.calibrate)
     return report
@@ -283,10 +344,20 @@ def _calibrate(comparisons: list[OutputComparison], out: Path) -> None:
 def _write_reports(
     report: ParityReport, report_dir: Path, pairs: list[Pair], signature: Signature
 ) -> None:
+    """Write the report and its error maps into a temporary folder, then swap it in whole."""
+    from parity.report import replace_report_folder
+
+    replace_report_folder(
+        report_dir, lambda folder: _write_report_files(report, folder, pairs, signature)
+    )
+
+
+def _write_report_files(
+    report: ParityReport, folder: Path, pairs: list[Pair], signature: Signature
+) -> None:
     from parity.report import error_map_filename, render_error_map, write_all
 
-    report_dir.mkdir(parents=True, exist_ok=True)
-    maps_dir = report_dir / "error_maps"
+    maps_dir = folder / "error_maps"
     maps_dir.mkdir(exist_ok=True)
     for pair in pairs:
         if pair.pair_class != "vs-reference" and not any(
@@ -310,7 +381,7 @@ def _write_reports(
                     "left": pair.left.name,
                     "right": pair.right.name,
                     "sample": sample,
-                    "png": str(png.relative_to(report_dir)),
+                    "png": str(png.relative_to(folder)),
                 }
             )
-    write_all(report, report_dir)
+    write_all(report, folder)

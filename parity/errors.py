@@ -8,6 +8,7 @@ __all__ = [
     "EnvironmentUnavailable",
     "ParityError",
     "ReferenceFormatError",
+    "ReportFolderError",
     "RunnerNotActiveError",
     "StaleReferenceError",
     "WeightsMismatchError",
@@ -20,6 +21,11 @@ class ParityError(ToolError):
 
 class ReferenceFormatError(ParityError):
     """A reference file is missing, unreadable or not in the documented format."""
+
+
+class ReportFolderError(ParityError):
+    """The report folder cannot take a report: it is a file, cannot be written, or holds files
+    this tool did not write (a report replaces the whole folder). Exit 2; nothing was written."""
 
 
 class StaleReferenceError(ParityError):

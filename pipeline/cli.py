@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, what in _HOST_COMMANDS.items():  # torch-free: export.host_cli parses their options
         host = sub.add_parser(name, help=what, add_help=False, prefix_chars="\0")
         host.add_argument("host_args", nargs=argparse.REMAINDER)
-    bench = sub.add_parser(  # parity.bench_cli parses its options
+    bench = sub.add_parser(  # bench.cli parses its options
         "bench",
         help="throughput, latency and fraction of the GEMM ceiling per backend and batch size "
         "(python -m export bench -h)",
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "export.host_cli:main", [args.command, *args.host_args], prog="python -m export"
         )
     if args.command == "bench":
-        return call("parity.bench_cli:main", args.bench_args, prog="python -m export bench")
+        return call("bench.cli:main", args.bench_args, prog="python -m export bench")
     configure_logging(args.verbose)
     return run_cli(
         lambda: _triton(args) if args.command == "triton" else _build(args),
@@ -105,6 +105,10 @@ def _build(args: argparse.Namespace) -> int:
 
     options = BUILD.build(args)
     checks = check_options(args, options.out)  # a bad check option (--threads x) fails here
+    if checks.report_dir is not None and not args.no_parity:
+        from parity.report.folder import check_report_folder
+
+        check_report_folder(checks.report_dir)  # a --report-dir that is a file: before the build
     threads = set_threads(checks.threads)  # once, before any work; the check reuses it
     result = build(options, make_reference=_reference_maker(), threads=threads.to_dict())
     print(f"build OK: {len(result.manifest.files)} files in {result.out} ({result.seconds:.1f} s)")

@@ -8,13 +8,12 @@ in place so that a reader never finds a half-written one.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
+from ptycho_torch.atomic import replace_folder
 from ptycho_torch.errors import PtychoError
 from ptycho_torch.stitch import StitchedObject
 
@@ -81,31 +80,21 @@ def check_out_folder(out: Path, owned: Iterable[str]) -> None:
 def write_folder_atomically(
     out: Path, write: Callable[[Path], list[Path]], owned: Iterable[str]
 ) -> list[Path]:
-    """Write a folder with ``write(tmp)`` into a temporary sibling, then rename it to ``out``.
-
-    A previous ``out`` (holding only ``owned`` files, :func:`check_out_folder`) is renamed aside
-    first and deleted after: ``out`` holds the previous complete output or the new one, never a
-    mix or a half-written file; only between the two renames (an instant) is it absent. A
-    failure or Ctrl-C while writing removes the temporary folder and leaves ``out`` untouched.
+    """Write a folder with ``write(tmp)`` into a temporary sibling, then swap it in for ``out``
+    (:func:`ptycho_torch.atomic.replace_folder`): ``out`` holds the previous complete output or
+    the new one, never a mix or a half-written file. A previous ``out`` may hold only ``owned``
+    files (:func:`check_out_folder`); it is deleted once the new one is in place.
 
     Returns:
         The written paths, inside ``out``.
     """
     owned = tuple(owned)
     check_out_folder(out, owned)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        written = write(tmp)
-        if out.exists():
-            os.rename(out, old)
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            os.rename(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return [out / p.relative_to(tmp) for p in written]
+    staged: list[Path] = []
+
+    def write_staged(tmp: Path) -> list[Path]:
+        staged.append(tmp)
+        return write(tmp)
+
+    written = replace_folder(out, write_staged)
+    return [out / p.relative_to(staged[0]) for p in written]
