@@ -1,6 +1,6 @@
-"""``python -m export bench`` (also ``python -m parity.bench``): options in; table, JSON, plot out.
+"""``python -m export bench``: options in; table, JSON, plot out.
 
-Options come from :class:`parity.bench.BenchOptions` fields; errors become exit codes in
+Options come from :class:`bench.run.BenchOptions` fields; errors become exit codes in
 :func:`ptycho_torch.cli.run_cli`. Progress goes to stderr, the table to stdout.
 """
 
@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from parity.bench import BenchOptions, run_bench
+from bench.run import BenchOptions, run_bench
 from ptycho_torch.cli import ExitCode, run_cli
 from ptycho_torch.cli_options import ConfigOptions
 

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.ceiling import GemmProbe, one_node_session
+from bench.flops import ConvShape
+from bench.timing import interleave
 from export.session import SessionSettings
-from parity.bench_timing import interleave
-from parity.ceiling import GemmProbe, one_node_session
-from parity.flops import ConvShape
 
 __all__ = ["LayerTiming", "time_layers"]
 

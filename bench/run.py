@@ -1,26 +1,21 @@
 """``python -m export bench``: every backend against the machine's own limit, batch by batch.
 
 For each batch size (the artifacts' own, or others built on the fly into a temporary folder:
-:mod:`parity.bench_batches`), eager PyTorch, TorchScript, ``.pt2`` and ONNX Runtime are timed
-interleaved with a GEMM probe (:mod:`parity.ceiling`) after warm-up, so each backend's achieved
-GFLOP/s (FLOPs counted from the model's convolutions, :mod:`parity.flops`) is a fraction of a
-ceiling measured in the same rounds. Before that, :mod:`parity.tuning` measures ONNX Runtime
+:mod:`bench.batches`), eager PyTorch, TorchScript, ``.pt2`` and ONNX Runtime are timed
+interleaved with a GEMM probe (:mod:`bench.ceiling`) after warm-up, so each backend's achieved
+GFLOP/s (FLOPs counted from the model's convolutions, :mod:`bench.flops`) is a fraction of a
+ceiling measured in the same rounds. Before that, :mod:`bench.tuning` measures ONNX Runtime
 thread counts and graph optimisation levels and eager's modes and torch thread counts (with
 ``--threads auto``, 1 .. the physical cores for both, so neither is compared at more threads
 than the other) and keeps the fastest: the torch count then serves every torch backend (eager,
 TorchScript, ``.pt2``) and the report records it (``--save-tuning`` records ONNX Runtime's
-settings in the manifest, never ones measured on a busy machine: :mod:`parity.machine_load`);
+settings in the manifest, never ones measured on a busy machine: :mod:`bench.machine_load`);
 after it, the per-layer view
-(:mod:`parity.bench_layers`) times each conv shape alone. Figures, never assertions: the
-machines are shared and noisy. ``python -m parity.bench`` is the same command.
+(:mod:`bench.layers`) times each conv shape alone. Figures, never assertions: the
+machines are shared and noisy.
 """
 
 from __future__ import annotations
-
-if __name__ == "__main__":  # before the imports: a missing package is exit 3, not a traceback
-    from ptycho_torch.cli import launch
-
-    launch("parity.bench_cli:main", prog="python -m parity.bench")
 
 import logging
 import tempfile
@@ -32,14 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.ceiling import GemmProbe
+from bench.machine_load import MachineLoad, busy_note, check_idle, read_load
+from bench.report import BatchResult, BenchReport, BenchRow
+from bench.timing import Samples, interleave
+from bench.tuning import EagerMode
 from export.manifest import Manifest
 from export.session import SessionSettings
-from parity.bench_report import BatchResult, BenchReport, BenchRow
-from parity.bench_timing import Samples, interleave
-from parity.ceiling import GemmProbe
 from parity.errors import EnvironmentUnavailable
-from parity.machine_load import MachineLoad, busy_note, check_idle, read_load
-from parity.tuning import EagerMode
 
 __all__ = ["BenchOptions", "parse_batches", "run_bench"]
 
@@ -148,15 +143,15 @@ def run_bench(options: BenchOptions) -> BenchReport:
     """
     import torch
 
+    from bench.ceiling import gemm_probe
+    from bench.flops import conv_shapes, distinct_shapes
+    from bench.layers import time_layers
+    from bench.tuning import tune
     from export.manifest import read_manifest
     from export.session import save_session_settings
     from export.signature import Signature
-    from parity.bench_layers import time_layers
-    from parity.ceiling import gemm_probe
-    from parity.flops import conv_shapes, distinct_shapes
     from parity.precision import apply_precision_policy
     from parity.runners import torch_device
-    from parity.tuning import tune
     from ptycho_torch.checkpoint import load_model
     from ptycho_torch.threads import cpu_kind, physical_cores, set_threads
 
@@ -301,10 +296,10 @@ def _bench_batch(
     eager_mode: EagerMode,
 ) -> BatchResult:
     """Every backend at ``batch``, interleaved with the GEMM probe."""
+    from bench.batches import artifacts_for_batch
+    from bench.tuning import EagerModel
     from export.signature import Signature
-    from parity.bench_batches import artifacts_for_batch
     from parity.runners import ExportedProgramRunner, OnnxRuntimeRunner, TorchScriptRunner
-    from parity.tuning import EagerModel
 
     made = artifacts_for_batch(options.artifacts, manifest, batch, workdir)
     folder, device = made.folder, options.device

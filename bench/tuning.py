@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.timing import interleave
 from export.session import SessionSettings
 from export.signature import Signature
-from parity.bench_timing import interleave
 
 __all__ = ["EagerMode", "EagerModel", "Trial", "Tuning", "tune"]
 

@@ -1,6 +1,6 @@
 """How well ``--threads auto``'s probe convolution predicts the model's gain from more threads.
 
-Times, interleaved over rounds (:func:`parity.bench_timing.interleave`: each round runs every
+Times, interleaved over rounds (:func:`bench.timing.interleave`: each round runs every
 workload at every thread count, starting each round with a different one), the old probe
 (32 -> 32 channels, batch 8), the current one (64 -> 64, batch 8;
 :func:`ptycho_torch.threads._measure`), and the model's inference forward and training step at
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from parity.bench_timing import interleave
+from bench.timing import interleave
 from ptycho_torch.checkpoint import load_model
 from ptycho_torch.threads import physical_cores
 

@@ -114,7 +114,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$WORK/nvi
 
 step preflight bash -c '
 set -e
-"$0" -c "import pipeline.cli, parity.bench, parity.bisect, parity.report.html_page, ptycho_torch.simulate as s
+"$0" -c "import pipeline.cli, bench.run, parity.bisect, parity.report.html_page, ptycho_torch.simulate as s
 print(\"project imported from\", s.__file__.rsplit(\"/ptycho_torch/\", 1)[0])"
 "$0" -m export build --help >/dev/null
 "$0" -m export bench --help >/dev/null

@@ -281,10 +281,10 @@ class _Load:
 @pytest.fixture()
 def load(monkeypatch: pytest.MonkeyPatch, restore_threads: None) -> Iterator[_Load]:
     """A load the test sets, switched to ``after`` when the real tuning returns."""
-    import parity.tuning
+    import bench.tuning
 
     fake = _Load(0.0)
-    real_tune = parity.tuning.tune
+    real_tune = bench.tuning.tune
 
     def tune_then_switch(*args: object, **kwargs: object) -> object:
         result = real_tune(*args, **kwargs)  # type: ignore[arg-type]
@@ -293,12 +293,12 @@ def load(monkeypatch: pytest.MonkeyPatch, restore_threads: None) -> Iterator[_Lo
         return result
 
     monkeypatch.setattr(os, "getloadavg", fake)
-    monkeypatch.setattr(parity.tuning, "tune", tune_then_switch)
+    monkeypatch.setattr(bench.tuning, "tune", tune_then_switch)
     yield fake
 
 
 def _bench(artifacts: Path, *extra: str) -> tuple[int, str]:
-    from parity.bench_cli import main
+    from bench.cli import main
 
     result = run_main(main, "--artifacts", str(artifacts), *QUICK, *extra)
     return result.returncode, result.stderr

@@ -607,7 +607,6 @@ MISSING_CASES: dict[str, tuple[str, str, list[str], str]] = {
         ["--preset", "demo", "--out", "z"],
         "Lightning",
     ),  # fmt: skip
-    "parity.bench without torch": ("torch,lightning,tensorflow", "parity.bench", [], "torch"),
     "export.host without onnxruntime": (
         "onnxruntime,torch",
         "export.host",

@@ -1,7 +1,7 @@
 """The parity tests share busy machines: the machine reads as idle here.
 
 ``bench --save-tuning`` refuses to record settings measured while the 1-minute load average was
-above the core count (:mod:`parity.machine_load`), so a bench test would pass or fail with the
+above the core count (:mod:`bench.machine_load`), so a bench test would pass or fail with the
 load of whatever else runs. Here ``os.getloadavg`` reads zero; ``tests/test_hostile_env.py``
 tests the guard itself with loads it sets.
 """

@@ -9,9 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.run import BenchOptions, run_bench
 from export.build import BuildResult
 from export.manifest import read_manifest
 from export.session import SessionSettings
+from parity import runners as runners_module
+from parity.runners import Runner
 
 RUNNERS = ["eager[cpu]", "torchscript[cpu]", "pt2[cpu]", "onnxruntime[cpu]"]
 ROW_FIELDS = {
@@ -90,8 +93,8 @@ def test_bench_times_every_backend_per_batch_and_writes_json_and_plot(
 def test_save_tuning_records_session_settings_that_verify_and_the_host_uses(
     artifacts: Path,
 ) -> None:
+    from bench.cli import main
     from export.predict import Predictor
-    from parity.bench_cli import main
 
     argv = ["--artifacts", str(artifacts), *QUICK, "--no-layers", "--save-tuning"]
     assert main(argv) == 0
@@ -117,18 +120,12 @@ def test_bad_batch_is_a_one_line_usage_error(
     assert err[-1].startswith("error: --batch") and "integers >= 1" in err[-1], err
 
 
-def test_parity_bench_is_the_same_command(built: BuildResult) -> None:
-    from parity.bench_cli import main
-
-    assert main(["--artifacts", str(built.out), "--batch", "0"], prog="python -m parity.bench") == 2
-
-
 def test_auto_threads_tunes_torch_threads_like_onnxruntime_and_applies_them(
     built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import torch
 
-    from parity.bench_cli import main
+    from bench.cli import main
     from ptycho_torch.threads import physical_cores
 
     out = tmp_path / "bench.json"
@@ -169,7 +166,7 @@ def test_a_cuda_graph_that_cannot_run_is_a_trial_with_its_reason(
     does when a graph cannot be captured: the failure is a trial with its note, not an error,
     and the plain or IO-bound setting is kept."""
     import export.host
-    from parity.tuning import _tune_binding
+    from bench.tuning import _tune_binding
 
     real = export.host.OnnxHost
 
@@ -193,3 +190,24 @@ def test_a_cuda_graph_that_cannot_run_is_a_trial_with_its_reason(
     assert len(failed) == 1 and failed[0].setting.endswith("IO binding, CUDA graph")
     assert "node Resize is on the CPU provider" in failed[0].note and not failed[0].chosen
     assert sum(t.chosen for t in trials) == 1
+
+
+def test_bench_deactivates_every_runner_when_one_fails(
+    artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[Runner] = []
+    enter = runners_module.Runner.__enter__
+
+    def recording(self):  # type: ignore[no-untyped-def]
+        made.append(self)
+        return enter(self)
+
+    def broken(self, feed):  # type: ignore[no-untyped-def]
+        raise RuntimeError("backend crashed")
+
+    monkeypatch.setattr(runners_module.Runner, "__enter__", recording)
+    monkeypatch.setattr(runners_module.OnnxRuntimeRunner, "_infer", broken)
+    options = BenchOptions(artifacts=artifacts, seconds=0, repeats=1, warmup=1, tune=False)
+    with pytest.raises(RuntimeError, match="backend crashed"):
+        run_bench(options)
+    assert len(made) == 3 and not any(r.is_active for r in made)

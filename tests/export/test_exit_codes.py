@@ -20,7 +20,6 @@ from ptycho_torch.errors import ExitCode
 
 def _mains() -> dict[str, Callable[[list[str]], int]]:
     from export.host_cli import main as host_main
-    from parity.bench_cli import main as bench_main
     from parity.cli import main as parity_main
     from pipeline.cli import main as export_main
     from ptycho_torch.commands.infer import main as infer_main
@@ -31,7 +30,6 @@ def _mains() -> dict[str, Callable[[list[str]], int]]:
         "export": export_main,
         "export.host": host_main,
         "parity": parity_main,
-        "parity.bench": bench_main,
         "ptycho_torch.train": train_main,
         "ptycho_torch.infer": infer_main,
         "ptycho_torch.import_tf": import_tf_main,
@@ -98,7 +96,7 @@ def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str
         ]
     )
     return no_gpu + [
-        ("parity.bench", ["--artifacts", str(d["intact"]), "--repeats", "0"], 2, "--repeats"),
+        ("export", ["bench", "--artifacts", str(d["intact"]), "--repeats", "0"], 2, "--repeats"),
         ("export", ["bench", "--artifacts", str(d["intact"]), "--batch", "0"], 2, "--batch"),
         ("export", ["bench", "--artifacts", str(d["intact"]), "--threads", "x"], 2, "--threads"),
         ("export.host", ["verify", str(d["outside"])], 2, "not plain names"),
@@ -115,7 +113,6 @@ def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str
         ("parity", ["check", "--artifacts", str(d["corrupt"])], 2, "manifest.json as JSON"),
         ("parity", ["check", "--artifacts", str(d["layout"])], 2, "not a build manifest"),
         ("parity", ["check", "--artifacts", str(d["changed"])], 4, "changed since the build"),
-        ("parity.bench", ["--artifacts", str(d["changed"])], 4, "changed since the build"),
         ("export", ["bench", "--artifacts", str(d["changed"])], 4, "changed since the build"),
         ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--epochs", "0"], 2, "epochs"),
         ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--gridsize", "0"], 2, "gridsize"),

@@ -11,7 +11,6 @@ import parity.check as check_module
 import parity.pairs as pairs_module
 from export.build import BuildResult
 from parity import runners as runners_module
-from parity.bench import BenchOptions, run_bench
 from parity.check import CheckOptions, run_check
 from parity.errors import ReferenceFormatError, RunnerNotActiveError, WeightsMismatchError
 from parity.reference import load_reference
@@ -101,27 +100,6 @@ def test_a_runner_failing_to_start_deactivates_those_already_started(
         run_check(CheckOptions(artifacts=artifacts, device="cpu"))
     assert started == ["torchscript[cpu]"]
     assert not any(r.is_active for r in made)
-
-
-def test_bench_deactivates_every_runner_when_one_fails(
-    artifacts: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    made: list[Runner] = []
-    enter = runners_module.Runner.__enter__
-
-    def recording(self):  # type: ignore[no-untyped-def]
-        made.append(self)
-        return enter(self)
-
-    def broken(self, feed):  # type: ignore[no-untyped-def]
-        raise RuntimeError("backend crashed")
-
-    monkeypatch.setattr(runners_module.Runner, "__enter__", recording)
-    monkeypatch.setattr(runners_module.OnnxRuntimeRunner, "_infer", broken)
-    options = BenchOptions(artifacts=artifacts, seconds=0, repeats=1, warmup=1, tune=False)
-    with pytest.raises(RuntimeError, match="backend crashed"):
-        run_bench(options)
-    assert len(made) == 3 and not any(r.is_active for r in made)
 
 
 def test_checkpoint_with_other_weights_is_a_weights_mismatch_exit_4(
