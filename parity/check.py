@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,6 +156,20 @@ def check_targets(options: CheckOptions) -> None:
             )
     if options.repro is not None:
         check_repro_target(options.repro)
+    if options.calibrate is not None:
+        _check_file_target("--calibrate", options.calibrate)
+
+
+def _check_file_target(flag: str, path: Path) -> None:
+    """A file the check will write at the end: refused now if it cannot be one."""
+    if path.is_dir():
+        raise ParityError(f"{flag} {path} is a folder; give the path of a JSON file to write")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise ParityError(f"{flag} {path}: its folder {parent} {what}; create it or choose another")
+    if not os.access(parent, os.W_OK):
+        raise ParityError(f"{flag} {path}: its folder {parent} is not writable; choose another")
 
 
 def _overlaps(path: Path, folder: Path, *, both_ways: bool) -> bool:

@@ -84,6 +84,11 @@ USAGE_ERRORS: dict[str, Callable[[Path, Path], list[str]]] = {
     "missing --inputs": lambda a, t: ["--inputs", str(t / "nowhere.npz")],
     "--repro inside the report": lambda a, t: ["--repro", str(a / "report" / "repro")],
     "--calibrate inside the report": lambda a, t: ["--calibrate", str(a / "report" / "t.json")],
+    "--calibrate a folder": lambda a, t: ["--calibrate", str(t)],
+    "--calibrate under a file": lambda a, t: [
+        "--calibrate",
+        str(_write(t / "f.txt", b"mine") / "t.json"),
+    ],
     "--report-dir a file": lambda a, t: ["--report-dir", str(_write(t / "r.txt", b"mine"))],
 }
 
