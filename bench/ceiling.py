@@ -6,7 +6,7 @@ faster per FLOP. Two BLAS are probed, torch's (``torch.mm``: MKL or OpenBLAS on 
 a GPU) and, on a CPU, ONNX Runtime's (a one-node ``MatMul``: MLAS), and the ceiling is the
 faster of the two: on this project's AMD EPYC, single convolutions in oneDNN beat ``torch.mm``
 of 1024^2 by up to 27%, so torch's GEMM alone is no ceiling. The probes are timed *in the same
-rounds* as the backends (:func:`bench.timing.interleave`), so a machine that slows down
+rounds* as the backends (:func:`ptycho_torch.threads.interleave`), so a machine that slows down
 under other jobs lowers the ceiling and the backends together and the fractions stay honest.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.timing import Samples
+from ptycho_torch.threads import Samples
 
 __all__ = ["GemmProbe", "gemm_probe", "one_node_session"]
 

@@ -18,8 +18,8 @@ import torch
 
 from bench.ceiling import GemmProbe, one_node_session
 from bench.flops import ConvShape
-from bench.timing import interleave
 from export.session import SessionSettings
+from ptycho_torch.threads import interleave
 
 __all__ = ["LayerTiming", "time_layers"]
 

@@ -30,11 +30,11 @@ import numpy as np
 from bench.ceiling import GemmProbe
 from bench.machine_load import MachineLoad, busy_note, check_idle, read_load
 from bench.report import BatchResult, BenchReport, BenchRow
-from bench.timing import Samples, interleave
 from bench.tuning import EagerMode
 from export.manifest import Manifest
 from export.session import SessionSettings
 from parity.errors import EnvironmentUnavailable
+from ptycho_torch.threads import Samples, interleave
 
 __all__ = ["BenchOptions", "parse_batches", "run_bench"]
 

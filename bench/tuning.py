@@ -32,16 +32,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.timing import interleave
 from export.session import SessionSettings
 from export.signature import Signature
+from ptycho_torch.threads import at_threads, fewest_threads, interleave
 
 __all__ = ["EagerMode", "EagerModel", "Trial", "Tuning", "tune"]
 
 log = logging.getLogger(__name__)
 
 LEVELS = ("basic", "extended", "all")
-_TIE = 1.05  # fewer threads win unless the fastest is over 5% faster
+_WITHIN = 0.05  # fewer threads win unless the fastest is over 5% faster; a binding must beat it
 
 
 @dataclass(frozen=True)
@@ -159,14 +159,14 @@ def tune(
     ort_ms, settings = _tune_onnxruntime(onnx_path, feed, device, threads, seconds, measured_on)
     binding_trials: list[Trial] = []
     if ort_ms:
-        chosen_key = _fewest_threads(ort_ms, lambda k: settings[k].intra_op_threads)
+        chosen_key = fewest_threads(ort_ms, lambda k: settings[k].intra_op_threads, _WITHIN)
         chosen, binding_trials = _tune_binding(
             onnx_path, feed, device, settings[chosen_key], seconds
         )
     else:  # ONNX Runtime's CUDA provider did not come up: the bench reports it (exit 3)
         chosen_key, chosen = "", SessionSettings(threads[0], measured_on=measured_on)
     eager_ms, modes = _tune_eager(weights, signature, feed, device, torch_threads, seconds)
-    chosen_mode = modes[_fewest_threads(eager_ms, lambda k: modes[k].threads)]
+    chosen_mode = modes[fewest_threads(eager_ms, lambda k: modes[k].threads, _WITHIN)]
     trials = [
         Trial(
             "onnxruntime",
@@ -189,15 +189,6 @@ def tune(
     return tuning
 
 
-def _fewest_threads(ms: Mapping[str, float], threads: Callable[[str], int | None]) -> str:
-    """The key of the setting with the fewest threads among those within 5% of the fastest
-    (the faster of equal counts): a thread left free serves the next request."""
-    best = min(ms.values())
-    return min(
-        (k for k, v in ms.items() if v <= best * _TIE), key=lambda k: (threads(k) or 0, ms[k])
-    )
-
-
 def _tune_eager(
     weights: Path,
     signature: Signature,
@@ -218,23 +209,13 @@ def _tune_eager(
         for n in counts:  # one model per grad context and memory format, shared by the counts
             mode = EagerMode(inference_mode, channels_last, n)
             modes[mode.describe()] = mode
-            candidates[mode.describe()] = _with_threads(n, model, feed)
+            candidates[mode.describe()] = at_threads(n, model, feed)
     log.info("tuning: %d eager modes (threads %s), %.0f s", len(candidates), counts, seconds)
     try:
         times = interleave(candidates, seconds, what="tuning eager")
     finally:
         torch.set_num_threads(previous)
     return {k: 1e3 * v.p50 for k, v in times.items()}, modes
-
-
-def _with_threads(
-    n: int, fn: Callable[[Mapping[str, np.ndarray]], object], feed: Mapping[str, np.ndarray]
-) -> Callable[[], object]:
-    def run() -> object:
-        torch.set_num_threads(n)
-        return fn(feed)
-
-    return run
 
 
 def _tune_onnxruntime(
@@ -320,7 +301,7 @@ def _tune_binding(
     ms = {k: 1e3 * v.p50 for k, v in times.items()}
     plain = kept.describe()
     fastest = min(ms, key=ms.__getitem__)
-    chosen_key = fastest if ms[fastest] * _TIE < ms[plain] else plain
+    chosen_key = fastest if ms[fastest] * (1 + _WITHIN) < ms[plain] else plain
     trials = [
         Trial(
             "onnxruntime",

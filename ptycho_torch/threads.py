@@ -11,6 +11,9 @@ shared machine (issue 13: one thread trained the demo 3-4x faster than the defau
 ``auto`` times a convolution at 1 .. physical-core threads in this process (interleaved) and keeps
 the fewest threads within 10% of the fastest, so it follows the load at the time it is measured:
 pass a number for a run that must be reproducible (the thread count changes float results).
+
+The timer (:func:`interleave`) and the rule (:func:`fewest_threads`) are the ones ``python -m
+export bench`` tunes with too (its margin is 5%).
 """
 
 from __future__ import annotations
@@ -19,16 +22,23 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from ptycho_torch.thread_option import AUTO, DEFAULT, parse_threads
 
 __all__ = [
+    "Samples",
     "ThreadChoice",
+    "at_threads",
     "cpu_kind",
+    "fewest_threads",
+    "interleave",
     "logical_cpus",
     "parse_threads",
     "physical_cores",
@@ -37,7 +47,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_GOOD_ENOUGH = 1.10  # fewer threads win unless the fastest count is over 10% faster
+_AUTO_WITHIN = 0.10  # --threads auto: fewer threads win unless the fastest is over 10% faster
+
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -79,7 +91,7 @@ def set_threads(value: str | int) -> ThreadChoice:
     timings: dict[int, float] = {}
     if requested == AUTO:
         timings = _measure(range(1, cores + 1))
-        threads = _fewest_good_enough(timings)
+        threads = fewest_threads(timings, lambda n: n, _AUTO_WITHIN)
     elif requested == DEFAULT:
         threads = torch.get_num_threads()
     else:
@@ -139,37 +151,107 @@ def cpu_kind() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def _measure(candidates: range, rounds: int = 5) -> dict[int, float]:
+@dataclass(frozen=True)
+class Samples:
+    """Seconds per call of one candidate, in the order they were taken."""
+
+    seconds: tuple[float, ...]
+
+    def quantile(self, q: float) -> float:
+        """Nearest-rank quantile (``q`` in 0..1) of the samples."""
+        ordered = sorted(self.seconds)
+        return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+    @property
+    def p50(self) -> float:
+        return self.quantile(0.5)
+
+    @property
+    def p99(self) -> float:
+        return self.quantile(0.99)
+
+    def __len__(self) -> int:
+        return len(self.seconds)
+
+
+def interleave(
+    candidates: Mapping[K, Callable[[], object]],
+    seconds: float,
+    min_rounds: int = 3,
+    warmup: int = 1,
+    what: str = "timing",
+) -> dict[K, Samples]:
+    """Time every candidate ``warmup`` untimed rounds, then timed rounds until ``seconds`` have
+    passed and at least ``min_rounds`` rounds are done. A progress line on stderr (logging) every
+    ~10 s.
+
+    Each round runs every candidate once, so machine noise (other jobs on a shared host, clock
+    changes) hits every candidate alike, and each round starts with a different candidate so
+    that none always runs first (or right after the largest one). Figures, never assertions.
+    """
+    names = list(candidates)
+    for _ in range(warmup):
+        for name in names:
+            candidates[name]()
+    times: dict[K, list[float]] = {name: [] for name in names}
+    start = last_note = time.perf_counter()
+    rounds = 0
+    while rounds < min_rounds or time.perf_counter() - start < seconds:
+        order = names[rounds % len(names) :] + names[: rounds % len(names)]
+        for name in order:
+            t0 = time.perf_counter()
+            candidates[name]()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+        if time.perf_counter() - last_note > 10:
+            last_note = time.perf_counter()
+            logger.info("%s: %d rounds, %.0f s", what, rounds, last_note - start)
+    return {name: Samples(tuple(t)) for name, t in times.items()}
+
+
+def at_threads(n: int, fn: Callable[..., object], *args: object) -> Callable[[], object]:
+    """A candidate for :func:`interleave`: ``fn(*args)`` after ``torch.set_num_threads(n)``
+    (timed with it; the caller restores the count afterwards)."""
+    return partial(_call_at_threads, n, fn, *args)
+
+
+def _call_at_threads(n: int, fn: Callable[..., object], *args: object) -> object:
+    torch.set_num_threads(n)
+    return fn(*args)
+
+
+def fewest_threads(ms: Mapping[K, float], threads: Callable[[K], int | None], within: float) -> K:
+    """The key with the fewest threads among those within ``within`` (0.05: 5%) of the fastest
+    (the faster of equal counts; ``None`` threads count as 0): a thread left free serves the
+    next request or the rest of the machine."""
+    best = min(ms.values())
+    return min(
+        (k for k, v in ms.items() if v <= best * (1 + within)),
+        key=lambda k: (threads(k) or 0, ms[k]),
+    )
+
+
+def _measure(counts: range, rounds: int = 5) -> dict[int, float]:
     """Median ms of a training-sized convolution (forward + backward) per thread count.
 
-    The counts are timed interleaved (each round runs every count once, alternating which goes
-    first) so that another job starting or stopping mid-measurement hits every count alike;
-    timed one count after the other, a 10 ms probe once called 1 and 2 threads a tie on a
-    machine where the model ran 1.8x faster on 2. The convolution (64 -> 64 channels, 8 x 32 x
-    32) is large enough to scale with threads as the model does (1.68x vs the model's 1.80x at
-    2 threads, idle 2-core machine) and takes about 0.4 s in all.
+    The counts are timed interleaved (:func:`interleave`, after one warm-up call per count) so
+    that another job starting or stopping mid-measurement hits every count alike; timed one
+    count after the other, a 10 ms probe once called 1 and 2 threads a tie on a machine where
+    the model ran 1.8x faster on 2. The convolution (64 -> 64 channels, 8 x 32 x 32) is large
+    enough to scale with threads as the model does (1.68x vs the model's 1.80x at 2 threads,
+    idle 2-core machine) and takes about 0.4 s in all.
     """
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(8, 64, 32, 32, generator=generator, requires_grad=True)
     conv = torch.nn.Conv2d(64, 64, 3, padding=1)
+
+    def step() -> None:
+        conv(x).sum().backward()
+
     previous = torch.get_num_threads()
-    counts = list(candidates)
-    samples: dict[int, list[float]] = {n: [] for n in counts}
     try:
-        for n in counts:  # warm-up: one call per count
-            torch.set_num_threads(n)
-            conv(x).sum().backward()
-        for r in range(rounds):
-            for n in counts if r % 2 == 0 else counts[::-1]:
-                torch.set_num_threads(n)
-                start = time.perf_counter()
-                conv(x).sum().backward()
-                samples[n].append((time.perf_counter() - start) * 1e3)
+        runs = {n: at_threads(n, step) for n in counts}
+        samples = interleave(runs, 0.0, rounds, what="--threads auto")
     finally:
         torch.set_num_threads(previous)
-    return {n: round(sorted(t)[len(t) // 2], 3) for n, t in samples.items()}
-
-
-def _fewest_good_enough(timings: dict[int, float]) -> int:
-    best = min(timings.values())
-    return min(n for n, ms in timings.items() if ms <= best * _GOOD_ENOUGH)
+    return {n: round(1e3 * s.p50, 3) for n, s in samples.items()}

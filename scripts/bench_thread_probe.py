@@ -1,6 +1,6 @@
 """How well ``--threads auto``'s probe convolution predicts the model's gain from more threads.
 
-Times, interleaved over rounds (:func:`bench.timing.interleave`: each round runs every
+Times, interleaved over rounds (:func:`ptycho_torch.threads.interleave`: each round runs every
 workload at every thread count, starting each round with a different one), the old probe
 (32 -> 32 channels, batch 8), the current one (64 -> 64, batch 8;
 :func:`ptycho_torch.threads._measure`), and the model's inference forward and training step at
@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.timing import interleave
 from ptycho_torch.checkpoint import load_model
-from ptycho_torch.threads import physical_cores
+from ptycho_torch.threads import at_threads, interleave, physical_cores
 
 
 def _conv_step(channels: int, batch: int) -> Callable[[], None]:
@@ -32,14 +31,6 @@ def _conv_step(channels: int, batch: int) -> Callable[[], None]:
     x = torch.randn(batch, channels, 32, 32, generator=generator, requires_grad=True)
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1)
     return lambda: conv(x).sum().backward()
-
-
-def _at_threads(n: int, fn: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        torch.set_num_threads(n)
-        fn()
-
-    return run
 
 
 def main() -> None:
@@ -69,7 +60,7 @@ def main() -> None:
         f"model training b{args.batch}": train,
     }
     counts = list(range(1, physical_cores() + 1))
-    candidates = {f"{name} @{n}": _at_threads(n, fn) for name, fn in work.items() for n in counts}
+    candidates = {f"{name} @{n}": at_threads(n, fn) for name, fn in work.items() for n in counts}
     samples = interleave(candidates, 0.0, args.rounds)  # one warm-up round, then --rounds rounds
     times = {name: {n: samples[f"{name} @{n}"].seconds for n in counts} for name in work}
     for name, by_count in times.items():

@@ -51,3 +51,23 @@ def test_infer_rejects_bad_threads_before_reading_files(tmp_path: Path) -> None:
         ["--checkpoint", missing, "--data", missing, "--out", missing, "--threads", "0"]
     )
     assert code == 2
+
+
+def test_fewest_threads_within_the_margin_win_and_the_margin_is_the_callers() -> None:
+    from ptycho_torch.threads import fewest_threads
+
+    ms = {1: 10.8, 2: 10.0, 4: 9.9}
+    assert fewest_threads(ms, lambda n: n, 0.10) == 1  # --threads auto: within 10%
+    assert fewest_threads(ms, lambda n: n, 0.05) == 2  # bench's tuning: within 5%
+    settings = {"a": 5.0, "b": 5.1, "c": 4.9}  # equal counts: the faster wins
+    assert fewest_threads(settings, lambda k: 2, 0.05) == "c"
+
+
+def test_interleave_runs_every_candidate_each_round_starting_with_a_different_one() -> None:
+    from ptycho_torch.threads import interleave
+
+    calls: list[str] = []
+    candidates = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    samples = interleave(candidates, 0.0, min_rounds=3, warmup=1)
+    assert calls == list("abc" + "abc" + "bca" + "cab")  # warm-up, then rotated rounds
+    assert {name: len(s) for name, s in samples.items()} == {"a": 3, "b": 3, "c": 3}
