@@ -97,7 +97,7 @@ def load_feed(
 def _feed_from_scan(
     path: Path, config: ModelConfig, batch: int, head: str
 ) -> dict[str, np.ndarray]:
-    from ptycho_torch.data import (
+    from ptycho_torch.scan import (
         group_scan_points,
         load_npz,
         network_input,

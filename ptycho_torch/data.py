@@ -1,8 +1,8 @@
 """Dataset and LightningDataModule over a scan; the data contract itself is torch-free.
 
-Loading and validating NPZ scans (the one dtype boundary, :func:`load_npz`), grouping scan
-points and the data-side normalisation live in :mod:`ptycho_torch.scan` (NumPy only, shared
-with the torch-free inference host); their names are re-exported here.
+Loading and validating NPZ scans (the one dtype boundary, ``load_npz``), grouping scan points
+and the data-side normalisation live in :mod:`ptycho_torch.scan` (NumPy only, shared with the
+torch-free inference host).
 """
 
 from __future__ import annotations
@@ -18,25 +18,11 @@ from ptycho_torch.scan import (
     Groups,
     PtychoData,
     group_scan_points,
-    intensity_scale,
-    load_npz,
-    mean_counts,
     network_input,
     normalisation_factor,
 )
 
-__all__ = [
-    "Groups",
-    "PtychoData",
-    "PtychoDataModule",
-    "PtychoDataset",
-    "group_scan_points",
-    "intensity_scale",
-    "mean_counts",
-    "network_input",
-    "normalisation_factor",
-    "load_npz",
-]
+__all__ = ["PtychoDataModule", "PtychoDataset"]
 
 
 class PtychoDataset(Dataset):

@@ -24,11 +24,13 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ptycho_torch.scan import PtychoData
+
 __all__ = [
-    "SimulatedScan",
     "SimulationConfig",
     "extract_object_patches",
     "make_object",
@@ -105,19 +107,6 @@ class SimulationConfig:
         if self.object_size is not None:
             return self.object_size
         return int(math.ceil((self.grid_side - 1) * self.N / 4)) + self.N + 2 * self._margin
-
-
-@dataclass(frozen=True)
-class SimulatedScan:
-    """Arrays of one simulated scan (float32/complex64 unless the config asked for float64)."""
-
-    diffraction: np.ndarray  # (n, N, N) amplitude
-    probe: np.ndarray  # (N, N) complex
-    obj: np.ndarray  # (M, M) complex
-    xcoords: np.ndarray  # (n,) float64 patch centres
-    ycoords: np.ndarray  # (n,) float64
-    patches: np.ndarray  # (n, N, N) complex ground truth ("Y")
-    scan_index: np.ndarray  # (n,) int64
 
 
 def _smooth_field(rng: np.random.Generator, m: int, length: float) -> np.ndarray:
@@ -214,8 +203,10 @@ def _scan_positions(config: SimulationConfig, rng: np.random.Generator) -> np.nd
     return xy + rng.uniform(-jitter, jitter, xy.shape)  # (n, 2) as (x, y)
 
 
-def simulate_scan(config: SimulationConfig) -> SimulatedScan:
-    """Simulate one scan; the same config always gives the same arrays."""
+def simulate_scan(config: SimulationConfig) -> PtychoData:
+    """Simulate one scan, as training and inference use it; the same config always gives the
+    same arrays (float32/complex64, or float64/complex128 when the config asks, to exercise the
+    loading boundary's cast)."""
     rng = np.random.default_rng(config.seed)
     n = config.N
     obj = make_object(rng, config.M, n)
@@ -232,7 +223,7 @@ def simulate_scan(config: SimulationConfig) -> SimulatedScan:
         "simulated %d patterns N=%d on a %dx%d object, step %.1f px, %.3g photons/pattern",
         config.n_images, n, config.M, config.M, config.step, config.photons,
     )  # fmt: skip
-    return SimulatedScan(
+    return PtychoData(
         diffraction=np.sqrt(counts).astype(real),
         probe=probe.astype(cplx),
         obj=obj.astype(cplx),
@@ -243,18 +234,21 @@ def simulate_scan(config: SimulationConfig) -> SimulatedScan:
     )
 
 
-def write_npz(scan: SimulatedScan, path: str | Path) -> Path:
+def write_npz(scan: PtychoData, path: str | Path) -> Path:
     """Write the scan with the data-contract keys (plain arrays, no pickles)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    optional: dict[str, Any] = {
+        "objectGuess": scan.obj,
+        "Y": scan.patches,
+        "scan_index": scan.scan_index,
+    }
     np.savez(
         path,
         diffraction=scan.diffraction,
         probeGuess=scan.probe,
-        objectGuess=scan.obj,
         xcoords=scan.xcoords,
         ycoords=scan.ycoords,
-        Y=scan.patches,
-        scan_index=scan.scan_index,
+        **{key: value for key, value in optional.items() if value is not None},
     )
     return path

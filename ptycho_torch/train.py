@@ -35,9 +35,10 @@ from torch.utils.data import DataLoader, Sampler
 
 from ptycho_torch.checkpoint import model_state_sha256, save_model
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
-from ptycho_torch.data import PtychoData, PtychoDataModule
+from ptycho_torch.data import PtychoDataModule
 from ptycho_torch.errors import CheckpointError
 from ptycho_torch.lightning_module import PtychoLightning
+from ptycho_torch.scan import PtychoData
 from ptycho_torch.simulate import SimulationConfig, simulate_scan
 from ptycho_torch.threads import ThreadChoice, cpu_kind
 from ptycho_torch.training_log import EpochLine, RunCSVLogger, plot_loss_curve
@@ -90,16 +91,7 @@ class TrainResult:
 
 def demo_data() -> PtychoData:
     """The demo scan, simulated in memory (deterministic)."""
-    scan = simulate_scan(DEMO_SIMULATION)
-    return PtychoData(
-        diffraction=scan.diffraction,
-        probe=scan.probe,
-        xcoords=scan.xcoords,
-        ycoords=scan.ycoords,
-        obj=scan.obj,
-        patches=scan.patches,
-        scan_index=scan.scan_index,
-    )
+    return simulate_scan(DEMO_SIMULATION)
 
 
 def train(

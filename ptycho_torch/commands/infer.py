@@ -15,8 +15,8 @@ from pathlib import Path
 from ptycho_torch.checkpoint import load_model
 from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.cli_options import ConfigOptions
-from ptycho_torch.data import load_npz
 from ptycho_torch.infer import InferConfig, evaluate, reconstruct, untrained_like, write_outputs
+from ptycho_torch.scan import load_npz
 from ptycho_torch.thread_option import THREADS_HELP, parse_threads
 from ptycho_torch.threads import set_threads
 

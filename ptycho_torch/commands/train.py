@@ -17,8 +17,8 @@ from typing import Any
 from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.cli_options import ConfigOptions
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
-from ptycho_torch.data import intensity_scale, load_npz
 from ptycho_torch.devices import check_devices, parse_devices, parse_num_nodes
+from ptycho_torch.scan import intensity_scale, load_npz
 from ptycho_torch.thread_option import THREADS_HELP, parse_threads
 from ptycho_torch.threads import set_threads
 from ptycho_torch.train import DEMO_PRESET, demo_data, train

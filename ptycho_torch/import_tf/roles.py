@@ -28,7 +28,6 @@ from ptycho_torch.model import decoder_filters, encoder_filters
 __all__ = [
     "ConvSource",
     "expected_activation",
-    "expected_roles",
     "known_order_sources",
     "read_weights_index",
     "torch_module",
@@ -59,19 +58,6 @@ def _head_roles(config: ModelConfig) -> list[str]:
     if not config.probe_big:
         return ["last.conv1"]
     return ["last.up.conv1", "last.up.conv2", "last.conv2", "last.conv1"]
-
-
-def expected_roles(config: ModelConfig) -> list[str]:
-    """Every conv role of the original network with this configuration."""
-    roles = [
-        f"encoder.block{i}.conv{j}" for i in range(len(encoder_filters(config))) for j in (1, 2)
-    ]
-    for branch in BRANCHES:
-        roles += [
-            f"{branch}.up{i}.conv{j}" for i in range(len(decoder_filters(config))) for j in (1, 2)
-        ]
-        roles += [f"{branch}.{r}" for r in _head_roles(config)]
-    return roles
 
 
 def torch_module(role: str, config: ModelConfig) -> str | None:

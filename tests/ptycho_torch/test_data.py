@@ -8,16 +8,15 @@ import pytest
 import torch
 
 from ptycho_torch.config import DataConfig
-from ptycho_torch.data import (
-    PtychoDataModule,
-    PtychoDataset,
+from ptycho_torch.data import PtychoDataModule, PtychoDataset
+from ptycho_torch.errors import DataError
+from ptycho_torch.scan import (
     group_scan_points,
     intensity_scale,
     load_npz,
     network_input,
     normalisation_factor,
 )
-from ptycho_torch.errors import DataError
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:

@@ -7,10 +7,10 @@ import torch
 
 from ptycho_torch.checkpoint import load_model, save_model
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
-from ptycho_torch.data import intensity_scale, load_npz
 from ptycho_torch.infer import evaluate, reconstruct
 from ptycho_torch.lightning_module import PtychoLightning
 from ptycho_torch.physics import probe_disk_mask
+from ptycho_torch.scan import intensity_scale, load_npz
 from ptycho_torch.train import train
 
 
