@@ -297,7 +297,6 @@ def _bench_batch(
 ) -> BatchResult:
     """Every backend at ``batch``, interleaved with the GEMM probe."""
     from bench.batches import artifacts_for_batch
-    from bench.tuning import EagerModel
     from export.signature import Signature
     from parity.runners import ExportedProgramRunner, OnnxRuntimeRunner, TorchScriptRunner
 
@@ -305,19 +304,20 @@ def _bench_batch(
     folder, device = made.folder, options.device
     signature = Signature.from_dict(_signature(folder, made.folder == options.artifacts, manifest))
     feed = _feed(folder)
+    weights = manifest.weights_path(options.artifacts)
+    ort = OnnxRuntimeRunner(
+        f"onnxruntime[{device}]", signature, device, folder / "model.onnx", session
+    )
     runners = [
+        eager_mode.runner(f"eager[{device}]", weights, signature, device),
         TorchScriptRunner(f"torchscript[{device}]", signature, device, folder / "model.ts"),
         ExportedProgramRunner(f"pt2[{device}]", signature, device, folder / "model.pt2"),
-        OnnxRuntimeRunner(
-            f"onnxruntime[{device}]", signature, device, folder / "model.onnx", session
-        ),
+        ort,
     ]
     rows: list[BenchRow] = []
-    settings = {f"eager[{device}]": eager_mode.describe(), runners[2].name: session.describe()}
+    settings = {runners[0].name: eager_mode.describe(), ort.name: session.describe()}
     with ExitStack() as stack:  # every activated runner is deactivated, whatever fails
         candidates: dict[str, Callable[[], object]] = dict(probe.runs)
-        eager = EagerModel(manifest.weights_path(options.artifacts), signature, device, eager_mode)
-        candidates[f"eager[{device}]"] = partial(eager, feed)
         for r in runners:
             try:
                 stack.enter_context(r)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -34,9 +34,10 @@ import torch
 
 from export.session import SessionSettings
 from export.signature import Signature
+from parity.runners import EagerRunner
 from ptycho_torch.threads import at_threads, fewest_threads, interleave
 
-__all__ = ["EagerMode", "EagerModel", "Trial", "Tuning", "tune"]
+__all__ = ["EagerMode", "Trial", "Tuning", "tune"]
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,22 @@ _WITHIN = 0.05  # fewer threads win unless the fastest is over 5% faster; a bind
 class EagerMode:
     """How eager PyTorch runs: the grad context, the memory format and torch's intra-op thread
     count (``None``: whatever torch has; the count is process-wide, so whoever runs the model
-    applies it with ``torch.set_num_threads``, not :class:`EagerModel`)."""
+    applies it with ``torch.set_num_threads``, not the runner)."""
 
     inference_mode: bool = True
     channels_last: bool = False
     threads: int | None = None
+
+    def runner(self, name: str, weights: Path, signature: Signature, device: str) -> EagerRunner:
+        """The checkpoint's model as a runner in this mode (activate it before ``infer``)."""
+        return EagerRunner(
+            name,
+            signature,
+            device,
+            weights,
+            inference_mode=self.inference_mode,
+            channels_last=self.channels_last,
+        )
 
     def describe(self) -> str:
         grad = "inference_mode" if self.inference_mode else "no_grad"
@@ -60,34 +72,6 @@ class EagerMode:
         if self.threads is not None:
             text += f", {self.threads} thread{'' if self.threads == 1 else 's'}"
         return text
-
-
-class EagerModel:
-    """The checkpoint's model wrapped with the signature check, run in an :class:`EagerMode`;
-    ``feed dict -> output dict`` like a runner."""
-
-    def __init__(self, weights: Path, signature: Signature, device: str, mode: EagerMode) -> None:
-        from export.wrapper import wrap
-        from ptycho_torch.checkpoint import load_model
-
-        self.signature, self.device, self.mode = signature, device, mode
-        self.module = wrap(load_model(weights), signature).to(device).eval()
-        if mode.channels_last:
-            self.module = self.module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-
-    def __call__(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        args = []
-        for name in self.signature.input_names:
-            t = torch.from_numpy(np.ascontiguousarray(feed[name])).to(self.device)
-            if self.mode.channels_last and t.dim() == 4:
-                t = t.contiguous(memory_format=torch.channels_last)
-            args.append(t)
-        grad: AbstractContextManager[Any] = (
-            torch.inference_mode() if self.mode.inference_mode else torch.no_grad()
-        )
-        with grad:
-            out = self.module(*args)
-        return {n: t.cpu().numpy() for n, t in zip(self.signature.output_names, out)}
 
 
 @dataclass(frozen=True)
@@ -204,17 +188,20 @@ def _tune_eager(
     counts = list(torch_threads or [previous])
     candidates: dict[str, Callable[[], object]] = {}
     modes: dict[str, EagerMode] = {}
-    for inference_mode, channels_last in itertools.product((False, True), (False, True)):
-        model = EagerModel(weights, signature, device, EagerMode(inference_mode, channels_last))
-        for n in counts:  # one model per grad context and memory format, shared by the counts
-            mode = EagerMode(inference_mode, channels_last, n)
-            modes[mode.describe()] = mode
-            candidates[mode.describe()] = at_threads(n, model, feed)
-    log.info("tuning: %d eager modes (threads %s), %.0f s", len(candidates), counts, seconds)
-    try:
-        times = interleave(candidates, seconds, what="tuning eager")
-    finally:
-        torch.set_num_threads(previous)
+    with ExitStack() as stack:  # every model is freed after the timing, whatever fails
+        for inference_mode, channels_last in itertools.product((False, True), (False, True)):
+            kind = EagerMode(inference_mode, channels_last)
+            # one model per grad context and memory format, shared by the counts
+            model = stack.enter_context(kind.runner(kind.describe(), weights, signature, device))
+            for n in counts:
+                mode = replace(kind, threads=n)
+                modes[mode.describe()] = mode
+                candidates[mode.describe()] = at_threads(n, model.infer, feed)
+        log.info("tuning: %d eager modes (threads %s), %.0f s", len(candidates), counts, seconds)
+        try:
+            times = interleave(candidates, seconds, what="tuning eager")
+        finally:
+            torch.set_num_threads(previous)
     return {k: 1e3 * v.p50 for k, v in times.items()}, modes
 
 

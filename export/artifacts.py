@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,14 +38,16 @@ class LoadedArtifact:
     signature: Signature
     device: str
     _fn: Callable[..., object]
+    channels_last: bool = False  # 4-D inputs in channels-last memory (eager modes only)
+    inference_mode: bool = True  # False: torch.no_grad (eager modes only)
 
     def __call__(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.signature.check_feed(feed)
-        args = [
-            torch.from_numpy(np.ascontiguousarray(feed[n])).to(self.device)
-            for n in self.signature.input_names
-        ]
-        with torch.inference_mode():
+        args = [self._tensor(feed[n]) for n in self.signature.input_names]
+        grad: AbstractContextManager[Any] = (
+            torch.inference_mode() if self.inference_mode else torch.no_grad()
+        )
+        with grad:
             out = self._fn(*args)
         outs = out if isinstance(out, (tuple, list)) else (out,)
         if len(outs) != len(self.signature.outputs):
@@ -53,6 +56,12 @@ class LoadedArtifact:
                 f"signature has {self.signature.output_names}"
             )
         return {n: t.detach().cpu().numpy() for n, t in zip(self.signature.output_names, outs)}
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        if self.channels_last and t.dim() == 4:
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
 
 
 def load_torchscript(path: str | Path, device: str = "cpu") -> LoadedArtifact:

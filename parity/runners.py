@@ -114,18 +114,48 @@ class _TorchRunner(Runner):
 
 
 class EagerRunner(_TorchRunner):
-    """The PyTorch model from its checkpoint, wrapped with the signature check."""
+    """The PyTorch model from its checkpoint, wrapped with the signature check.
+
+    ``inference_mode`` (False: ``torch.no_grad``) and ``channels_last`` (the module and 4-D
+    inputs in channels-last memory) are the eager modes ``python -m export bench`` tunes; the
+    defaults are how every other command runs the model.
+    """
 
     kind = "eager"
 
+    def __init__(
+        self,
+        name: str,
+        signature: Signature,
+        device: str,
+        path: Path,
+        *,
+        inference_mode: bool = True,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(name, signature, device, path)
+        self.inference_mode, self.channels_last = inference_mode, channels_last
+
     def _activate(self) -> None:
+        import torch
+
         from export.artifacts import LoadedArtifact
         from export.wrapper import wrap
         from ptycho_torch.checkpoint import load_model
 
         device = torch_device(self.requested_device)
         module = wrap(load_model(self.path), self.signature).to(device)
-        self._fn = LoadedArtifact(self.path, self.kind, self.signature, device, module)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._fn = LoadedArtifact(
+            self.path,
+            self.kind,
+            self.signature,
+            device,
+            module,
+            channels_last=self.channels_last,
+            inference_mode=self.inference_mode,
+        )
         self.actual_device = str(next(module.parameters()).device)
 
 
