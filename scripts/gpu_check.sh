@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# GPU parity and GPU benchmark on a CUDA machine as it is (e.g. the lent H200: Python 3.12,
-# torch+CUDA, lightning, onnx, onnxscript, the CPU onnxruntime package, jinja2, pytest, no
-# TensorFlow, no package registry). No install step: run from the repository root with
-# PYTHONPATH=.
+# GPU parity and GPU benchmark on any CUDA host as it is (torch with CUDA, lightning, onnx,
+# onnxscript, onnxruntime, jinja2; pytest optional; no TensorFlow needed, no package registry).
+# No install step: run from the repository root with PYTHONPATH=. (docs/bench.md).
 #
 #   OUT=/some/dir PYTHONPATH=. bash scripts/gpu_check.sh
 #
@@ -10,10 +9,8 @@
 #   $OUT/summary.txt          one line per step with its exit code and seconds, then the verdict
 #   $OUT/gpu-check.tar.gz     every log, report (md/html/json/junit, error maps) and bench JSON
 #   $OUT/report-object.md, $OUT/report-physics.md   the two parity reports, readable as they are
-#   $OUT/work/gpu/check/      the full working tree (artifacts, scan, reports, logs); three
-#                             folders down, so a device call does not try to bring it back (it
-#                             returns at most 8 files, two folders down): the files above are
-#                             the ones that come back
+#   $OUT/work/gpu/check/      the full working tree (artifacts, scan, reports, logs); the files
+#                             above are the ones to read or copy back
 # GPU_CHECK_BUDGET (default 330 s) bounds all the steps together and GPU_CHECK_STEP_TIMEOUT
 # (default 240 s) each one; a step cut short or not started is exit 124 in the summary.
 # Exit: 0 every step passed; 3 no CUDA device, or a step exited 3 (e.g. ONNX Runtime's CUDA
@@ -22,12 +19,9 @@
 # Rehearsal without a GPU (every step on the CPU, small batches):
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_BATCHES="1 4" GPU_CHECK_REPEATS=3 OUT=/tmp/rehearsal \
 #     GPU_CHECK_BENCH_ARGS="--seconds 0 --repeats 3 --no-layers" PYTHONPATH=. bash scripts/gpu_check.sh
-# The device image simulated on a machine without a GPU (a venv with the image's versions):
-#   bash scripts/sim_device_venv.sh
-# TensorFlow is not needed: the demo's bundled TensorFlow references are used. ONNX Runtime's
-# CUDA provider (onnxruntime-gpu) is usually absent on that image: the check then compares
-# eager/TorchScript/.pt2 on CUDA (and ONNX Runtime on CPU) and exits 3 with a line saying so,
-# never a pass (scripts/gpu_ort_kit.sh carries the provider there).
+# TensorFlow is not needed: the demo's bundled TensorFlow references are used. Without ONNX
+# Runtime's CUDA provider (onnxruntime-gpu) the check compares eager/TorchScript/.pt2 on CUDA
+# (and ONNX Runtime on CPU) and exits 3 with a line saying so, never a pass.
 set -u
 OUT=${OUT:-/tmp/gpu-check}
 WORK=$OUT/work/gpu/check
@@ -36,7 +30,7 @@ OUT=$(cd "$OUT" && pwd)
 WORK=$(cd "$WORK" && pwd)
 export PYTHONPATH=${PYTHONPATH:-$(pwd)}
 export PYTHONUNBUFFERED=1
-PY=${PYTHON:-python3} # on the image, python3 is the interpreter that holds torch
+PY=${PYTHON:-python3} # the interpreter that holds torch (python3 unless PYTHON says otherwise)
 DEVICE=${GPU_CHECK_DEVICE:-cuda} # cpu: a rehearsal of every step on a machine without a GPU
 BATCHES=${GPU_CHECK_BATCHES:-"1 32 256"}
 REPEATS=${GPU_CHECK_REPEATS:-30}
@@ -156,7 +150,7 @@ bench_section() {
 }
 
 # 3. The GPU tests: only the modules that hold gpu-marked tests are collected, so an unrelated
-# module's import error cannot fail this step (the image has pytest; if absent, say so).
+# module's import error cannot fail this step (if pytest is absent, say so).
 gpu_tests_section() {
   local files
   files=$(grep -rl --include='test_*.py' 'mark.gpu' tests | sort | tr '\n' ' ')
