@@ -21,42 +21,49 @@ relative error upstream of it, and never to need more than the floor ``FLOOR``. 
 boundary above ``max(FLOOR, JUMP * upstream)`` is where the sides part; a healthy pair names
 nothing and the table is its per-boundary noise floor.
 
-Sides: ``eager`` (forward hooks on the checkpoint's model), ``exported-program`` (``model.pt2``
-run node by node, convs found by the exporter's ``nn_module_stack``), ``onnxruntime`` (a copy of
-``model.onnx`` with the boundary values added as graph outputs, run by ONNX Runtime) and
-``tf-twin`` (the TensorFlow twin with the checkpoint's weights, Keras layer outputs; NHWC is
-turned into NCHW). TorchScript is compiled whole (a loaded script module takes no hooks):
-compare it end to end with ``parity check``, and bisect eager against the others.
+Each side is a runner (:mod:`parity.runners`) asked for its values at the boundaries with
+``infer(feed, intermediates)``: ``eager`` (forward hooks on the checkpoint's model),
+``exported-program`` or ``pt2`` (``model.pt2`` run node by node, convs found by the exporter's
+``nn_module_stack``), ``onnxruntime`` (a copy of ``model.onnx`` with the boundary values added as
+graph outputs) and ``tf-twin`` (the TensorFlow twin with the checkpoint's weights, Keras layer
+outputs; NHWC is turned into NCHW). TorchScript is compiled whole (a loaded script module takes no
+hooks): compare it end to end with ``parity check``, and bisect eager against the others.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from abc import abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from export.manifest import Manifest, read_manifest
+from export.manifest import read_manifest
 from export.signature import AMPLITUDE, PHASE, PRED_AMPLITUDE, Signature
-from parity.errors import EnvironmentUnavailable, ParityError
-from parity.lifecycle import Activatable
+from parity.errors import ParityError
+from parity.runners import (
+    PHYSICS_STEPS,
+    STEP_PREFIX,
+    Backend,
+    EagerRunner,
+    Intermediate,
+    Runner,
+    make_runner,
+    runner_type,
+)
 
 __all__ = [
     "FLOOR",
     "JUMP",
-    "SIDES",
+    "BisectError",
     "BisectResult",
     "Boundary",
     "BoundaryError",
-    "Side",
     "bisect",
     "boundaries",
-    "make_side",
     "parse_pair",
     "read_batch",
 ]
@@ -66,30 +73,7 @@ log = logging.getLogger(__name__)
 JUMP = 10.0  # a boundary may carry this many times its upstream's relative error
 FLOOR = 1e-5  # ... and never needs less room than this (5x the 2e-6 CPU target)
 
-SIDES = ("eager", "exported-program", "onnxruntime", "tf-twin")
-_ALIASES = {
-    "onnx": "onnxruntime",
-    "ort": "onnxruntime",
-    "tf": "tf-twin",
-    "tf-live": "tf-twin",
-    "twin": "tf-twin",
-    "torch": "eager",
-    "pt2": "exported-program",
-    "torch.export": "exported-program",
-}
-_WHOLE = ("torchscript", "ts", "tf-reference")
 _DECODER_OUTPUT = {"amplitude_decoder": AMPLITUDE, "phase_decoder": PHASE}
-# The physics forward's steps (the twin's names, eager's physics_steps keys) and their upstream:
-# eager and the twin can stop there; ONNX Runtime and .pt2 run the physics head whole.
-PHYSICS_STEPS = {
-    "obj": ("obj", (AMPLITUDE, PHASE)),
-    "padded_obj": ("padded_obj", ("obj",)),
-    "trimmed_obj": ("trimmed_obj", ("padded_obj",)),
-    "extracted_patches": ("extracted", ("padded_obj",)),
-    "illuminated": ("illuminated", ("extracted_patches",)),
-    "pred_amplitude_unscaled": ("pred_amplitude_unscaled", ("illuminated",)),
-}
-_STEP = "physics."
 
 
 class BisectError(ParityError):
@@ -97,20 +81,17 @@ class BisectError(ParityError):
 
 
 @dataclass(frozen=True)
-class Boundary:
-    """One place both sides are stopped at and compared.
+class Boundary(Intermediate):
+    """One place both sides are stopped at and compared: a runner's intermediate (``name`` a
+    conv module path, a physics step or an output name; ``post`` ``output`` for a head output)
+    with its place in the network.
 
     Attributes:
-        name: Conv module path (``encoder.1.convs.conv2``) or output name (``amplitude``).
         block: The block it belongs to, as a person names it.
-        post: What follows the conv inside the boundary: ``relu``, ``silu``, ``none``;
-            ``output`` for a head output.
         upstream: Boundaries whose values feed this one directly.
     """
 
-    name: str
     block: str
-    post: str
     upstream: tuple[str, ...]
 
 
@@ -244,382 +225,61 @@ def boundaries(model: Any, signature: Signature, physics_steps: bool = False) ->
                 outer_last[decoder] = path
             else:
                 raise BisectError(f"bisect does not know the conv layer {path}")
-        out.append(Boundary(path, block, post, () if upstream is None else (upstream,)))
+        first = () if upstream is None else (upstream,)
+        out.append(Boundary(name=path, post=post, block=block, upstream=first))
     for decoder, output in _DECODER_OUTPUT.items():
         ends = tuple(p for p in (centre.get(decoder), outer_last.get(decoder)) if p)
         if output in signature.output_names:
-            out.append(Boundary(output, f"{decoder} output", "output", ends))
+            out.append(
+                Boundary(name=output, post="output", block=f"{decoder} output", upstream=ends)
+            )
     if PRED_AMPLITUDE in signature.output_names:
         last: tuple[str, ...] = (AMPLITUDE, PHASE)
         if physics_steps:
             for step, (_, feeds) in PHYSICS_STEPS.items():
-                up = tuple(u if u in (AMPLITUDE, PHASE) else _STEP + u for u in feeds)
-                out.append(Boundary(_STEP + step, "physics forward", "step", up))
-            last = (_STEP + "pred_amplitude_unscaled",)
-        out.append(Boundary(PRED_AMPLITUDE, "physics head", "output", last))
+                up = tuple(u if u in (AMPLITUDE, PHASE) else STEP_PREFIX + u for u in feeds)
+                step_name = STEP_PREFIX + step
+                out.append(
+                    Boundary(name=step_name, post="step", block="physics forward", upstream=up)
+                )
+            last = (STEP_PREFIX + "pred_amplitude_unscaled",)
+        out.append(
+            Boundary(name=PRED_AMPLITUDE, post="output", block="physics head", upstream=last)
+        )
     return out
 
 
-def _flat_step(value: Any) -> np.ndarray:
-    """A physics step as ``(B, elements)`` float32, complex as (re, im) pairs: canvases are
-    ``(B, M, M)`` in eager and ``(B, 1, M, M)`` in the twin, the same values in the same order."""
-    array = np.asarray(value)
-    if np.iscomplexobj(array):
-        array = np.stack([array.real, array.imag], axis=-1)
-    return np.ascontiguousarray(array.reshape(array.shape[0], -1), dtype=np.float32)
-
-
-def parse_pair(text: str) -> tuple[str, str]:
-    """``"eager:onnxruntime"`` -> ``("eager", "onnxruntime")``; aliases accepted."""
-    parts = [p.strip().lower() for p in text.split(":")]
+def parse_pair(text: str) -> tuple[Backend, Backend]:
+    """``"eager:onnxruntime"`` -> ``(Backend.EAGER, Backend.ONNXRUNTIME)``; each side named as
+    :meth:`Backend.parse` reads it (``pt2`` is the exported program), any case."""
+    parts = [p.strip() for p in text.split(":")]
     if len(parts) != 2 or not all(parts):
         raise BisectError(f"--pair {text!r}: expected LEFT:RIGHT, e.g. eager:onnxruntime")
-    sides = []
-    for part in parts:
-        side = _ALIASES.get(part, part)
-        if side in _WHOLE:
-            raise BisectError(
-                f"--pair {text!r}: {part} runs as one compiled program and cannot be stopped at a "
-                f"layer; bisect {' or '.join(SIDES)} (compare {part} end to end with `parity check`)"
-            )
-        if side not in SIDES:
-            raise BisectError(
-                f"--pair {text!r}: unknown side {part!r}; sides are {', '.join(SIDES)}"
-            )
-        sides.append(side)
-    if sides[0] == sides[1]:
-        raise BisectError(f"--pair {text!r}: both sides are {sides[0]}; name two different sides")
-    return sides[0], sides[1]
+    left, right = (_side(text, part) for part in parts)
+    if left is right:
+        raise BisectError(f"--pair {text!r}: both sides are {left}; name two different sides")
+    return left, right
 
 
-class Side(Activatable):
-    """One backend run to the boundaries: ``with side: values = side.run(feed, bounds)``.
-
-    ``activate`` does nothing on an active side, so a test may change one (a broken twin)
-    before :func:`bisect` enters it."""
-
-    kind = "side"
-    physics_steps = False  # can stop inside the physics forward (eager and the twin)
-
-    def __init__(self, artifacts: Path, manifest: Manifest, signature: Signature, device: str):
-        self.artifacts = artifacts
-        self.manifest = manifest
-        self.signature = signature
-        self.device = device
-        self.name = f"{self.kind}[{device}]"
-
-    @abstractmethod
-    def run(
-        self, feed: Mapping[str, np.ndarray], bounds: Sequence[Boundary]
-    ) -> dict[str, np.ndarray]:
-        """Every boundary's value, NCHW float32, for ``feed`` in the signature's layout."""
-
-
-def _post_torch(post: str, value: Any) -> Any:
-    import torch
-
-    if post == "relu":
-        return torch.relu(value)
-    if post == "silu":
-        return torch.nn.functional.silu(value)
-    return value
-
-
-def _post_numpy(post: str, value: np.ndarray) -> np.ndarray:
-    if post == "relu":
-        return np.maximum(value, np.float32(0))
-    if post == "silu":
-        return (value / (np.float32(1) + np.exp(-value))).astype(np.float32)
-    return value
-
-
-class EagerSide(Side):
-    """The checkpoint's model with a forward hook on every boundary conv."""
-
-    kind = "eager"
-    physics_steps = True
-
-    def _activate(self) -> None:
-        from export.artifacts import LoadedArtifact
-        from export.wrapper import wrap
-        from parity.runners import torch_device
-        from ptycho_torch.checkpoint import load_model
-
-        device = torch_device(self.device)
-        self.model = load_model(self.manifest.weights_path(self.artifacts)).eval()
-        module = wrap(self.model, self.signature).to(device)
-        self.fn = LoadedArtifact(self.artifacts, self.kind, self.signature, device, module)
-
-    def _deactivate(self) -> None:
-        self.model = self.fn = None  # type: ignore[assignment]
-
-    def run(
-        self, feed: Mapping[str, np.ndarray], bounds: Sequence[Boundary]
-    ) -> dict[str, np.ndarray]:
-        modules = dict(self.model.named_modules())
-        values: dict[str, np.ndarray] = {}
-        handles = []
-        for b in bounds:
-            if b.post in ("output", "step"):  # the steps come after the forward
-                continue
-
-            def hook(_m: Any, _a: Any, out: Any, b: Boundary = b) -> None:
-                values[b.name] = _post_torch(b.post, out).detach().cpu().numpy()
-
-            handles.append(modules[b.name].register_forward_hook(hook))
-        try:
-            values.update(self.fn(feed))
-        finally:
-            for h in handles:
-                h.remove()
-        if any(b.post == "step" for b in bounds):
-            values.update(self._physics_steps(feed, values))
-        return values
-
-    def _physics_steps(
-        self, feed: Mapping[str, np.ndarray], values: Mapping[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        """The physics forward's steps, recomputed from the head's own outputs (the same ops
-        on the same values as inside the forward)."""
-        import torch
-
-        device = next(self.model.parameters()).device
-        tensors = (values[AMPLITUDE], values[PHASE], feed["positions"])
-        amplitude, phase, positions = (torch.from_numpy(np.asarray(v)).to(device) for v in tensors)
-        with torch.inference_mode():
-            steps = self.model.physics_steps(amplitude, phase, positions)
-        out = {}
-        for step, (key, _) in PHYSICS_STEPS.items():
-            if f"{key}_re" in steps:
-                value = steps[f"{key}_re"].cpu().numpy() + 1j * steps[f"{key}_im"].cpu().numpy()
-            else:
-                value = steps[key].cpu().numpy()
-            out[_STEP + step] = _flat_step(value)
-        return out
-
-
-class ExportedProgramSide(Side):
-    """``model.pt2`` run node by node (``torch.fx.Interpreter``); each conv node is found by the
-    module path the exporter keeps in its ``nn_module_stack``."""
-
-    kind = "exported-program"
-
-    def _activate(self) -> None:
-        from export.artifacts import load_program
-        from parity.runners import torch_device
-
-        self.fn = load_program(self.artifacts / "model.pt2", torch_device(self.device))
-        self.module = self.fn._fn  # the program's GraphModule
-
-    def _deactivate(self) -> None:
-        self.fn = self.module = None  # type: ignore[assignment]
-
-    def run(
-        self, feed: Mapping[str, np.ndarray], bounds: Sequence[Boundary]
-    ) -> dict[str, np.ndarray]:
-        import torch.fx
-
-        posts = {b.name: b.post for b in bounds if b.post != "output"}
-        values: dict[str, np.ndarray] = {}
-
-        class Recorder(torch.fx.Interpreter):
-            def run_node(self, n: torch.fx.Node) -> Any:
-                result = super().run_node(n)
-                stack = n.meta.get("nn_module_stack") or {}
-                if n.op == "call_function" and "conv" in str(n.target):
-                    path = str(list(stack.values())[-1][0]) if stack else ""
-                    name = next((b for b in posts if path == b or path.endswith("." + b)), None)
-                    if name is not None:
-                        values[name] = _post_torch(posts[name], result).detach().cpu().numpy()
-                return result
-
-        module: Any = self.module  # the same checked call, through the recording interpreter
-        values.update(replace(self.fn, _fn=lambda *args: Recorder(module).run(*args))(feed))
-        missing = sorted(set(posts) - set(values))
-        if missing:
-            raise BisectError(
-                f"model.pt2: no conv node carries the module path of {missing[0]} "
-                f"({len(missing)} boundaries unmatched); was it built by this tool?"
-            )
-        return values
-
-
-class OnnxSide(Side):
-    """A copy of ``model.onnx`` whose boundary values are graph outputs, run by ONNX Runtime."""
-
-    kind = "onnxruntime"
-
-    def _activate(self) -> None:
-        self.path = self.artifacts / "model.onnx"
-        if not self.path.is_file():
-            raise BisectError(f"{self.path} does not exist; rebuild with `python -m export build`")
-
-    def _deactivate(self) -> None:
-        pass  # each run builds its own session
-
-    def _session(self, bounds: Sequence[Boundary]) -> tuple[Any, dict[str, tuple[str, str]]]:
-        import onnx
-        import onnxruntime as ort
-
-        model = onnx.load(str(self.path))
-        graph = model.graph
-        consumers: dict[str, list[Any]] = {}
-        for node in graph.node:
-            for name in node.input:
-                consumers.setdefault(name, []).append(node)
-        convs = {n.input[1]: n for n in graph.node if n.op_type == "Conv" and len(n.input) > 1}
-        taps: dict[str, tuple[str, str]] = {}  # boundary -> (graph value, post op left to numpy)
-        for b in bounds:
-            if b.post == "output":
-                taps[b.name] = (b.name, "none")
-                continue
-            weight = next(
-                (w for w in convs if w == f"{b.name}.weight" or w.endswith(f".{b.name}.weight")),
-                None,
-            )
-            if weight is None:
-                raise BisectError(
-                    f"{self.path}: no Conv node takes the weights of {b.name} (looked for an "
-                    f"initializer named like 'model.{b.name}.weight'); was it built by this tool?"
-                )
-            value = convs[weight].output[0]
-            taps[b.name] = _fused_post(value, b.post, consumers)
-        have = {o.name for o in graph.output}
-        for value, _ in taps.values():
-            if value not in have:
-                graph.output.append(
-                    onnx.helper.make_tensor_value_info(value, onnx.TensorProto.FLOAT, None)
-                )
-                have.add(value)
-        from export.cuda_advice import cuda_attempt
-        from export.host import provider_chain
-        from export.session import SessionSettings
-
-        settings = SessionSettings.from_manifest(self.manifest)  # the host's tuned session
-        if settings is not None:  # without IO binding or a CUDA graph: the outputs added here
-            settings = replace(settings, io_binding=None, cuda_graph=None)  # have no buffers
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if settings is not None:
-            settings.session_options(options)
-        providers = provider_chain(self.device, settings)  # TF32 off on CUDA, as the host
-        with cuda_attempt(self.device) as attempt:  # as OnnxHost: the same advice on CUDA
-            session = ort.InferenceSession(model.SerializeToString(), options, providers=providers)
-        problem = attempt.problem(session.get_providers())
-        if problem is not None:
-            raise EnvironmentUnavailable(problem)
-        return session, taps
-
-    def run(
-        self, feed: Mapping[str, np.ndarray], bounds: Sequence[Boundary]
-    ) -> dict[str, np.ndarray]:
-        session, taps = self._session(bounds)
-        names = sorted({value for value, _ in taps.values()})
-        results = dict(
-            zip(
-                names,
-                session.run(names, {k: np.asarray(feed[k]) for k in self.signature.input_names}),
-            )
+def _side(text: str, part: str) -> Backend:
+    layered = [b for b in Backend if runner_type(b).stops_at_layers]
+    try:
+        backend = Backend.parse(part)
+    except ValueError:
+        raise BisectError(
+            f"--pair {text!r}: unknown side {part.lower()!r}; sides are {Backend.names(layered)}"
+        ) from None
+    if backend is Backend.TF_REFERENCE:
+        raise BisectError(
+            f"--pair {text!r}: {part} holds stored outputs only and cannot be stopped at a layer; "
+            f"bisect {Backend.TF_TWIN}, the live twin such a reference is made with"
         )
-        return {
-            b: _post_numpy(post, np.asarray(results[value])) for b, (value, post) in taps.items()
-        }
-
-
-def _fused_post(value: str, post: str, consumers: Mapping[str, list[Any]]) -> tuple[str, str]:
-    """The graph value after ``post`` when the graph has that op right after the conv, else the
-    conv's value with ``post`` left for numpy."""
-    users = consumers.get(value, [])
-    if post == "relu":
-        for node in users:
-            if node.op_type == "Relu":
-                return node.output[0], "none"
-    if post == "silu":
-        sigmoids = {n.output[0] for n in users if n.op_type == "Sigmoid"}
-        for node in users:
-            if node.op_type == "Mul" and set(node.input) & sigmoids:
-                return node.output[0], "none"
-    return value, post
-
-
-class TfTwinSide(Side):
-    """The TensorFlow twin with the checkpoint's weights; boundaries are Keras layer outputs."""
-
-    kind = "tf-twin"
-    physics_steps = True
-
-    def _activate(self) -> None:
-        try:
-            import tensorflow  # noqa: F401
-        except ImportError:
-            raise EnvironmentUnavailable(
-                "the tf-twin side needs TensorFlow; install the 'tf' extra "
-                "(pip install -c constraints.txt -e '.[tf]') or bisect eager:onnxruntime"
-            ) from None
-        from parity.tf_twin.generate import make_twin
-        from ptycho_torch.checkpoint import read_checkpoint
-
-        if self.device != "cpu":
-            raise BisectError("the tf-twin side runs on the CPU only; use --device cpu")
-        config, state = read_checkpoint(self.manifest.weights_path(self.artifacts))
-        self.twin = make_twin(config, state, self.signature.head)
-
-    def _deactivate(self) -> None:
-        self.twin = None
-
-    def run(
-        self, feed: Mapping[str, np.ndarray], bounds: Sequence[Boundary]
-    ) -> dict[str, np.ndarray]:
-        import tensorflow as tf
-
-        from parity.tf_twin.generate import DEVICE, apply_tf_precision_policy
-        from parity.tf_twin.model import _keras
-
-        keras = _keras()
-        outputs = {}
-        for b in bounds:
-            if b.post == "step":
-                continue  # from parity.tf_twin.model.intermediates, below
-            if b.post == "output":
-                outputs[b.name] = self.twin.output[b.name]
-            else:
-                try:
-                    outputs[b.name] = self.twin.get_layer(b.name).output
-                except ValueError:
-                    raise BisectError(f"the TensorFlow twin has no layer named {b.name}") from None
-        probe = keras.Model(self.twin.inputs, outputs)
-        apply_tf_precision_policy()
-        with tf.device(DEVICE):
-            inputs = {"diffraction": tf.constant(np.transpose(feed["diffraction"], (0, 2, 3, 1)))}
-            if self.signature.head == "physics":
-                inputs["positions"] = tf.constant(feed["positions"])
-            result = probe(inputs, training=False)
-            values = {
-                k: np.ascontiguousarray(np.transpose(v.numpy(), (0, 3, 1, 2)))
-                for k, v in result.items()
-            }
-            if any(b.post == "step" for b in bounds):
-                from parity.tf_twin.model import intermediates
-
-                steps = intermediates(self.twin, inputs["diffraction"], feed["positions"])
-                for step in PHYSICS_STEPS:
-                    values[_STEP + step] = _flat_step(steps[step].numpy())
-        return values
-
-
-_SIDE_TYPES: dict[str, type[Side]] = {
-    "exported-program": ExportedProgramSide,
-    "eager": EagerSide,
-    "onnxruntime": OnnxSide,
-    "tf-twin": TfTwinSide,
-}
-
-
-def make_side(
-    kind: str, artifacts: Path, manifest: Manifest, signature: Signature, device: str
-) -> Side:
-    """A side of ``kind`` (one of :data:`SIDES` or an alias such as ``pt2``), not yet activated."""
-    return _SIDE_TYPES[_ALIASES.get(kind, kind)](artifacts, manifest, signature, device)
+    if backend not in layered:
+        raise BisectError(
+            f"--pair {text!r}: {part} runs as one compiled program and cannot be stopped at a "
+            f"layer; bisect {' or '.join(layered)} (compare {part} end to end with `parity check`)"
+        )
+    return backend
 
 
 def read_batch(
@@ -692,20 +352,22 @@ def compare(
 
 def bisect(
     artifacts: Path,
-    pair: tuple[str, str],
+    pair: tuple[Backend, Backend],
     *,
     inputs: Path | None = None,
     sample: int = 0,
     device: str = "cpu",
-    sides: tuple[Side, Side] | None = None,
+    sides: tuple[Runner, Runner] | None = None,
 ) -> BisectResult:
     """Run both sides of ``pair`` on the batch holding ``sample`` and compare every boundary.
 
-    ``sides`` replaces the sides ``pair`` names (already built, e.g. a deliberately broken twin
+    ``sides`` replaces the runners ``pair`` names (already built, e.g. a deliberately broken twin
     in a test); they are activated here if they are not yet.
 
     Raises:
-        BisectError: bad pair, sample or artifacts (exit 2).
+        BisectError: bad sample (exit 2).
+        ParityError: artifacts this tool did not build, or a side that cannot run on ``device``
+            (exit 2).
         EnvironmentUnavailable: a side's backend is missing (exit 3).
         ArtifactsChangedError: an artifact changed since the build (exit 4).
     """
@@ -719,8 +381,8 @@ def bisect(
     feed, start = read_batch(inputs, signature, sample)
     if sides is None:
         sides = (
-            make_side(pair[0], artifacts, manifest, signature, device),
-            make_side(pair[1], artifacts, manifest, signature, device),
+            make_runner(pair[0], artifacts, manifest, device),
+            make_runner(pair[1], artifacts, manifest, device),
         )
     steps = signature.head == "physics" and all(s.physics_steps for s in sides)
     values = []
@@ -728,23 +390,25 @@ def bisect(
         for side in sides:
             stack.enter_context(side)
         # the boundary list needs the module tree only: an eager side's model, if one is loaded
-        model = next((s.model for s in sides if isinstance(s, EagerSide)), None)
+        model = next((s.model for s in sides if isinstance(s, EagerRunner)), None)
         if model is None:
             model = load_model(manifest.weights_path(artifacts))
         bounds = boundaries(model, signature, steps)
         for side in sides:
             log.info("bisect: running %s to %d boundaries", side.name, len(bounds))
-            values.append(side.run(feed, bounds))
+            values.append(side.infer(feed, bounds))
+    # named by backend, as bisect always has (a check report calls the exported program pt2[cpu])
+    left, right = (f"{s.backend}[{s.requested_device}]" for s in sides)
     result = BisectResult(
-        left=sides[0].name,
-        right=sides[1].name,
+        left=left,
+        right=right,
         head=signature.head,
         inputs=str(inputs),
         batch_start=start,
         batch_size=len(next(iter(feed.values()))),
         rows=compare(bounds, values[0], values[1], signature),
     )
-    if any(s.kind == "onnxruntime" for s in sides):
+    if any(s.backend is Backend.ONNXRUNTIME for s in sides):
         result.notes.append(
             "onnxruntime: boundary values are extra graph outputs of a copy of model.onnx, run "
             "with the manifest's session settings; ONNX Runtime does not fuse a node whose output "

@@ -247,18 +247,17 @@ def test_cuda_advice_folds_onnx_runtimes_log_into_the_line() -> None:
 def test_bisect_on_cuda_gives_the_hosts_advice(built: BuildResult) -> None:
     if _cuda_runs():
         pytest.skip("ONNX Runtime may run CUDA here; this is the machine without it")
-    from export.signature import Signature
-    from parity.bisect import EagerSide, OnnxSide, bisect
+    from parity.bisect import bisect
     from parity.errors import EnvironmentUnavailable
+    from parity.runners import Backend, make_runner
 
     manifest = read_manifest(built.out)
-    signature = Signature.from_dict(manifest.signature)
     sides = (
-        OnnxSide(built.out, manifest, signature, "cuda"),
-        EagerSide(built.out, manifest, signature, "cpu"),
+        make_runner(Backend.ONNXRUNTIME, built.out, manifest, "cuda"),
+        make_runner(Backend.EAGER, built.out, manifest, "cpu"),
     )
     with pytest.raises(EnvironmentUnavailable) as caught:
-        bisect(built.out, ("onnxruntime", "eager"), device="cuda", sides=sides)
+        bisect(built.out, (Backend.ONNXRUNTIME, Backend.EAGER), device="cuda", sides=sides)
     assert str(caught.value).startswith("requested CUDA but ONNX Runtime runs")
     assert installed_onnxruntime().describe() in str(caught.value)
 

@@ -11,8 +11,9 @@ import pytest
 
 from export.manifest import read_manifest
 from export.signature import Signature
-from parity.bisect import FLOOR, BisectError, bisect, boundaries, make_side, parse_pair
+from parity.bisect import FLOOR, BisectError, bisect, boundaries, parse_pair
 from parity.cli import main as parity_main
+from parity.runners import Backend, make_runner
 from ptycho_torch.checkpoint import load_model
 from scripts.plant_onnx_fault import scale_onnx_conv
 
@@ -86,7 +87,9 @@ def test_cli_exit_codes_and_json(artifacts: Path, tmp_path: Path, capsys) -> Non
         (["--pair", "eager:torchscript"], "compiled program"),
         (["--pair", "eager:nope"], "unknown side"),
         (["--pair", "eager"], "LEFT:RIGHT"),
-        (["--pair", "onnx:ort"], "both sides are onnxruntime"),
+        (["--pair", "onnxruntime:ONNXRuntime"], "both sides are onnxruntime"),
+        (["--pair", "eager:tf-reference"], "stored outputs only"),
+        (["--pair", "onnx:eager"], "unknown side 'onnx'; sides are eager, exported-program (pt2)"),
         (["--sample", "99"], "holds samples 0..1"),
     ],
 )
@@ -96,12 +99,21 @@ def test_cli_bad_requests_exit_2(artifacts: Path, capsys, argv: list[str], messa
     assert message in err and "Traceback" not in err
 
 
-def test_parse_pair_aliases() -> None:
-    assert parse_pair("torch:ORT") == ("eager", "onnxruntime")
-    assert parse_pair("onnx:tf") == ("onnxruntime", "tf-twin")
+def test_parse_pair_takes_the_documented_names_in_any_case() -> None:
+    assert parse_pair("EAGER:OnnxRuntime") == (Backend.EAGER, Backend.ONNXRUNTIME)
+    assert parse_pair("onnxruntime:tf-twin") == ("onnxruntime", "tf-twin")
     assert parse_pair("eager:pt2") == ("eager", "exported-program")
+    assert parse_pair("eager:exported-program") == ("eager", "exported-program")
     with pytest.raises(BisectError, match="compiled program"):
         parse_pair("eager:torchscript")
+
+
+@pytest.mark.parametrize("alias", ["onnx", "ort", "tf", "tf-live", "twin", "torch", "torch.export"])
+def test_parse_pair_refuses_the_removed_aliases_naming_the_sides(alias: str) -> None:
+    with pytest.raises(BisectError) as caught:
+        parse_pair(f"{alias}:eager")
+    assert f"unknown side {alias!r}" in str(caught.value)
+    assert "sides are eager, exported-program (pt2), onnxruntime, tf-twin" in str(caught.value)
 
 
 def test_physics_head_includes_pred_amplitude(built_physics, tmp_path: Path) -> None:
@@ -119,16 +131,16 @@ def test_exported_program_side_maps_every_conv(artifacts: Path) -> None:
     bisection names that conv, so the program's nodes were matched to the right layers."""
     import torch
 
-    healthy = bisect(artifacts, ("eager", "pt2"))
+    pair = parse_pair("eager:pt2")
+    healthy = bisect(artifacts, pair)
     assert healthy.first_jump is None and all(r.rel < FLOOR for r in healthy.rows)
     manifest = read_manifest(artifacts)
-    signature = Signature.from_dict(manifest.signature)
-    eager = make_side("eager", artifacts, manifest, signature, "cpu")
+    eager = make_runner(Backend.EAGER, artifacts, manifest, "cpu")
     eager.activate()
     with torch.no_grad():
         eager.model.get_submodule("phase_decoder.head.centre_conv").weight.mul_(1.01)  # type: ignore[attr-defined]
-    program = make_side("exported-program", artifacts, manifest, signature, "cpu")
-    jump = bisect(artifacts, ("eager", "pt2"), sides=(eager, program)).first_jump
+    program = make_runner(Backend.EXPORTED_PROGRAM, artifacts, manifest, "cpu")
+    jump = bisect(artifacts, pair, sides=(eager, program)).first_jump
     assert jump is not None
     assert (jump.name, jump.block) == (
         "phase_decoder.head.centre_conv",
@@ -148,9 +160,8 @@ def test_tf_twin_with_a_transposed_kernel_is_named(artifacts: Path) -> None:
     transfer would leave it."""
     layer = "amplitude_decoder.blocks.1.convs.conv1"
     manifest = read_manifest(artifacts)
-    signature = Signature.from_dict(manifest.signature)
-    eager = make_side("eager", artifacts, manifest, signature, "cpu")
-    twin = make_side("tf-twin", artifacts, manifest, signature, "cpu")
+    eager = make_runner(Backend.EAGER, artifacts, manifest, "cpu")
+    twin = make_runner(Backend.TF_TWIN, artifacts, manifest, "cpu")
     twin.activate()
     kernel = twin.twin.get_layer(layer).kernel  # type: ignore[attr-defined]
     kernel.assign(np.swapaxes(kernel.numpy(), 0, 1))
@@ -183,12 +194,11 @@ def test_physics_steps_are_bisected_and_a_conjugated_twin_probe_is_named(
     ]
     assert healthy.first_jump is None, healthy.table()
     manifest = read_manifest(copy)
-    signature = Signature.from_dict(manifest.signature)
-    twin = make_side("tf-twin", copy, manifest, signature, "cpu")
+    twin = make_runner(Backend.TF_TWIN, copy, manifest, "cpu")
     twin.activate()
     probe_im = twin.twin.get_layer("far_field").probe_im  # type: ignore[attr-defined]
     probe_im.assign(-probe_im.numpy())
-    eager = make_side("eager", copy, manifest, signature, "cpu")
+    eager = make_runner(Backend.EAGER, copy, manifest, "cpu")
     jump = bisect(copy, ("eager", "tf-twin"), sides=(eager, twin)).first_jump
     assert jump is not None
     assert (jump.name, jump.block) == ("physics.illuminated", "physics forward")
