@@ -34,6 +34,7 @@ from parity.provenance import (
 from parity.reference import ReferenceFile, load_reference
 from parity.repro import bisect_command, check_repro_target, write_repro
 from parity.results import OutputComparison, ParityReport
+from parity.runners import Backend
 from parity.streaming import output_peaks, stream
 from parity.tolerances import ToleranceTable
 from ptycho_torch.errors import ExitCode, ToolError
@@ -328,9 +329,12 @@ def _bisect_notes(
         if not failed:
             continue
         sample = failed[0].worst_sample or 0
-        command = bisect_command(artifacts, pair.left.kind, pair.right.kind, sample, pair.device)
+        command = bisect_command(
+            artifacts, pair.left.backend, pair.right.backend, sample, pair.device
+        )
         if command is None:
-            command = bisect_command(artifacts, "eager", "onnxruntime", sample, pair.device)
+            eager, onnx = Backend.EAGER, Backend.ONNXRUNTIME
+            command = bisect_command(artifacts, eager, onnx, sample, pair.device)
             notes.append(
                 f"{pair.left.name} vs {pair.right.name} failed; a compiled program cannot be "
                 f"stopped at a layer: `{command}` shows whether the export lost a layer"

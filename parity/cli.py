@@ -210,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bis.add_argument(
         "--pair",
         default="eager:onnxruntime",
-        help="LEFT:RIGHT, each of eager, onnxruntime, tf-twin (default: eager:onnxruntime)",
+        help="LEFT:RIGHT, each of eager, exported-program (or pt2), onnxruntime, tf-twin "
+        "(default: eager:onnxruntime)",
     )
     bis.add_argument(
         "--inputs", type=Path, help="inputs NPZ (default: ARTIFACTS/inputs.npz, or a repro's)"

@@ -35,29 +35,28 @@ from parity.json_codec import encode_tree
 from parity.npz_stream import NpzRows
 from parity.output_comparison import OutputComparison
 from parity.pairs import Pair
-from parity.runners import ReferenceRunner, Runner
+from parity.runners import Backend, ReferenceRunner, Runner, runner_type
 from parity.streaming import batch_feed
 
-__all__ = ["BISECT_SIDE", "bisect_command", "check_repro_target", "write_repro"]
+__all__ = ["bisect_command", "check_repro_target", "write_repro"]
 
-# runner kind -> the bisect side that reproduces it (a stored TF reference: the live twin)
-BISECT_SIDE = {
-    "eager": "eager",
-    "exported-program": "exported-program",
-    "onnxruntime": "onnxruntime",
-    "tf-live": "tf-twin",
-    "tf-reference": "tf-twin",
+_TORCH_FILES = {
+    Backend.TORCHSCRIPT: "model.ts",
+    Backend.EXPORTED_PROGRAM: "model.pt2",
+    Backend.EAGER: "weights.pt",
 }
-_TORCH_FILES = {"torchscript": "model.ts", "exported-program": "model.pt2", "eager": "weights.pt"}
 
 
 def bisect_command(
-    artifacts: Path, left_kind: str, right_kind: str, sample: int, device: str = "cpu"
+    artifacts: Path, left: Backend, right: Backend, sample: int, device: str = "cpu"
 ) -> str | None:
-    """The ``python -m parity bisect`` line for a failing pair of runner kinds, or None when a
-    side is compiled whole (TorchScript) and cannot be stopped at a layer."""
-    left, right = BISECT_SIDE.get(left_kind), BISECT_SIDE.get(right_kind)
-    if left is None or right is None or left == right:
+    """The ``python -m parity bisect`` line for a failing pair of backends, or None when a side
+    is compiled whole (TorchScript) and cannot be stopped at a layer. A stored TensorFlow
+    reference holds outputs only: the live twin it is made with stands in for it."""
+    left, right = (Backend.TF_TWIN if b is Backend.TF_REFERENCE else b for b in (left, right))
+    if left is right or not (
+        runner_type(left).stops_at_layers and runner_type(right).stops_at_layers
+    ):
         return None
     where = " --device cuda" if device == "cuda" else ""
     return (
@@ -134,7 +133,7 @@ def write_repro(
             "failures": [_failure(c) for c in mine],
             "files": sorted(copied),
             "bisect": bisect_command(
-                artifacts, pair.left.kind, pair.right.kind, sample, pair.device
+                artifacts, pair.left.backend, pair.right.backend, sample, pair.device
             ),
             "environment": encode_tree(dict(environment)),
         }
@@ -159,7 +158,7 @@ def _outputs(
 
 
 def _torch_files(pair: Pair) -> list[str]:
-    return [_TORCH_FILES[r.kind] for r in (pair.left, pair.right) if r.kind in _TORCH_FILES]
+    return [_TORCH_FILES[r.backend] for r in (pair.left, pair.right) if r.backend in _TORCH_FILES]
 
 
 def _failure(c: OutputComparison) -> dict[str, Any]:
