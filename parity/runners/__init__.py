@@ -1,15 +1,7 @@
-"""Runners: one contract for every backend (Polygraphy style).
+"""Runners: one contract for every backend (Polygraphy style), see :mod:`parity.runners.base`.
 
-A runner is built cheaply, then ``activate()`` loads what it runs (a model, a session, the
-TensorFlow twin, the reference file) and sets ``is_active``; ``deactivate()`` frees it again. It is
-a context manager, so ``with runner:`` (or ``ExitStack.enter_context``) never leaves one loaded
-after an error. ``infer(feed) -> dict[str, ndarray]`` checks the feed against the signature
-before the backend sees it; ``infer(feed, intermediates)`` also returns values inside the network
-(what ``parity bisect`` compares). ``info()`` says which device the runner really used. The
-stored reference replays like a runner: each ``infer`` returns its next rows, one chunk at a time.
-
-A new backend is one :class:`Backend` member and one :class:`Runner` subclass in a module of
-this package that sets ``backend`` (imported below).
+A new backend is one :class:`Backend` member and one :class:`Runner` subclass that sets
+``backend``, in a module of this package imported below.
 """
 
 from parity.runners.base import (
