@@ -8,30 +8,39 @@ In order, each step only when the one before passed:
 3. the bundled reference is fresh: its provenance records the artifacts' weights digest, the
    digest of ``inputs.npz`` and the head (else exit 4, stale), and its tolerance entries;
 4. ``inputs.npz`` through ONNX Runtime on the requested device (CUDA that did not come up:
-   exit 3), each output compared with the reference (:mod:`export.output_check`: parity's
-   tolerance bound and wrap-aware phase). :meth:`VerifyReport.check` raises on a mismatch
-   (exit 1), after every output was compared.
+   exit 3), each output compared with the reference by the comparison kernel that
+   ``python -m parity check`` uses (:mod:`core.compare`), with the ``vs-reference`` column of
+   its tolerance table for the device, then the reference's own entries (its provenance's
+   ``tolerances``). :meth:`VerifyReport.check` raises on a mismatch (exit 1), after every
+   output was compared.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.compare import compare_arrays
+from core.output_comparison import OutputComparison
+from core.tolerances import Tolerance, ToleranceTable
 from export.errors import OutputMismatchError, ReferenceFormatError, StaleReferenceError
 from export.host import DEVICES, OnnxHost
 from export.manifest import Manifest, read_manifest
-from export.output_check import OutputCheck, bounds_for, check_output
 from export.session import SessionSettings
+from export.signature import TensorSpec
 from ptycho_torch.digest import arrays_sha256
 from ptycho_torch.jsonio import read_json_object
 from ptycho_torch.npz import read_npz
 
-__all__ = ["VerifyOptions", "VerifyReport", "verify_artifacts"]
+__all__ = ["VerifyOptions", "VerifyReport", "compare_output", "tolerances_for", "verify_artifacts"]
+
+PAIR_CLASS = "vs-reference"  # the host's ONNX Runtime against the bundled reference
+REFERENCE = "reference"  # the reference side's name in comparisons and lines
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ class VerifyReport:
     device: str
     providers: list[str]
     reference: str | None
-    outputs: list[OutputCheck]
+    outputs: list[OutputComparison]
 
     @property
     def runner(self) -> str:
@@ -75,7 +84,7 @@ class VerifyReport:
 
     def lines(self) -> list[str]:
         """One line per compared output, then the verdict."""
-        lines = [c.line(self.runner) for c in self.outputs]
+        lines = [_line(c) for c in self.outputs]
         checked = f"{self.files} files match manifest.json, model.onnx matches the manifest"
         if self.reference is None:
             lines.append(
@@ -103,7 +112,8 @@ class VerifyReport:
             raise OutputMismatchError(
                 f"{self.directory}: {self.runner} differs from {self.reference}: "
                 + "; ".join(
-                    f"{c.output}: max_abs={c.max_abs:.3g} ({c.bound}), {c.problem}" for c in failed
+                    f"{c.output}: max_abs={_max_abs(c):.3g} ({_bound(c)}), {'; '.join(c.messages)}"
+                    for c in failed
                 )
                 + ". The model or the runtime computes differently here: compare the versions "
                 "in manifest.json with this host's, or rebuild and run `python -m parity check`"
@@ -146,11 +156,11 @@ def verify_artifacts(
     reference = _fresh_reference(directory, manifest, host, feed)
     outputs = host.run({name: v for name, v in feed.items() if name in host.input_names})
     host.signature.check_outputs(outputs)  # dtype and shape, whatever the reference says
-    checks: list[OutputCheck] = []
+    checks: list[OutputComparison] = []
     if reference is not None:
         arrays, provenance = reference
         try:
-            bounds = bounds_for(options.device, provenance.get("tolerances"), options.atol)
+            tolerances = tolerances_for(options.device, provenance.get("tolerances"), options.atol)
         except ValueError as exc:
             raise ReferenceFormatError(f"{directory / 'reference.json'}: {exc}") from None
         for spec in host.signature.outputs:
@@ -160,7 +170,14 @@ def verify_artifacts(
                 )
             weight = arrays.get(spec.weighted_by) if spec.weighted_by else None
             checks.append(
-                check_output(spec, outputs[spec.name], arrays[spec.name], bounds[spec.name], weight)
+                compare_output(
+                    spec,
+                    outputs[spec.name],
+                    arrays[spec.name],
+                    tolerances[spec.name],
+                    weight,
+                    options.device,
+                )
             )
     else:
         bad = [n for n, v in outputs.items() if not np.all(np.isfinite(v))]
@@ -177,6 +194,73 @@ def verify_artifacts(
         checks,
     )
     return report
+
+
+def tolerances_for(
+    device: str, reference_tolerances: Mapping[str, Any] | None = None, atol: float | None = None
+) -> dict[str, Tolerance]:
+    """The tolerance of every output on ``device``, as ``parity check`` looks them up.
+
+    Args:
+        device: ``cpu`` or ``cuda``.
+        reference_tolerances: the reference provenance's ``tolerances`` (a partial tolerance
+            file), merged onto the default table.
+        atol: when given, every output is held to this absolute tolerance instead.
+
+    Raises:
+        ValueError: a malformed entry, naming where it is.
+    """
+    table = ToleranceTable.default()
+    if reference_tolerances:
+        table = ToleranceTable.from_dict(reference_tolerances)
+    if atol is not None:
+        return {name: Tolerance(atol, 0.0) for name in table.entries}
+    return {name: table.lookup(name, PAIR_CLASS, device) for name in table.entries}
+
+
+def compare_output(
+    spec: TensorSpec,
+    actual: np.ndarray,
+    reference: np.ndarray,
+    tolerance: Tolerance,
+    weight: np.ndarray | None = None,
+    device: str = "cpu",
+) -> OutputComparison:
+    """One output of ONNX Runtime on ``device`` (``actual``) against the reference's array, by
+    the kernel; ``weight``: for an angle, the reference's ``spec.weighted_by`` output."""
+    reference = np.atleast_1d(reference)  # a 0-d array (no build writes one) fails on shape
+    if weight is not None and np.shape(weight) != reference.shape:
+        weight = None  # the weighting output fails its own shape check
+    return compare_arrays(
+        spec.name,
+        f"onnxruntime[{device}]",
+        REFERENCE,
+        actual,
+        reference,
+        tolerance,
+        wrap_phase=spec.wraps,
+        weight=weight,
+        pair_class=PAIR_CLASS,
+        device=device,
+        expected_dtype=spec.dtype,
+    )
+
+
+def _line(c: OutputComparison) -> str:
+    """``phase | onnxruntime[cpu] vs reference | PASSED max_abs=9.5e-07 atol=4e-06``."""
+    verdict = "PASSED" if c.passed else "FAILED"
+    text = f"{c.label()} | {verdict} max_abs={_max_abs(c):.2g} {_bound(c)}"
+    return text if c.passed else f"{text} ({'; '.join(c.messages)})"
+
+
+def _max_abs(c: OutputComparison) -> float:
+    return c.max_abs if c.max_abs is not None else math.inf  # nothing compared (shape, NaN)
+
+
+def _bound(c: OutputComparison) -> str:
+    t = c.tolerance
+    text = f"atol={t.atol:g}" + (f" rtol={t.rtol:g}" if t.rtol else "")
+    return text + (f" rtol_peak={t.rtol_peak:g} peak={c.peak or 0.0:.3g}" if t.rtol_peak else "")
 
 
 def _fresh_reference(

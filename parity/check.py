@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.output_comparison import OutputComparison
 from export.manifest import read_manifest
 from export.signature import Signature
+from parity.calibrate import calibrate
 from parity.errors import ParityError, ReferenceFormatError, ReportFolderError
 from parity.npz_stream import NpzRows
 from parity.pairs import Pair, activate_runners, make_pairs, make_runners, tolerance_table
@@ -33,10 +35,9 @@ from parity.provenance import (
 )
 from parity.reference import ReferenceFile, load_reference
 from parity.repro import bisect_command, check_repro_target, write_repro
-from parity.results import OutputComparison, ParityReport
+from parity.results import ParityReport
 from parity.runners import Backend
 from parity.streaming import output_peaks, stream
-from parity.tolerances import ToleranceTable
 from ptycho_torch.errors import ExitCode, ToolError
 from ptycho_torch.thread_option import THREADS_HELP, parse_threads
 
@@ -355,7 +356,7 @@ def _find_reference(options: CheckOptions) -> ReferenceFile | None:
 
 
 def _calibrate(comparisons: list[OutputComparison], out: Path) -> None:
-    calibrated, notes = ToleranceTable.calibrate(comparisons)
+    calibrated, notes = calibrate(comparisons)
     calibrated.save(out)
     log.info("calibrated tolerances written to %s (%s)", out, notes)
 

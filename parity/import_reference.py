@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from core.tolerances import PAIR_CLASSES
 from export.manifest import sha256_file
 from export.signature import AMPLITUDE, HEADS, PHASE, PRED_AMPLITUDE, Signature, make_signature
 from parity.errors import ReferenceFormatError
 from parity.original_case import OriginalCase, read_original_case
 from parity.reference import Reference, save_reference
-from parity.tolerance import PAIR_CLASSES
 from ptycho_torch.atomic import atomic_write
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.digest import arrays_sha256

@@ -2,7 +2,7 @@
 
 Pairs, per output: each runner vs the TensorFlow reference, and on each device the eager model
 vs each artifact (TorchScript, torch.export, ONNX Runtime). Each pair gets one
-:class:`parity.compare.ComparisonAccumulator` per output, with the tolerance its class and
+:class:`core.compare.ComparisonAccumulator` per output, with the tolerance its class and
 device look up in the table.
 """
 
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.compare import ComparisonAccumulator
+from core.tolerances import ToleranceTable
 from export.signature import Signature
-from parity.compare import ComparisonAccumulator
 from parity.errors import EnvironmentUnavailable, ParityError, ReferenceFormatError
 from parity.reference import ReferenceFile
 from parity.runners import (
@@ -28,13 +29,13 @@ from parity.runners import (
     TfTwinRunner,
     TorchScriptRunner,
 )
-from parity.tolerance import classify_pair
-from parity.tolerances import ToleranceTable
 
 __all__ = [
+    "REFERENCE_KINDS",
     "REFERENCE_NAME",
     "Pair",
     "activate_runners",
+    "classify_pair",
     "make_pairs",
     "make_runners",
     "tolerance_table",
@@ -43,6 +44,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 REFERENCE_NAME = "tf-reference"
+REFERENCE_KINDS = ("tf-reference", "tf-live")  # runner kinds that stand for TensorFlow
+
+
+def classify_pair(left_kind: str, right_kind: str) -> str:
+    """Pair class of a comparison (its tolerance column, :mod:`core.tolerances`) from its
+    runners' kinds (see :class:`parity.results.RunnerInfo`)."""
+    if left_kind in REFERENCE_KINDS or right_kind in REFERENCE_KINDS:
+        return "vs-reference"
+    return "torch-vs-artifact"
 
 
 @dataclass

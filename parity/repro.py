@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from core.json_codec import encode_tree
+from core.output_comparison import OutputComparison
 from export.signature import Signature
 from parity.errors import ParityError
-from parity.json_codec import encode_tree
 from parity.npz_stream import NpzRows
-from parity.output_comparison import OutputComparison
 from parity.pairs import Pair
 from parity.runners import Backend, ReferenceRunner, Runner, runner_type
 from parity.streaming import batch_feed

@@ -1,8 +1,8 @@
 """Parity results as plain dataclasses with an exact JSON round trip.
 
 Reports (Markdown, JUnit, HTML) are views of a :class:`ParityReport`; the JSON file is the
-record (strict JSON: :mod:`parity.json_codec`). One compared output is an
-:class:`parity.output_comparison.OutputComparison`.
+record (strict JSON: :mod:`core.json_codec`). One compared output is a
+:class:`core.output_comparison.OutputComparison`, the comparison kernel's result.
 """
 
 from __future__ import annotations
@@ -13,26 +13,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from parity.json_codec import (
-    ReportFormatError,
-    decode_float,
-    decode_tree,
-    encode_float,
-    encode_tree,
-)
-from parity.output_comparison import OutputComparison
+from core.json_codec import decode_float, decode_tree, encode_float, encode_tree
+from core.output_comparison import OutputComparison
+from parity.errors import ParityError
 from ptycho_torch.atomic import atomic_write
 
-__all__ = [
-    "REPORT_SCHEMA",
-    "ErrorMap",
-    "OutputComparison",
-    "ParityReport",
-    "ReportFormatError",
-    "RunnerInfo",
-]
+__all__ = ["REPORT_SCHEMA", "ErrorMap", "ParityReport", "ReportFormatError", "RunnerInfo"]
 
 REPORT_SCHEMA = 1
+
+
+class ReportFormatError(ParityError):
+    """A report JSON file is unreadable or not in this version's schema."""
 
 
 @dataclass
@@ -192,7 +184,7 @@ class ParityReport:
                 error_maps=[ErrorMap.from_dict(m) for m in data.get("error_maps", [])],
                 error=data.get("error"),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:  # ValueError: a comparison's fields
             raise ReportFormatError(f"malformed parity report: {exc!r}") from None
 
     def save_json(self, path: str | Path) -> Path:

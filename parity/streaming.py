@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from core.running_stats import array_peak, wrap_to_pi
+from core.tolerances import PAIR_CLASSES, ToleranceTable
 from export.signature import Signature, TensorSpec
-from parity.compare import array_peak, wrap_to_pi
 from parity.npz_stream import NpzRows
 from parity.pairs import Pair
 from parity.runners import EagerRunner, ReferenceRunner, Runner
-from parity.tolerances import PAIR_CLASSES, ToleranceTable
 
 __all__ = ["batch_feed", "output_peaks", "stream"]
 

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from parity.running_stats import wrap_to_pi
+from core.running_stats import wrap_to_pi
 
 __all__ = ["MAX_CHANNELS", "error_map_filename", "render_error_map"]
 

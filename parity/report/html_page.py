@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import jinja2
 
-from parity.output_comparison import OutputComparison
+from core.output_comparison import OutputComparison
 from parity.report.table import cell_text, failure_detail, pair_rows, verdict_line
 from parity.results import ParityReport
 

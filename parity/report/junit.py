@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from parity.output_comparison import OutputComparison
+from core.output_comparison import OutputComparison
 from parity.report.table import failure_detail, fmt, pair_slug
 from parity.results import ParityReport
 

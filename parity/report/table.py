@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from parity.output_comparison import OutputComparison
+from core.output_comparison import OutputComparison
 from parity.results import ParityReport
 
 __all__ = [

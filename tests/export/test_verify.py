@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.tolerances import Tolerance, ToleranceTable
 from export.host_cli import main
-from export.output_check import Bound, bounds_for, check_output
 from export.signature import TensorSpec
-from export.verify import VerifyOptions, verify_artifacts
+from export.verify import VerifyOptions, compare_output, tolerances_for, verify_artifacts
 from ptycho_torch.errors import ExitCode
 
 
@@ -142,19 +142,17 @@ def test_reference_tolerances_from_provenance_are_used(artifacts: Path) -> None:
     (artifacts / "reference.json").write_text(json.dumps(provenance))
     report = verify_artifacts(artifacts, VerifyOptions())
     phase = next(c for c in report.outputs if c.output == "phase")
-    assert "atol=0 rtol_peak=1e-06 peak=" in phase.bound
+    assert phase.tolerance == Tolerance(0.0, 0.0, rtol_peak=1e-6)
+    line = next(line for line in report.lines() if line.startswith("phase |"))
+    assert "atol=0 rtol_peak=1e-06 peak=" in line
 
 
-def test_defaults_equal_the_parity_tolerance_table() -> None:
-    from parity.tolerance import default_entries
-
+def test_defaults_are_the_parity_tolerance_table() -> None:
+    table = ToleranceTable.default()
     for device in ("cpu", "cuda"):
-        ours = bounds_for(device)
-        for output, by_pair in default_entries().items():
-            theirs = by_pair["vs-reference"][device]
-            assert ours[output] == Bound(
-                theirs.atol, theirs.rtol, theirs.rtol_peak, theirs.max_fraction_out
-            )
+        ours = tolerances_for(device)
+        for output in table.entries:
+            assert ours[output] == table.lookup(output, "vs-reference", device)
 
 
 def test_phase_is_compared_wrapped_and_weighted_by_amplitude() -> None:
@@ -164,11 +162,11 @@ def test_phase_is_compared_wrapped_and_weighted_by_amplitude() -> None:
     got[0, 0, 0, 0] = -np.pi + 1e-7  # the same angle, across the cut
     got[0, 0, 1, 1] = 1.0  # wrong, but where the amplitude vanishes
     amplitude = np.array([[[[1.0, 1.0], [1.0, 0.0]]]], np.float32)
-    check = check_output(spec, got, ref, Bound(4e-6), weight=amplitude)
+    check = compare_output(spec, got, ref, Tolerance(4e-6, 0.0), weight=amplitude)
     assert check.passed and check.max_abs < 1e-6, check
     got[0, 0, 0, 1] = 0.6
-    failed = check_output(spec, got, ref, Bound(4e-6), weight=amplitude)
-    assert not failed.passed and failed.worst_index == (0, 0, 0, 1) and failed.n_out == 1
+    failed = compare_output(spec, got, ref, Tolerance(4e-6, 0.0), weight=amplitude)
+    assert not failed.passed and failed.worst_index == [0, 0, 0, 1] and failed.n_out == 1
 
 
 def test_verify_copied_folder_from_elsewhere(

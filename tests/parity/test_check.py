@@ -220,7 +220,7 @@ def test_many_samples_stream_in_chunks(
 def test_calibrate_writes_a_tolerance_file_with_the_measured_figures(
     artifacts: Path, tmp_path: Path
 ) -> None:
-    from parity.tolerances import ToleranceTable
+    from core.tolerances import ToleranceTable
 
     out = tmp_path / "tolerances.json"
     proc = _parity(

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from parity.compare import PHASE_WEIGHT_FLOOR, ComparisonAccumulator, compare_arrays
-from parity.output_comparison import OutputComparison
-from parity.running_stats import wrap_to_pi
-from parity.tolerance import Tolerance
+from core.compare import PHASE_WEIGHT_FLOOR, ComparisonAccumulator, compare_arrays
+from core.output_comparison import OutputComparison
+from core.running_stats import wrap_to_pi
+from core.tolerances import Tolerance
 
 TOL = Tolerance(atol=1e-6, rtol=0.0)
 SHAPES = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=5)

@@ -1,4 +1,4 @@
-"""Names moved out of results, compare, tolerances and import_reference stay importable there."""
+"""Names moved out of import_reference stay importable there."""
 
 from __future__ import annotations
 
@@ -7,14 +7,6 @@ import importlib
 import pytest
 
 MOVED = {
-    "parity.results": {
-        "parity.output_comparison": ["OutputComparison"],
-        "parity.json_codec": ["ReportFormatError"],
-    },
-    "parity.compare": {"parity.running_stats": ["MAX_POSITIONS", "array_peak", "wrap_to_pi"]},
-    "parity.tolerances": {
-        "parity.tolerance": ["DEVICES", "OUTPUTS", "PAIR_CLASSES", "Tolerance", "classify_pair"]
-    },
     "parity.import_reference": {"parity.original_case": ["OriginalCase", "read_original_case"]},
 }
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.compare import ComparisonAccumulator, compare_arrays
+from core.output_comparison import OutputComparison
+from core.tolerances import DEVICES, OUTPUTS, PAIR_CLASSES, Tolerance, ToleranceTable
+from parity.calibrate import calibrate
 from parity.check import CheckOptions, run_check
-from parity.compare import ComparisonAccumulator, compare_arrays
-from parity.output_comparison import OutputComparison
-from parity.tolerance import DEVICES, OUTPUTS, PAIR_CLASSES, Tolerance
-from parity.tolerances import ToleranceTable, calibrate
 
 PEAKY = Tolerance(0.0, 0.0, rtol_peak=2e-6)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from parity.compare import compare_arrays
-from parity.json_codec import ReportFormatError
+from core.compare import compare_arrays
+from core.tolerances import ToleranceTable
 from parity.report import (
     error_map_filename,
     render_error_map,
@@ -22,8 +22,7 @@ from parity.report import (
     write_junit,
     write_markdown,
 )
-from parity.results import REPORT_SCHEMA, ErrorMap, ParityReport, RunnerInfo
-from parity.tolerances import ToleranceTable
+from parity.results import REPORT_SCHEMA, ErrorMap, ParityReport, ReportFormatError, RunnerInfo
 
 TABLE = ToleranceTable.default()
 

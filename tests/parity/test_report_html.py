@@ -7,10 +7,10 @@ from importlib import resources
 
 import numpy as np
 
-from parity.compare import compare_arrays
+from core.compare import compare_arrays
+from core.tolerances import Tolerance
 from parity.report import render_html, write_html
 from parity.results import ErrorMap, ParityReport, RunnerInfo
-from parity.tolerance import Tolerance
 
 HOSTILE = "<script>alert('x')</script>"
 

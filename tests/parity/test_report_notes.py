@@ -7,10 +7,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from parity.compare import compare_arrays
+from core.compare import compare_arrays
+from core.tolerances import Tolerance
 from parity.report import render_html, render_markdown, write_json, write_junit
 from parity.results import ParityReport
-from parity.tolerance import Tolerance
 
 NOTE = "no TensorFlow reference: compared backends pairwise only"
 

@@ -1,4 +1,8 @@
-"""Compare one output of two runners, chunk by chunk, with bounded memory.
+"""Compare one output of two runners, chunk by chunk, with bounded memory: what "pass" means.
+
+This is the one rule: ``parity check`` streams its chunks through :class:`ComparisonAccumulator`;
+``export verify``, the build's load-back check and a reproducer folder's ``rerun.py`` call
+:func:`compare_arrays` on whole arrays. Tolerances: :mod:`core.tolerances`.
 
 Order of checks (all failures are collected, none stops the others):
 
@@ -22,7 +26,7 @@ errors of values below 1e-3 say nothing), mean abs, RMS, relative L2 (``||d|| / 
 cosine similarity, the count and fraction out of tolerance, and the worst element: the one using
 the largest share of its tolerance (for an absolute tolerance, the max-abs element).
 
-**Angles** (``wrap_phase=True``: the output's :class:`export.signature.TensorSpec` says
+**Angles** (``wrap_phase=True``: the output's ``export.signature.TensorSpec`` says
 ``wraps``, as phase's does): ``d`` is folded into (-pi, pi] first, so ``a`` and ``a + 2*pi*k``
 agree. The cosine similarity is that of the unit phasors ``exp(i*phase)``, i.e. a weighted mean
 of ``cos(d)``. Where ``weight`` (the reference side of the spec's ``weighted_by`` output, the
@@ -38,25 +42,11 @@ import math
 
 import numpy as np
 
-from parity.output_comparison import OutputComparison
-from parity.running_stats import (
-    MAX_POSITIONS,
-    DifferenceStats,
-    SideStats,
-    array_peak,
-    wrap_to_pi,
-)
-from parity.tolerance import Tolerance
+from core.output_comparison import OutputComparison
+from core.running_stats import DifferenceStats, SideStats, array_peak
+from core.tolerances import Tolerance
 
-__all__ = [
-    "MAX_POSITIONS",
-    "PHASE_WEIGHT_FLOOR",
-    "REL_FLOOR",
-    "ComparisonAccumulator",
-    "array_peak",
-    "compare_arrays",
-    "wrap_to_pi",
-]
+__all__ = ["PHASE_WEIGHT_FLOOR", "REL_FLOOR", "ComparisonAccumulator", "compare_arrays"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +66,7 @@ class ComparisonAccumulator:
         tolerance: Pass criterion.
         wrap_phase: Fold differences into (-pi, pi] (for an output whose spec ``wraps``).
         expected_dtype: Dtype both sides must have.
-        pair_class: Recorded in the result (see :mod:`parity.tolerances`).
+        pair_class: Recorded in the result (see :mod:`core.tolerances`).
         device: Recorded in the result.
         rel_floor: Denominator floor of the relative error.
         weight_floor: ``w0`` of the phase weighting ``min(1, weight / w0)``.

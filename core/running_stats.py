@@ -3,7 +3,7 @@
 :class:`SideStats` keeps one side's dtype, shape and non-finite bookkeeping;
 :class:`DifferenceStats` the value metrics of ``d = left - right`` (wrapped into (-pi, pi] and
 weighted by the reference amplitude for angles). What the metrics mean and how they decide pass
-or fail: :mod:`parity.compare`.
+or fail: :mod:`core.compare`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def wrap_to_pi(d: np.ndarray) -> np.ndarray:
 
 def array_peak(values: np.ndarray) -> float:
     """Largest finite ``|value|`` (0 for an empty or all non-finite array): the ``peak`` of
-    :attr:`Tolerance.rtol_peak`. Non-finite values are counted as failures elsewhere."""
+    :attr:`core.tolerances.Tolerance.rtol_peak`. Non-finite values are counted as failures elsewhere."""
     a = np.abs(np.asarray(values, dtype=np.float64))
     finite = a[np.isfinite(a)]
     return float(finite.max()) if finite.size else 0.0

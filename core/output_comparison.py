@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from parity.json_codec import FLOAT_NAMES, ReportFormatError, encode_float
-from parity.tolerance import Tolerance
+from core.json_codec import FLOAT_NAMES, encode_float
+from core.tolerances import Tolerance
 
 __all__ = ["OutputComparison"]
 
@@ -24,7 +24,8 @@ class OutputComparison:
         output: Output name (``amplitude``, ``phase``, ``pred_amplitude``).
         left: Name of the compared runner (e.g. ``eager``).
         right: Name of the reference runner (e.g. ``tf-reference``).
-        pair_class: Tolerance pair class (``torch-vs-artifact``, ``vs-reference``).
+        pair_class: Tolerance pair class (``torch-vs-artifact``, ``vs-reference``; empty outside
+            a parity check).
         device: Device the pair ran on (``cpu``, ``cuda``).
         tolerance: Criterion applied.
         status: ``pass`` or ``fail``.
@@ -144,11 +145,15 @@ class OutputComparison:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OutputComparison:
-        """Inverse of :meth:`to_dict` (unknown keys are rejected)."""
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: On an unknown key or a malformed tolerance.
+        """
         known = {f.name: f for f in fields(cls)}
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ReportFormatError(f"unknown OutputComparison keys {unknown}")
+            raise ValueError(f"unknown OutputComparison keys {unknown}")
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key == "tolerance":

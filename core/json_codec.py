@@ -1,4 +1,4 @@
-"""Strict JSON for parity records: non-finite floats and free-form trees survive a round trip.
+"""Strict JSON for comparison records: non-finite floats and free-form trees survive a round trip.
 
 Non-finite floats are not valid JSON, so metric fields store them as the strings ``"NaN"``,
 ``"Infinity"`` and ``"-Infinity"`` (:func:`encode_float`), and free-form dicts (environment,
@@ -13,11 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from parity.errors import ParityError
-
 __all__ = [
     "FLOAT_NAMES",
-    "ReportFormatError",
     "decode_float",
     "decode_tree",
     "encode_float",
@@ -25,10 +22,6 @@ __all__ = [
 ]
 
 FLOAT_NAMES = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-class ReportFormatError(ParityError):
-    """A report JSON file is unreadable or not in this version's schema."""
 
 
 def encode_float(value: float) -> float | str:

@@ -1,0 +1,92 @@
+"""Calibration: measured noise floors of a real run turned into a tolerance table.
+
+The table, its defaults and its files: :mod:`core.tolerances`. :func:`calibrate` turns the
+comparisons of a run into a table (``margin`` times the noise), and
+:meth:`core.tolerances.ToleranceTable.save` writes the figures behind every value into the
+file's ``measured`` section (``python -m parity check --calibrate FILE``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from core.output_comparison import OutputComparison
+from core.tolerances import Tolerance, ToleranceTable, device_key
+
+__all__ = ["MIN_CALIBRATED_SCALE", "calibrate"]
+
+logger = logging.getLogger(__name__)
+
+# Calibration never goes tighter than this share of the tolerance it measured with, so that a
+# bit-identical run (noise 0) does not produce a zero tolerance that the next machine fails.
+MIN_CALIBRATED_SCALE = 0.01
+
+
+def calibrate(
+    comparisons: Iterable[OutputComparison], margin: float = 10.0
+) -> tuple[ToleranceTable, list[str]]:
+    """Turn measured noise floors into a tolerance table.
+
+    For every (output, pair class, device) the comparisons of a passing-shape, finite run are
+    pooled; the new tolerance is the tolerance they were measured with, scaled by
+    ``margin * max_ratio`` (``max_ratio`` = the largest ``|a-b| / (atol + rtol*|ref|)``), so an
+    absolute tolerance becomes ``margin * max_abs`` and a relative one keeps its shape. The
+    scale never drops below ``MIN_CALIBRATED_SCALE``. Groups without measurements keep their
+    defaults. The figures (max abs, max rel, max ratio, pairs, the tolerance measured with)
+    go into ``table.measured``, so :meth:`ToleranceTable.save` writes them beside each value.
+
+    Args:
+        comparisons: Finished comparisons with ``pair_class`` and ``device`` set.
+        margin: Safety factor over the measured noise.
+
+    Returns:
+        The calibrated table and human-readable notes (one line per decision).
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    table = ToleranceTable.default()
+    notes: list[str] = []
+    groups: dict[tuple[str, str, str], list[OutputComparison]] = {}
+    for c in comparisons:
+        key = (c.output, c.pair_class, device_key(c.device))
+        if {"dtype", "shape", "nonfinite"} & set(c.failures) or c.max_ratio is None:
+            notes.append(f"skipped {c.label()}: failures {c.failures} leave no usable noise figure")
+            continue
+        try:
+            table.lookup(*key)
+        except ValueError as exc:
+            notes.append(f"skipped {c.label()}: {exc}")
+            continue
+        groups.setdefault(key, []).append(c)
+    for (out, pc, dev), group in sorted(groups.items()):
+        worst = max(group, key=lambda c: c.max_ratio or 0.0)
+        measured_with = worst.tolerance
+        scale = max(margin * (worst.max_ratio or 0.0), MIN_CALIBRATED_SCALE)
+        new = Tolerance(
+            atol=measured_with.atol * scale,
+            rtol=measured_with.rtol * scale,
+            max_fraction_out=measured_with.max_fraction_out,
+            rtol_peak=measured_with.rtol_peak * scale,
+        )
+        default = table.lookup(out, pc, dev)
+        table.entries[out][pc][dev] = new
+        table.measured.setdefault(out, {}).setdefault(pc, {})[dev] = {
+            "max_abs": max(c.max_abs or 0.0 for c in group),
+            "max_rel": max(c.max_rel or 0.0 for c in group),
+            "max_ratio": worst.max_ratio,
+            "margin": margin,
+            "measured_with": measured_with.to_dict(),
+            "pairs": sorted({f"{c.left} vs {c.right}" for c in group}),
+            "n_comparisons": len(group),
+        }
+        looser = " (looser than the default)" if new.atol > default.atol else ""
+        peak = f" rtol_peak={new.rtol_peak:.3g}" if new.rtol_peak else ""
+        notes.append(
+            f"{out}/{pc}/{dev}: atol={new.atol:.3g} rtol={new.rtol:.3g}{peak}{looser} from "
+            f"max_abs={table.measured[out][pc][dev]['max_abs']:.3g} over {len(group)} comparison(s)"
+        )
+    table.notes = [f"calibrated with margin {margin:g}", *notes]
+    for line in notes:
+        logger.info("calibrate: %s", line)
+    return table, notes
