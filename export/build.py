@@ -24,6 +24,8 @@ import numpy as np
 import onnx
 import torch
 
+from core.compare import compare_arrays
+from core.tolerances import LOAD_BACK
 from export.artifacts import load_program, load_torchscript, safe_export_load
 from export.contract import check_onnx_contract, check_program_contract
 from export.errors import BuildError, ExportError
@@ -58,12 +60,6 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "weights.pt"  # the checkpoint's weights, copied in: the folder is self-contained
 ARTIFACT_FILES = ("model.ts", "model.onnx", "model.pt2", "inputs.npz", WEIGHTS_FILE)
 REFERENCE_FILES = ("reference.npz", "reference.json")
-# Sanity bound for "the artifact loads and computes the same thing as eager" during the build;
-# the real, per-output parity verdict with its tolerance table is the parity step's job.
-LOADBACK_ATOL = 1e-4
-# Outputs whose values reach 1e3..1e4 (the physics head's pred_amplitude, the original's x1000
-# border) cannot meet an absolute 1e-4 in float32: allow float32 round-off of the output's peak.
-LOADBACK_RTOL_PEAK = 2e-6
 
 ReferenceMaker = Callable[[Path, Path, Path, str], None]
 """(checkpoint, inputs.npz, out reference.npz, head) -> None; writes reference.npz + .json."""
@@ -272,6 +268,8 @@ def _in_memory_format(wrapper: torch.nn.Module, memory_format: str) -> tuple[tor
 def _load_back(
     tmp: Path, signature: Signature, feed: dict[str, np.ndarray], eager: dict[str, np.ndarray]
 ) -> dict[str, float]:
+    """Each artifact, loaded back, against eager by the comparison kernel with its
+    :data:`~core.tolerances.LOAD_BACK` tolerance; the largest ``max_abs`` per artifact."""
     from export.host import OnnxHost
 
     runs = {
@@ -283,16 +281,18 @@ def _load_back(
     for artifact, outputs in runs.items():
         signature.check_outputs(outputs)
         errors[artifact] = 0.0
-        for n in signature.output_names:
-            err = float(np.max(np.abs(outputs[n].astype(np.float64) - eager[n])))
-            limit = LOADBACK_ATOL + LOADBACK_RTOL_PEAK * float(np.max(np.abs(eager[n])))
-            errors[artifact] = max(errors[artifact], err)
-            if not err <= limit:  # also catches NaN
+        for spec in signature.outputs:
+            weight = eager[spec.weighted_by] if spec.weighted_by else None
+            c = compare_arrays(
+                spec.name, artifact, "eager", outputs[spec.name], eager[spec.name], LOAD_BACK,
+                wrap_phase=spec.wraps, weight=weight, expected_dtype=spec.dtype,
+            )  # fmt: skip
+            if not c.passed:
                 raise BuildError(
-                    f"{artifact} loaded back differs from eager in {n!r} by {err:.3g} "
-                    f"(> {limit:.3g} = {LOADBACK_ATOL:g} + {LOADBACK_RTOL_PEAK:g} x peak "
-                    f"{float(np.max(np.abs(eager[n]))):.4g}); the export is wrong"
+                    f"{artifact} loaded back differs from eager in {spec.name!r}: "
+                    f"{'; '.join(c.messages)}; the export is wrong"
                 )
+            errors[artifact] = max(errors[artifact], c.max_abs or 0.0)
     return errors
 
 

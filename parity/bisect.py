@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from core.running_stats import wrap_to_pi
 from export.manifest import read_manifest
 from export.signature import AMPLITUDE, PHASE, PRED_AMPLITUDE, Signature
 from parity.errors import ParityError
@@ -325,7 +326,7 @@ def compare(
             and b.name in signature.output_names
             and signature.output(b.name).wraps
         ):
-            d = (d + np.pi) % (2 * np.pi) - np.pi  # phase: compare angles
+            d = wrap_to_pi(d)  # phase: compare angles, as the comparison kernel does
         finite = bool(np.isfinite(a).all() and np.isfinite(r).all())
         max_abs = float(np.abs(d).max()) if finite and d.size else (0.0 if finite else math.inf)
         peak = float(np.abs(a).max()) if finite and a.size else math.inf
