@@ -10,9 +10,11 @@ For the first failing pair it writes, under ``DIR``:
 - ``case.json``: the pair, the batch, each failed output's tolerance (``atol``, ``rtol``,
   ``rtol_peak`` and the peak it scaled), wrap/weighting, the measured errors, the environment
   fingerprint, and the bisect command;
-- ``rerun.py``: numpy and onnxruntime only. It re-applies each failed tolerance to the stored
-  outputs, runs ``model.onnx`` on ``inputs.npz`` with ONNX Runtime's CPU provider and says which
-  side it agrees with, and exits 1 when the failure reproduces, 0 when it does not.
+- ``rerun.py`` (:mod:`parity.rerun`), with the comparison kernel's own files in ``core/``
+  beside it (:data:`core.KERNEL_MODULES`): numpy and onnxruntime only, not this project. It
+  judges the stored outputs again by the very rule and tolerances the check used, runs
+  ``model.onnx`` on ``inputs.npz`` with ONNX Runtime's CPU provider and says which side it
+  agrees with, and exits 1 when the failure reproduces, 0 when it does not.
 
 The folder is written beside ``DIR`` and renamed into place, so a failed write leaves nothing.
 """
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+import core
 from core.json_codec import encode_tree
 from core.output_comparison import OutputComparison
 from export.signature import Signature
@@ -138,7 +141,7 @@ def write_repro(
             "environment": encode_tree(dict(environment)),
         }
         (staging / "case.json").write_text(json.dumps(case, indent=2) + "\n")
-        (staging / "rerun.py").write_text(_RERUN)
+        _copy_rerun(staging)
         (staging / "README.md").write_text(_readme(case))
         if out.exists():
             out.rmdir()  # empty (check_repro_target ran before the check)
@@ -157,6 +160,16 @@ def _outputs(
     return {k: np.ascontiguousarray(v[: stop - start]) for k, v in runner.infer(feed).items()}
 
 
+def _copy_rerun(into: Path) -> None:
+    """``rerun.py`` (:mod:`parity.rerun`) and, in ``core/``, the comparison kernel it imports."""
+    shutil.copy2(Path(__file__).with_name("rerun.py"), into / "rerun.py")
+    kernel = into / "core"
+    kernel.mkdir()
+    source = Path(core.__file__).parent
+    for name in ("__init__", *core.KERNEL_MODULES):
+        shutil.copy2(source / f"{name}.py", kernel / f"{name}.py")
+
+
 def _torch_files(pair: Pair) -> list[str]:
     return [_TORCH_FILES[r.backend] for r in (pair.left, pair.right) if r.backend in _TORCH_FILES]
 
@@ -166,6 +179,7 @@ def _failure(c: OutputComparison) -> dict[str, Any]:
         "output": c.output,
         **c.tolerance.to_dict(),  # atol, rtol, rtol_peak, max_fraction_out
         "peak": c.peak,
+        "expected_dtype": c.expected_dtype,
         "weighted": c.weighted,
         "failures": list(c.failures),
         "messages": list(c.messages),
@@ -199,87 +213,3 @@ def _readme(case: Mapping[str, Any]) -> str:
             f"    {case['bisect']}",
         ]
     return "\n".join(lines) + "\n"
-
-
-_RERUN = '''"""Rerun a failed parity comparison with numpy and onnxruntime only (see README.md)."""
-
-import json
-import sys
-from pathlib import Path
-
-import numpy as np
-
-HERE = Path(__file__).resolve().parent
-PHASE_WEIGHT_FLOOR = 1e-2  # phase errors count in full only where the amplitude exceeds this
-
-
-def wrap(d):
-    return (d + np.pi) % (2 * np.pi) - np.pi
-
-
-def out_of_tolerance(left, right, failure, spec, weight):
-    """Elements outside atol + rtol*|right| + rtol_peak*peak (non-finite ones count as out)."""
-    a, b = left.astype(np.float64), right.astype(np.float64)
-    finite = np.isfinite(a) & np.isfinite(b)
-    d = np.where(finite, a, 0.0) - np.where(finite, b, 0.0)
-    if spec["wraps"]:
-        d = wrap(d)
-        if failure["weighted"] and weight is not None:
-            d = d * np.minimum(1.0, np.abs(np.nan_to_num(weight)) / PHASE_WEIGHT_FLOOR)
-    floor = failure["atol"] + failure["rtol_peak"] * (failure["peak"] or 0.0)
-    bound = floor + failure["rtol"] * np.abs(np.where(finite, b, 0.0))
-    return int(((np.abs(d) > bound) | ~finite).sum()), float(np.abs(d).max()), d.size
-
-
-def main():
-    case = json.loads((HERE / "case.json").read_text())
-    pair = case["pair"]
-    print(f"pair {pair['left']} vs {pair['right']} ({pair['class']}, {pair['device']})")
-    reproduced = False
-    ort_out = None
-    if (HERE / "model.onnx").is_file():
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            print("onnxruntime is not installed: comparing the stored outputs only")
-        else:
-            session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
-            with np.load(HERE / "inputs.npz", allow_pickle=False) as data:
-                feed = {i.name: data[i.name] for i in session.get_inputs()}
-            rows = case["batch"]["stop"] - case["batch"]["start"]
-            names = [o.name for o in session.get_outputs()]
-            ort_out = {n: v[:rows] for n, v in zip(names, session.run(names, feed))}
-            print(f"onnxruntime {ort.__version__} on {session.get_providers()[0]}")
-    for failure in case["failures"]:
-        name = failure["output"]
-        spec = case["outputs"][name]
-        left = np.load(HERE / f"left_{name}.npy", allow_pickle=False)
-        right = np.load(HERE / f"right_{name}.npy", allow_pickle=False)
-        weight = None
-        if spec["weighted_by"]:
-            weight = np.load(HERE / f"right_{spec['weighted_by']}.npy", allow_pickle=False)
-        n_out, max_abs, size = out_of_tolerance(left, right, failure, spec, weight)
-        allowed = int(failure["max_fraction_out"] * size)
-        fails = n_out > allowed
-        reproduced |= fails
-        tol = f"atol {failure['atol']:g}, rtol {failure['rtol']:g}"
-        if failure["rtol_peak"]:
-            tol += f", rtol_peak {failure['rtol_peak']:g} x peak {failure['peak']:.6g}"
-        print(
-            f"{name}: stored sides differ by max {max_abs:.3e}; {n_out} of {size} elements out of "
-            f"tolerance ({tol}): {'FAILS' if fails else 'passes'}"
-        )
-        if ort_out is not None and name in ort_out:
-            here = ort_out[name]
-            for side, stored in (("left", left), ("right", right)):
-                diff = here.astype(np.float64) - stored
-                if spec["wraps"]:
-                    diff = wrap(diff)
-                print(f"  onnxruntime here vs stored {side} ({pair[side]}): max {np.abs(diff).max():.3e}")
-    print("failure reproduced" if reproduced else "failure NOT reproduced")
-    return 1 if reproduced else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-'''

@@ -49,9 +49,31 @@ def test_failing_check_writes_a_reproducer_that_reruns(artifacts: Path, tmp_path
     assert run.returncode == 1, run.stdout + run.stderr
     assert "FAILS" in run.stdout and "failure reproduced" in run.stdout
     assert "onnxruntime here vs stored" in run.stdout
+    # the verdict came from the comparison kernel the folder carries, not from this project
+    modules = _modules_rerun_imports(moved / "rerun.py")
+    assert {n.split(".")[0] for n in modules} == {"core"}, modules
+    assert all(Path(f).is_relative_to(moved / "core") for f in modules.values()), modules
     report = json.loads((artifacts / "report" / "report.json").read_text())
     assert any("python -m parity bisect" in n for n in report["notes"])
     assert any("reproducer written to" in n for n in report["notes"])
+
+
+def _modules_rerun_imports(script: Path) -> dict[str, str]:
+    """Run ``script`` in isolated mode; the modules of this project (and torch) it imported."""
+    ours = ("core", "export", "parity", "pipeline", "ptycho_torch", "bench", "torch")
+    probe = (
+        "import json, runpy, sys\n"
+        f"sys.argv = [{str(script)!r}]\n"
+        "try:\n"
+        "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(json.dumps({{n: str(m.__file__) for n, m in sys.modules.items() "
+        f"if n.split('.')[0] in {ours!r}}}))\n"
+    )
+    run = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout.splitlines()[-1])
 
 
 def test_passing_check_writes_no_reproducer(artifacts: Path, tmp_path: Path) -> None:
