@@ -25,7 +25,8 @@ def load_feed(
     - a *feed* NPZ whose keys are the signature's input names (``diffraction`` of shape
       ``(B, C, N, N)``, plus ``positions`` ``(B, C, 2)`` for the physics head), as the build
       writes to ``inputs.npz``;
-    - a *scan* NPZ in the data contract (``diffraction`` of shape ``(n, N, N)``): the first
+    - a *scan* NPZ in the data contract (``diffraction`` of shape ``(n, N, N)``), or a
+      PtychoPINN/Ptychodus training file (``diff3d``, :mod:`ptycho_torch.scan_layouts`): the first
       ``batch`` samples are taken, grouped into ``C`` channels by ``ptycho_torch.data`` and
       prepared as the original prepares network inputs: normalised over all groups of the
       scan, times the model's ``intensity_scale``.
@@ -35,15 +36,19 @@ def load_feed(
     if not path.is_file():
         raise SignatureError(f"inputs file {path} does not exist; pass --inputs PATH to an NPZ")
     arrays = read_npz(path, what="inputs")  # no pickles; sizes checked before allocating
-    if "diffraction" not in arrays:
-        raise SignatureError(f"inputs {path} has no 'diffraction' array; found {sorted(arrays)}")
-    diffraction = arrays["diffraction"]
+    key = "diffraction" if "diffraction" in arrays else "diff3d"  # diff3d: a training file
+    if key not in arrays:
+        raise SignatureError(
+            f"inputs {path} has no 'diffraction' array (a feed or a data-contract scan) nor "
+            f"'diff3d' (a PtychoPINN/Ptychodus training file); found {sorted(arrays)}"
+        )
+    diffraction = arrays[key]
     if diffraction.ndim in (3, 4) and diffraction.shape[0] == 0:
         raise SignatureError(
             f"inputs {path}: 'diffraction' holds no patterns (shape {list(diffraction.shape)}); "
             "pass a feed or scan with at least one"
         )
-    if diffraction.ndim == 4:
+    if diffraction.ndim == 4 and key == "diffraction":
         feed = {"diffraction": diffraction}
         if head == "physics":
             if "positions" not in arrays:
@@ -58,7 +63,7 @@ def load_feed(
                     f"--batch {batch} but inputs {path} holds {diffraction.shape[0]} samples"
                 )
             feed = {k: v[:batch] for k, v in feed.items()}
-    elif diffraction.ndim == 3:
+    elif diffraction.ndim == 3 or key == "diff3d":  # a scan, read by the scan reader
         feed = _feed_from_scan(path, config, batch or 4, head)
     else:
         raise SignatureError(

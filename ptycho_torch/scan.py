@@ -5,7 +5,9 @@ Every array enters the package here: :func:`load_npz` enforces the data contract
 (ARCHITECTURE.md) and casts float64/float16/uint16 diffraction to float32 and complex128 to
 complex64 with one logged note, so that nothing downstream ever sees float64. Training
 (:mod:`ptycho_torch.data`), ``python -m ptycho_torch.infer`` and the torch-free inference host
-(:mod:`export.predict`) prepare the network input with the same functions.
+(:mod:`export.predict`) prepare the network input with the same functions. Files in the original
+PtychoPINN's or Ptychodus's training layout (``diff3d``) are read through
+:mod:`ptycho_torch.scan_layouts`, which serves them in the contract's names.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ptycho_torch.errors import DataError
-from ptycho_torch.npz import NpzRowReader, read_npz
+from ptycho_torch.scan_layouts import ScanRows, read_scan_arrays
 
 __all__ = [
     "OPTIONAL_KEYS",
@@ -178,7 +180,7 @@ def load_npz(path: str | Path) -> PtychoData:
             non-finite diffraction. The message names the key, what was expected and found.
     """
     path = _existing(path)
-    arrays = read_npz(path, what="data file")  # no pickles; sizes checked before allocating
+    arrays = read_scan_arrays(path)  # contract names, whatever the layout (scan_layouts)
     raw = {k: arrays[k] for k in (*REQUIRED_KEYS, *OPTIONAL_KEYS) if k in arrays}
     check_layout(path, {k: (v.shape, v.dtype) for k, v in raw.items()} | _others(arrays))
     casts: list[str] = []
@@ -237,7 +239,7 @@ class ScanReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = _existing(path)
-        self._rows = NpzRowReader(self.path, what="data file")
+        self._rows = ScanRows(self.path)  # contract names, whatever the layout (scan_layouts)
         try:
             self._open()
         except BaseException:

@@ -33,7 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Reconstruct the object of a scan with a trained PtychoPINN.",
     )
     p.add_argument("--checkpoint", required=True, help="Lightning .ckpt or model.pt")
-    p.add_argument("--data", required=True, help="scan .npz (data contract)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="scan .npz (data contract, or a PtychoPINN/Ptychodus diff3d training file)",
+    )
     p.add_argument("--out", required=True, help="output folder")
     INFERENCE.add_to(p)
     p.add_argument(

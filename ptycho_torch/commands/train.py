@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m ptycho_torch.train", description="Train PtychoPINN with Lightning."
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="scan .npz (data contract)")
+    source.add_argument(
+        "--data", help="scan .npz (data contract, or a PtychoPINN/Ptychodus diff3d training file)"
+    )
     source.add_argument(
         "--preset", choices=tuple(PRESETS), help="demo: simulate and train a small model"
     )
