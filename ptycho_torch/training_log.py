@@ -27,6 +27,7 @@ __all__ = ["EpochLine", "RunCSVLogger", "plot_loss_curve", "read_metrics"]
 
 logger = logging.getLogger("ptycho_torch.train")
 
+
 class EpochLine(L.Callback):
     """Logs one line per finished epoch and the training throughput (``patterns_per_s``)."""
 
