@@ -60,6 +60,7 @@ __all__ = [
     "FLOOR",
     "JUMP",
     "BisectError",
+    "BisectOptions",
     "BisectResult",
     "Boundary",
     "BoundaryError",
@@ -75,6 +76,32 @@ JUMP = 10.0  # a boundary may carry this many times its upstream's relative erro
 FLOOR = 1e-5  # ... and never needs less room than this (5x the 2e-6 CPU target)
 
 _DECODER_OUTPUT = {"amplitude_decoder": AMPLITUDE, "phase_decoder": PHASE}
+
+
+@dataclass(frozen=True)
+class BisectOptions:
+    """What ``bisect`` compares: two backends of an artifacts folder on one batch."""
+
+    artifacts: Path = field(metadata={"help": "folder written by `python -m export build`"})
+    pair: str = field(
+        default="eager:onnxruntime",
+        metadata={
+            "help": "LEFT:RIGHT, each of eager, exported-program (or pt2), onnxruntime, tf-twin"
+        },
+    )
+    inputs: Path | None = field(
+        default=None, metadata={"help": "inputs NPZ (default: ARTIFACTS/inputs.npz, or a repro's)"}
+    )
+    sample: int = field(
+        default=0,
+        metadata={
+            "help": "bisect the artifact-sized batch holding this sample (a report's worst sample)"
+        },
+    )
+    device: str = field(default="cpu", metadata={"help": "device", "choices": ("cpu", "cuda")})
+    json: Path | None = field(
+        default=None, metadata={"help": "also write the per-boundary errors as JSON"}
+    )
 
 
 class BisectError(ParityError):

@@ -19,7 +19,6 @@ from ptycho_torch.cli_options import ConfigOptions
 
 if TYPE_CHECKING:
     from parity.check import CheckOptions
-    from ptycho_torch.config import ModelConfig
     from ptycho_torch.threads import ThreadChoice
 
 __all__ = [
@@ -253,47 +252,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _import_keras(args: argparse.Namespace) -> int:
-    """Twin-layout Keras weights + a ModelConfig JSON -> model file. The original PtychoPINN's
-    files (its config.json, wts.h5.zip, params.dill, model.weights.h5) are refused in one line
-    naming ``python -m ptycho_torch.import_tf``, which imports them."""
-    from parity.errors import ParityError
-    from parity.tf_twin.weights import keras_weights_to_model_file
-    from ptycho_torch.import_tf.originals import identify, import_command
+    from parity.import_keras import ImportKerasOptions, import_keras
 
-    for flag, path in (("--config", args.config), ("--weights", args.weights)):
-        found = identify(path)
-        if found is not None:
-            raise ParityError(
-                f"{flag} {path} is {found.describe()}; import-keras converts weights saved from "
-                "the twin layout with a ModelConfig JSON; import the original's model with "
-                f"`{import_command(found, str(args.out))}`"
-            )
-    config = _read_model_config(args.config)
-    keras_weights_to_model_file(args.weights, config, args.out)
+    import_keras(ImportKerasOptions(args.weights, args.config, args.out))
     print(f"wrote {args.out}")
     return ExitCode.PASS
-
-
-def _read_model_config(path: Path) -> ModelConfig:
-    """``--config`` of import-keras: a JSON object of ModelConfig fields (exit 2 otherwise)."""
-    import json
-
-    from parity.errors import ParityError
-    from ptycho_torch.config import ModelConfig
-
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ParityError(f"--config {path} is not a readable JSON file: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ParityError(
-            f"--config {path} holds a {type(doc).__name__}; expected a JSON object of "
-            "ModelConfig fields"
-        )
-    try:
-        return ModelConfig.from_dict(doc)
-    except (TypeError, ValueError) as exc:
-        raise ParityError(f"--config {path}: {exc}") from None
 
 
 def _import_reference(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 from core.tolerances import PAIR_CLASSES
 from export.manifest import sha256_file
 from export.signature import AMPLITUDE, HEADS, PHASE, PRED_AMPLITUDE, Signature, make_signature
-from parity.errors import ReferenceFormatError
+from parity.errors import ParityError, ReferenceFormatError
 from parity.original_case import OriginalCase, read_original_case
 from parity.reference import Reference, save_reference
 from ptycho_torch.atomic import atomic_write
@@ -38,6 +39,7 @@ __all__ = [
     "GENERATOR",
     "ORIGINAL_TOLERANCES",
     "SOURCE_KINDS",
+    "ImportReferenceOptions",
     "OriginalCase",
     "import_reference",
     "read_original_case",
@@ -84,6 +86,44 @@ _NETWORK_KEYS = {  # the original's name -> ModelConfig field, checked against -
     "pad_object": "pad_object",
     "amp_activation": "amp_activation",
 }
+
+
+@dataclass(frozen=True)
+class ImportReferenceOptions:
+    """What ``import-reference`` reads (a case folder of the original) and writes."""
+
+    source: tuple[str, str] = field(
+        metadata={
+            "help": "ptychopinn-tf and a case folder of the original (config.json, inputs.npz, "
+            "outputs.npz)",
+            "metavar": ("KIND", "DIR"),
+        }
+    )
+    out: Path = field(
+        metadata={"help": "reference.npz to write (provenance goes beside it as .json)"}
+    )
+    head: str = field(
+        default="object",
+        metadata={"help": "head the reference is for (one reference per head)", "choices": HEADS},
+    )
+    checkpoint: Path | None = field(
+        default=None,
+        metadata={
+            "help": "the model imported from the same case (python -m ptycho_torch.import_tf); "
+            "without it the reference has no weights digest and parity stops as stale (exit 4)"
+        },
+    )
+    inputs_out: Path | None = field(
+        default=None,
+        metadata={
+            "help": "feed NPZ to write, for `export build --inputs` (default: inputs.npz "
+            "beside --out)"
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.source[0] not in SOURCE_KINDS:
+            raise ParityError(f"--from {self.source[0]!r}: known kinds are {list(SOURCE_KINDS)}")
 
 
 def import_reference(

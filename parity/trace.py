@@ -26,7 +26,14 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CallRecord", "DtypeTrace", "TensorInfo", "dtype_trace"]
+__all__ = [
+    "CallRecord",
+    "DtypeTrace",
+    "TensorInfo",
+    "TraceOptions",
+    "dtype_trace",
+    "trace_inference",
+]
 
 CONTRACT_DTYPE = torch.float32
 _PROJECT = tuple(
@@ -195,6 +202,15 @@ def dtype_trace(model: nn.Module) -> Iterator[DtypeTrace]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    """What ``trace`` runs: a checkpoint's eager model on an NPZ's diffraction as stored."""
+
+    checkpoint: Path = field(metadata={"help": "model file or .ckpt"})
+    inputs: Path = field(metadata={"help": "NPZ whose 'diffraction' is fed as stored"})
+    json: Path | None = field(default=None, metadata={"help": "also write the trace as JSON"})
 
 
 def trace_inference(checkpoint: Path, inputs: Path) -> tuple[DtypeTrace, str | None]:

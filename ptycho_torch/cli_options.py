@@ -13,8 +13,10 @@ always reaches ``__post_init__``; its ``ValueError`` becomes a :class:`~ptycho_t
 (exit code 2) that names the option and the value.
 
 Supported annotations: ``int``, ``float``, ``str``, ``bool`` (``--x/--no-x``), ``Path`` (any
-class built from one string), ``X | None`` and ``Literal[...]`` (choices);
-``metadata["choices"]`` adds choices to any type. Torch-free: standard library only.
+class built from one string), ``X | None``, ``Literal[...]`` (choices) and ``tuple[X, X]`` (a
+fixed number of values, ``--from KIND DIR``); ``metadata["choices"]`` adds choices to any type
+and ``metadata["metavar"]`` names the values. A field without a default is a required option.
+Torch-free: standard library only.
 """
 
 from __future__ import annotations
@@ -96,11 +98,17 @@ class ConfigOptions(Generic[T]):
             kwargs["help"] = _help(self.helps.get(name, f.metadata.get("help")), f, presets or {})
             if "type" in kwargs and "choices" not in kwargs:  # --lr LR, not --lr LEARNING_RATE
                 kwargs["metavar"] = self.flag(name).lstrip("-").replace("-", "_").upper()
+            if "metavar" in f.metadata:
+                kwargs["metavar"] = f.metadata["metavar"]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                kwargs["required"] = True
             parser.add_argument(self.flag(name), dest=name, default=argparse.SUPPRESS, **kwargs)
 
     def given(self, args: argparse.Namespace) -> dict[str, Any]:
-        """The options of this dataclass that the user gave, by field name."""
-        return {name: getattr(args, name) for name in self.names if hasattr(args, name)}
+        """The options of this dataclass that the user gave, by field name (several values of
+        one option as a tuple)."""
+        given = {name: getattr(args, name) for name in self.names if hasattr(args, name)}
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
 
     def build(
         self,
@@ -156,6 +164,8 @@ def _argument_kwargs(annotation: Any, metadata: Mapping[str, Any]) -> dict[str, 
         kwargs.update(type=type(choices[0]), choices=choices)
     elif kind is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(kind) is tuple and len(set(typing.get_args(kind))) == 1:
+        kwargs.update(type=typing.get_args(kind)[0], nargs=len(typing.get_args(kind)))
     elif isinstance(kind, type) and typing.get_origin(kind) is None:
         kwargs["type"] = kind
     else:

@@ -139,14 +139,12 @@ def test_import_tf_names_the_flag_a_file_belongs_to_and_that_command_works(
 def test_import_tf_takes_a_run_folder_and_a_params_dill(ref: Path, params_dill: Path) -> None:
     from ptycho_torch.checkpoint import model_state_sha256
     from ptycho_torch.import_tf import import_archive, import_weights
-    from ptycho_torch.import_tf.cli import _import
-    from ptycho_torch.import_tf.cli import _parser as import_tf_parser
+    from ptycho_torch.import_tf.originals import import_given
 
     case = ref / "n64-gs1"
     archive = model_state_sha256(import_archive(case / "wts.h5.zip").model)
     # the folder imports its archive; the weights with params.dill are the same model
-    args = import_tf_parser().parse_args(["--archive", str(case)])
-    assert model_state_sha256(_import(args).model) == archive
+    assert model_state_sha256(import_given(archive=case).model) == archive
     dill = import_weights(case / "model.weights.h5", config=params_dill).model
     assert model_state_sha256(dill) == archive
     # a folder without the archive: its weights, config.json and probe.npz
@@ -154,8 +152,7 @@ def test_import_tf_takes_a_run_folder_and_a_params_dill(ref: Path, params_dill: 
     explicit = import_weights(
         gs2 / "model.weights.h5", config=gs2 / "config.json", probe=gs2 / "probe.npz"
     ).model
-    args = import_tf_parser().parse_args(["--weights", str(gs2)])
-    assert model_state_sha256(_import(args).model) == model_state_sha256(explicit)
+    assert model_state_sha256(import_given(weights=gs2).model) == model_state_sha256(explicit)
 
 
 def test_import_tf_config_that_is_a_weights_file_names_the_command(ref: Path) -> None:

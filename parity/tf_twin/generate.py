@@ -12,18 +12,20 @@ import datetime
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from export.signature import Signature
+from export.signature import HEADS, Signature
 from parity.reference import Reference, save_reference
 from parity.tf_twin.errors import TwinError
 from ptycho_torch.config import ModelConfig
 
 __all__ = [
     "GENERATOR",
+    "ReferenceOptions",
     "apply_tf_precision_policy",
     "generate_reference",
     "make_twin",
@@ -202,6 +204,18 @@ def _read_feed(inputs_npz: Path) -> dict[str, np.ndarray]:
         raise TwinError(
             f"cannot read inputs {inputs_npz} as an NPZ of arrays (pickled or corrupt?): {exc}"
         ) from None
+
+
+@dataclass(frozen=True)
+class ReferenceOptions:
+    """What ``reference`` writes: the twin's outputs for a checkpoint's weights on a feed."""
+
+    checkpoint: Path = field(metadata={"help": "Lightning .ckpt or model file"})
+    inputs: Path = field(metadata={"help": "feed NPZ (e.g. ARTIFACTS/inputs.npz)"})
+    out: Path = field(
+        metadata={"help": "reference.npz to write (provenance goes beside it as .json)"}
+    )
+    head: str = field(default="object", metadata={"help": "head to run", "choices": HEADS})
 
 
 _HEAD_INPUTS = ("diffraction", "positions")  # inputs some head reads; other keys stay errors

@@ -124,3 +124,28 @@ def test_rejects_a_field_type_it_cannot_parse() -> None:
 
     with pytest.raises(TypeError, match="no command-line option"):
         ConfigOptions(Listy).add_to(argparse.ArgumentParser())
+
+
+@dataclass(frozen=True)
+class Needy:
+    out: Path = field(metadata={"help": "file to write"})
+    source: tuple[str, str] = field(
+        default=("a", "b"), metadata={"help": "kind and folder", "metavar": ("KIND", "DIR")}
+    )
+
+
+def test_a_field_without_default_is_a_required_option() -> None:
+    options = ConfigOptions(Needy)
+    with pytest.raises(SystemExit) as info:
+        _parse(options, [])
+    assert info.value.code == 2
+    assert options.build(_parse(options, ["--out", "x.npz"])) == Needy(Path("x.npz"))
+
+
+def test_a_fixed_size_tuple_takes_that_many_values_named_by_its_metavar() -> None:
+    options = ConfigOptions(Needy, flags={"source": "--from"})
+    parser = argparse.ArgumentParser(prog="toy")
+    options.add_to(parser)
+    assert "--from KIND DIR" in " ".join(parser.format_help().split())
+    args = parser.parse_args(["--out", "x", "--from", "ptychopinn-tf", "case"])
+    assert options.build(args).source == ("ptychopinn-tf", "case")
