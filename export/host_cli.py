@@ -22,7 +22,7 @@ from export.archive import open_artifacts, pack_artifacts
 from export.host import DEVICES
 from export.predict import Prediction, Predictor
 from export.verify import VerifyOptions, verify_artifacts
-from ptycho_torch.cli import run_cli
+from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.cli_options import ConfigOptions
 from ptycho_torch.recon_files import (
     RECONSTRUCTION_FILES,
@@ -80,8 +80,25 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         help="folder written by `python -m export build`, or an archive from `python -m export "
         "pack` (default: artifacts)",
     )
-    predict.add_argument("--data", type=Path, required=True, help="scan .npz (data contract)")
-    predict.add_argument("--out", type=Path, required=True, help="output folder (replaced whole)")
+    predict.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="scan .npz (data contract, or a PtychoPINN/Ptychodus diff3d training file); with "
+        "--product: a Ptychodus diffraction file (.npz, .h5) or a training .npz",
+    )
+    predict.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder (replaced whole); with --product: the Ptychodus product to write (.h5)",
+    )
+    predict.add_argument(
+        "--product",
+        type=Path,
+        help="a Ptychodus product file (.h5): reconstruct on its positions and object geometry "
+        "and write OUT.h5 (needs the 'ptychodus' extra; docs/ptychodus.md)",
+    )
     PREDICT.add_to(predict)
     verify = sub.add_parser(
         "verify",
@@ -137,6 +154,13 @@ def _verify(args: argparse.Namespace) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     options = PREDICT.build(args)  # before any file is read
+    if args.product is not None:
+        return _predict_product(args, options)
+    if args.out.suffix.lower() in (".h5", ".hdf5"):
+        raise UsageError(
+            f"--out {args.out}: a Ptychodus product is written only with --product PRODUCT.h5 "
+            "(its positions and object geometry); without it --out is a folder"
+        )
     check_out_folder(args.out, OUTPUT_FILES)  # before the model runs, not after
     with open_artifacts(args.artifacts) as directory:  # an archive: unpacked until the end
         predictor = Predictor(directory, device=options.device)
@@ -160,6 +184,18 @@ def _predict(args: argparse.Namespace) -> None:
     written = write_folder_atomically(args.out, write, OUTPUT_FILES)
     print(f"{prediction.stats.summary()}; {_coverage(prediction)}")
     print(f"wrote {args.out}/ ({', '.join(p.name for p in written)})")
+
+
+def _predict_product(args: argparse.Namespace, options: PredictOptions) -> None:
+    from export.ptychodus.files import predict_product  # no ptychodus: exit 3, its install line
+
+    progress = _Progress(options.progress_every)
+    result = predict_product(
+        args.artifacts, args.product, args.data, args.out, options.device, progress
+    )
+    progress.close()
+    for line in result.lines():
+        print(line)
 
 
 def _coverage(prediction: Prediction) -> str:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,14 +42,30 @@ from export.session import SessionSettings
 from export.signature import AMPLITUDE, PHASE
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.errors import DataError
-from ptycho_torch.scan import ScanReader, factor_from_counts, group_scan_points, network_input
+from ptycho_torch.scan import factor_from_counts, group_scan_points, network_input
 from ptycho_torch.stitch import StitchAccumulator, StitchedObject, object_shape
 
-__all__ = ["Prediction", "PredictionStats", "Predictor"]
+__all__ = ["Prediction", "PredictionStats", "Predictor", "Progress", "ScanSource"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]  # (patterns done, patterns in all)
+
+
+class ScanSource(Protocol):
+    """What :meth:`Predictor.predict` reads of a scan: :class:`ptycho_torch.scan.ScanReader`
+    (an NPZ file), or a scan already in memory (:class:`export.ptychodus.adapter.PatternScan`)."""
+
+    path: Any  # what the scan is, for messages
+    n: int
+    N: int
+    xcoords: np.ndarray
+    ycoords: np.ndarray
+    object_shape: tuple[int, int] | None
+
+    def pattern_counts(self) -> np.ndarray: ...
+
+    def take(self, indices: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -123,7 +139,7 @@ class Predictor:
         if device == "cuda" and "CUDAExecutionProvider" in self.host.providers:
             self.host.bind_io()  # one copy each way per batch, no allocation per run
 
-    def predict(self, scan: ScanReader, progress: Progress | None = None) -> Prediction:
+    def predict(self, scan: ScanSource, progress: Progress | None = None) -> Prediction:
         """Reconstruct ``scan``: every pattern predicted once per group it belongs to, the
         patches averaged per scan point and stitched (``python -m ptycho_torch.infer``'s
         semantics), in batches of the artifact's ``B`` (the last one padded, padding dropped).
@@ -167,7 +183,7 @@ class Predictor:
         return Prediction(stitcher.result(), stats)
 
     def _patches(
-        self, scan: ScanReader, indices: np.ndarray, positions: np.ndarray, factor: float
+        self, scan: ScanSource, indices: np.ndarray, positions: np.ndarray, factor: float
     ) -> Iterator[tuple[int, np.ndarray]]:
         """``(first sample, complex64 (b, C, N, N) patches)`` per batch of samples."""
         scale = self.config.intensity_scale

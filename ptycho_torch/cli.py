@@ -78,7 +78,8 @@ INSTALL_HINTS: dict[str, str] = {
     "constraints.txt -e '.[tf]'",
     "keras": "Keras is not installed; install the 'tf' extra: pip install -c constraints.txt "
     "-e '.[tf]'",
-    "ptychodus": "Ptychodus is not installed; pip install ptychodus",
+    "ptychodus": "Ptychodus is not installed; install the 'ptychodus' extra: pip install -c "
+    "constraints.txt -e '.[ptychodus]' (on a host: pip install ptychodus==1.7.0)",
     "pytriton": "PyTriton is not installed; it needs Python 3.12 and numpy<2: pip install "
     "nvidia-pytriton==0.7.0 'numpy<2' in a Python 3.12 environment",
     "tritonclient": "the Triton client is not installed; pip install 'tritonclient[all]'",
