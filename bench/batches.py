@@ -36,7 +36,8 @@ def artifacts_for_batch(
     artifacts: Path, manifest: Manifest, batch: int, workdir: Path
 ) -> BatchArtifacts:
     """``artifacts`` itself when it was built for ``batch``, else a build into ``workdir``."""
-    from export.build import BuildOptions, build
+    from export.build import build
+    from export.options import BuildOptions
 
     built_batch = int(manifest.signature["inputs"][0]["shape"][0])
     if batch == built_batch:

@@ -34,6 +34,7 @@ from bench.tuning import EagerMode
 from export.manifest import Manifest
 from export.session import SessionSettings
 from parity.errors import EnvironmentUnavailable
+from ptycho_torch.thread_option import parse_threads
 from ptycho_torch.threads import Samples, interleave
 
 __all__ = ["BenchOptions", "parse_batches", "run_bench"]
@@ -110,8 +111,6 @@ class BenchOptions:
     )
 
     def __post_init__(self) -> None:
-        from ptycho_torch.threads import parse_threads
-
         parse_batches(self.batch)
         parse_threads(self.threads)  # ValueError names --threads
         if self.seconds < 0:

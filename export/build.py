@@ -53,7 +53,7 @@ from ptycho_torch.checkpoint import load_model, model_state_sha256, save_model
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.digest import arrays_sha256
 
-__all__ = ["DEMO_DIR", "BuildOptions", "BuildResult", "ReferenceMaker", "build"]
+__all__ = ["BuildResult", "ReferenceMaker", "build"]
 
 log = logging.getLogger(__name__)
 

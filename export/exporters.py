@@ -16,12 +16,10 @@ from torch import Tensor, nn
 
 from export.contract import iter_graphs
 from export.errors import BuildError
-from export.options import DEFAULT_OPSET
 from export.signature import Signature
 from ptycho_torch.errors import writing
 
 __all__ = [
-    "DEFAULT_OPSET",
     "SIGNATURE_EXTRA_FILE",
     "export_onnx",
     "export_program",

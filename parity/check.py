@@ -45,7 +45,6 @@ __all__ = [
     "DEVICES",
     "CheckOptions",
     "check_targets",
-    "make_runners",
     "report_dir_of",
     "resolve_devices",
     "run_check",

@@ -40,9 +40,7 @@ __all__ = [
     "ORIGINAL_TOLERANCES",
     "SOURCE_KINDS",
     "ImportReferenceOptions",
-    "OriginalCase",
     "import_reference",
-    "read_original_case",
 ]
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,6 @@ __all__ = [
     "fewest_threads",
     "interleave",
     "logical_cpus",
-    "parse_threads",
     "physical_cores",
     "set_threads",
 ]

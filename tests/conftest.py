@@ -199,7 +199,8 @@ def built(
     Built from a neighbouring folder with relative ``--checkpoint``/``--inputs`` paths, as a
     user would type them: the manifest must record them resolved.
     """
-    from export.build import BuildOptions, build
+    from export.build import build
+    from export.options import BuildOptions
 
     root = tmp_path_factory.mktemp("build")
     shutil.copy(model_file, root / "model.pt")
@@ -219,7 +220,8 @@ def built(
 @pytest.fixture(scope="session")
 def built_physics(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
     """The physics head at gridsize 2 (overlap constraint, shift matmuls, DFT); do not modify it."""
-    from export.build import BuildOptions, build
+    from export.build import build
+    from export.options import BuildOptions
 
     root = tmp_path_factory.mktemp("build-physics")
     model = make_model_file(root / "model.pt", seed=2, gridsize=2)

@@ -264,7 +264,8 @@ def test_leftovers_of_a_killed_check_are_removed_and_a_live_ones_kept(failed: Pa
 def test_published_artifacts_get_their_report_replaced_inside_the_version(
     fast_export: None, model_file: Path, feed_file: Path, tmp_path: Path
 ) -> None:
-    from export.build import BuildOptions, build
+    from export.build import build
+    from export.options import BuildOptions
     from export.publish import check_out
 
     out = tmp_path / "artifacts"

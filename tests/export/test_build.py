@@ -15,10 +15,11 @@ import pytest
 from onnx import helper
 
 from export import build as build_module
-from export.build import BuildOptions, BuildResult, build
+from export.build import BuildResult, build
 from export.contract import check_onnx_contract
 from export.errors import BuildError, DtypeContractError, ExportError
 from export.manifest import sha256_file
+from export.options import BuildOptions
 from tests.conftest import export_cli as _main
 from tests.conftest import run_main
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export.build import DEMO_DIR
+from export.options import DEMO_DIR
 from parity.reference import load_reference
 from ptycho_torch.checkpoint import load_model, model_state_sha256
 from ptycho_torch.digest import arrays_sha256

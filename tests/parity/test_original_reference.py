@@ -22,7 +22,8 @@ import pytest
 from export.inputs import load_feed
 from parity.check import CheckOptions, run_check
 from parity.errors import ReferenceFormatError, StaleReferenceError
-from parity.import_reference import GENERATOR, import_reference, read_original_case
+from parity.import_reference import GENERATOR, import_reference
+from parity.original_case import read_original_case
 from parity.reference import load_reference
 from ptycho_torch.digest import arrays_sha256
 from tests.conftest import parity_cli as _parity

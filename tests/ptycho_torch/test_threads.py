@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ptycho_torch.threads import ThreadChoice, parse_threads, physical_cores, set_threads
+from ptycho_torch.thread_option import parse_threads
+from ptycho_torch.threads import ThreadChoice, physical_cores, set_threads
 
 pytestmark = pytest.mark.usefixtures("restore_threads")  # tests/conftest.py
 
