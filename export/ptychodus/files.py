@@ -118,6 +118,11 @@ def pair(
             )
         return ReconstructInput(values, _bad_pixels(patterns, values, data), product)
     wanted = np.asarray(patterns.indexes).astype(np.int64)
+    if wanted.shape != (len(values),):
+        raise PtychodusInputError(
+            f"{data}: {len(values)} patterns but {wanted.size} scan indexes ('indexes'); write "
+            "one scan index per pattern"
+        )
     have = positions.get_indexes().astype(np.int64)
     row = {int(index): k for k, index in enumerate(have)}
     missing = [int(i) for i in wanted if int(i) not in row]

@@ -8,8 +8,14 @@ ground-truth object) and written with Ptychodus's own writers; the tests hold wh
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -29,9 +35,11 @@ from ptychodus.api.probe import ProbeSequence  # noqa: E402
 from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence  # noqa: E402
 from ptychodus.api.product import Product, ProductMetadata  # noqa: E402
 from ptychodus.api.reconstruct import ReconstructInput, TrainableReconstructor  # noqa: E402
+from ptychodus.api.settings import SettingsRegistry  # noqa: E402
 from ptychodus.plugins.npz_diffraction_file import NPZDiffractionFileIO  # noqa: E402
 
 from export.predict import Predictor  # noqa: E402
+from export.ptychodus.adapter import PtychodusInputError  # noqa: E402
 from export.ptychodus.library import PtychoPINNOnnxLibrary  # noqa: E402
 from export.ptychodus.model_file import PROGRESS_GOAL  # noqa: E402
 from export.ptychodus.reconstructor import OnnxReconstructor  # noqa: E402
@@ -91,7 +99,7 @@ def write_ptychodus_files(inp: ReconstructInput, folder: Path) -> tuple[Path, Pa
     dataset = SimpleDiffractionDataset(
         DiffractionMetadata([n], patterns.dtype, ImageExtent(width, height)),
         DiffractionDatasetLayoutNode.create_root(),
-        [SimpleDiffractionArray("scan", inp.product.probe_positions.get_indexes(), patterns)],
+        [SimpleDiffractionArray("scan", np.arange(n), patterns)],  # scan indexes 0..n-1
         bad_pixels=inp.bad_pixels,
     )
     NPZDiffractionFileIO().write(folder / "patterns.npz", dataset)
@@ -290,3 +298,230 @@ def test_a_ptychodus_training_file_predicts_as_its_measured_scan(
     m = want.obj.shape[0]
     assert got.obj.shape == (m + 2 * PAD, m + 2 * PAD)
     _assert_same(got.obj[PAD : PAD + m, PAD : PAD + m], want.obj)
+
+
+# --- bad input (item 5): one line, exit 2, nothing written -------------------------------------
+
+
+def _replace(
+    inp: ReconstructInput, patterns: np.ndarray | None = None, **product: Any
+) -> ReconstructInput:
+    values = inp.diffraction_patterns if patterns is None else patterns
+    bad = np.zeros(values.shape[1:], bool)
+    return ReconstructInput(values, bad, dataclasses.replace(inp.product, **product))
+
+
+def _positions(
+    inp: ReconstructInput, keep: slice = slice(None), move: float = 0.0
+) -> ProbePositionSequence:
+    points = list(inp.product.probe_positions)[keep]
+    if move:
+        points[3] = ProbePosition(points[3].index, points[3].x_m + move, points[3].y_m)
+    return ProbePositionSequence(points)
+
+
+def _nan(inp: ReconstructInput) -> np.ndarray:
+    patterns = inp.diffraction_patterns.copy()
+    patterns[4, 10, 10] = np.nan
+    return patterns
+
+
+BAD_INPUTS: dict[str, tuple[Callable[[ReconstructInput], ReconstructInput], str, str]] = {
+    # case: (the bad input, what the reconstructor says, what the CLI says)
+    "pattern size not N": (
+        lambda i: _replace(i, i.diffraction_patterns[:, 16:48, 16:48]),
+        "are 32x32 but the model was exported for N=64",
+        "are 32x32 but the model was exported for N=64",
+    ),
+    "position outside the geometry": (
+        lambda i: _replace(i, probe_positions=_positions(i, move=1e-6)),
+        "1 of 25 probe positions put their 64x64 patch outside the object geometry",
+        "scan index 3 at object pixel",
+    ),
+    "product without positions": (
+        lambda i: _replace(i, probe_positions=ProbePositionSequence()),
+        "the product has no probe positions",
+        "has no probe positions",
+    ),
+    "more patterns than positions": (
+        lambda i: _replace(i, probe_positions=_positions(i, keep=slice(0, 23))),
+        "25 diffraction patterns but 23 probe positions; a ReconstructInput pairs them row by row",
+        "they are paired by scan index, one position per pattern: 2 pattern(s) have no position "
+        "(first: [23, 24])",
+    ),
+    "NaN pattern": (
+        lambda i: _replace(i, _nan(i)),
+        "1 diffraction pattern(s) hold NaN or Inf values (first: row 4, scan index 4)",
+        "(first: row 4, scan index 4)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_clear_error_and_nothing_is_written(
+    case: str, small: PtychoData, built: BuildResult, tmp_path: Path
+) -> None:
+    make, says, cli_says = BAD_INPUTS[case]
+    good = ptychodus_input(small)
+    bad = make(good)
+    reconstructor = OnnxReconstructor()
+    reconstructor.load_model_from_file(built.out)
+    with pytest.raises(PtychodusInputError) as info:
+        list(reconstructor.reconstruct(bad))
+    assert says in str(info.value)
+    if case == "more patterns than positions":  # the files pair by scan index
+        bad = ReconstructInput(good.diffraction_patterns, good.bad_pixels, bad.product)
+    product, patterns = write_ptychodus_files(bad, tmp_path / "in")
+    out = tmp_path / "out.h5"
+    run = export_cli(
+        "predict", "--artifacts", str(built.out), "--product", str(product),
+        "--data", str(patterns), "--out", str(out),
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and cli_says in errors[0], run.stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.h5*"))
+
+
+def test_a_multi_mode_probe_says_that_no_mode_is_used_and_is_kept(
+    small: PtychoData, built: BuildResult, caplog: pytest.LogCaptureFixture
+) -> None:
+    inp = ptychodus_input(small, modes=3)
+    reconstructor = OnnxReconstructor()
+    reconstructor.load_model_from_file(built.out)
+    with caplog.at_level(logging.WARNING):
+        (output,) = reconstructor.reconstruct(inp)
+    assert "the product's probe has 3 incoherent mode(s)" in caplog.text
+    assert "no mode of the product's probe is used" in caplog.text
+    assert np.array_equal(output.product.probes.get_array(), inp.product.probes.get_array())
+
+
+def test_an_h5_out_without_a_product_is_a_usage_error(built: BuildResult, tmp_path: Path) -> None:
+    scan = write_npz(simulate_scan(SimulationConfig(seed=1, n_images=4)), tmp_path / "s.npz")
+    out = tmp_path / "o.h5"
+    run = export_cli(
+        "predict", "--artifacts", str(built.out), "--data", str(scan), "--out", str(out)
+    )
+    assert run.returncode == 2 and "written only with --product PRODUCT.h5" in run.stderr
+    assert not out.exists()
+
+
+# --- model files, registration ------------------------------------------------------------------
+
+
+def test_a_packed_archive_loads_and_save_model_writes_one(
+    small: PtychoData, built: BuildResult, tmp_path: Path
+) -> None:
+    folder = OnnxReconstructor()
+    folder.load_model_from_file(built.out / "manifest.json")
+    archive = tmp_path / "model.tar.gz"
+    folder.save_model(archive)  # python -m export pack's archive
+    packed = OnnxReconstructor()
+    packed.load_model_from_file(archive)
+    assert packed.is_model_loaded() and packed.get_model_file_extension() == ".tar.gz"
+    inp = ptychodus_input(small)
+    (a,) = folder.reconstruct(inp)
+    (b,) = packed.reconstruct(inp)
+    assert np.array_equal(a.product.object_.get_array(), b.product.object_.get_array())
+
+
+def test_the_library_registers_one_subprocess_reconstructor_with_a_device_setting() -> None:
+    registry = SettingsRegistry()
+    library = PtychoPINNOnnxLibrary(registry, False)
+    (reconstructor,) = library
+    assert library.name == "PtychoPINN ONNX" and reconstructor.name == "ONNX"
+    assert isinstance(reconstructor, TrainableReconstructor)
+    assert reconstructor.get_model_file_filter().startswith("PtychoPINN ONNX artifacts")
+    assert not reconstructor.is_model_loaded()
+    with pytest.raises(NotImplementedError, match="python -m ptycho_torch.train"):
+        next(iter(reconstructor.train(Path("in"), Path("out"))))
+
+
+# --- torch-free, and without ptychodus ---------------------------------------------------------
+
+# Installed as sitecustomize in every process of the run (the spawned Ptychodus child included):
+# importing any of BLOCKED fails as a package that is not installed does.
+BLOCKER = """
+import sys
+BLOCKED = {blocked!r}
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)", name=name)
+        return None
+sys.meta_path.insert(0, Blocker())
+"""
+
+TORCH_FREE_RUN = """
+import sys
+from pathlib import Path
+import numpy as np
+from ptychodus.api.io import load_product
+from ptychodus.api.reconstruct import ReconstructInput
+
+artifacts, product, data, out = map(Path, sys.argv[1:5])
+with np.load(data) as f:
+    inp = ReconstructInput(f["patterns"], f["bad_pixels"], load_product(product))
+
+# Ptychodus's process: the library runs the model in a child, never loading ONNX Runtime here
+from export.ptychodus.library import PtychoPINNOnnxLibrary
+(child,) = PtychoPINNOnnxLibrary()
+child.load_model_from_file(artifacts)
+(output,) = child.reconstruct(inp)
+assert "onnxruntime" not in sys.modules, "the parent loaded ONNX Runtime"
+
+from export.ptychodus.reconstructor import OnnxReconstructor
+here = OnnxReconstructor()
+here.load_model_from_file(artifacts)
+(same,) = here.reconstruct(inp)
+assert (same.product.object_.get_array() == output.product.object_.get_array()).all()
+
+from export.host_cli import main
+assert main(["predict", "--artifacts", str(artifacts), "--product", str(product),
+             "--data", str(data), "--out", str(out)], prog="python -m export") == 0
+loaded = [m for m in ("torch", "lightning", "tensorflow", "keras", "onnx") if m in sys.modules]
+assert not loaded, loaded
+print("torch-free OK")
+"""
+
+
+def _blocked_run(
+    blocked: set[str], code: str, *args: Path, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BLOCKER.format(blocked=sorted(blocked)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
+    )  # fmt: skip
+
+
+def test_the_ptychodus_path_runs_with_torch_lightning_and_tensorflow_blocked(
+    small: PtychoData, built: BuildResult, tmp_path: Path
+) -> None:
+    product, patterns = write_ptychodus_files(ptychodus_input(small), tmp_path / "in")
+    out = tmp_path / "out.h5"
+    proc = _blocked_run(
+        {"torch", "lightning", "tensorflow", "keras", "onnx", "onnxscript"},
+        TORCH_FREE_RUN, built.out, product, patterns, out, tmp_path=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "torch-free OK" in proc.stdout, proc.stderr
+    assert "predicted 25 patterns in" in proc.stdout and out.is_file()
+
+
+def test_without_ptychodus_the_ptychodus_path_is_exit_3_with_the_install_line(
+    small: PtychoData, built: BuildResult, tmp_path: Path
+) -> None:
+    product, patterns = write_ptychodus_files(ptychodus_input(small), tmp_path / "in")
+    out = tmp_path / "out.h5"
+    code = "import sys; from export.host_cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = _blocked_run(
+        {"ptychodus"}, code, Path("predict"), Path("--artifacts"), built.out,
+        Path("--product"), product, Path("--data"), patterns, Path("--out"), out,
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "pip install -c constraints.txt -e '.[ptychodus]'" in proc.stderr
+    assert not out.exists()
