@@ -55,6 +55,7 @@ from parity.runners import (
     make_runner,
     runner_type,
 )
+from ptycho_torch.npz import NpzRowReader
 
 __all__ = [
     "FLOOR",
@@ -314,11 +315,9 @@ def read_batch(
     inputs: Path, signature: Signature, sample: int
 ) -> tuple[dict[str, np.ndarray], int]:
     """The artifact-sized batch holding ``sample`` (and where it starts) from an inputs NPZ."""
-    from parity.npz_stream import NpzRows
-
     size = signature.inputs[0].shape[0]
-    with NpzRows(inputs, "inputs file") as rows:
-        held = rows.shape(signature.input_names[0])[0]
+    with NpzRowReader(inputs, "inputs file") as rows:
+        held = rows.member(signature.input_names[0]).shape[0]
         if not 0 <= sample < held:
             raise BisectError(f"--sample {sample}: {inputs} holds samples 0..{held - 1}")
         start = (sample // size) * size

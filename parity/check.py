@@ -23,7 +23,6 @@ from export.manifest import read_manifest
 from export.signature import Signature
 from parity.calibrate import calibrate
 from parity.errors import ParityError, ReferenceFormatError, ReportFolderError
-from parity.npz_stream import NpzRows
 from parity.pairs import Pair, activate_runners, make_pairs, make_runners, tolerance_table
 from parity.precision import apply_precision_policy, environment_fingerprint
 from parity.provenance import (
@@ -39,6 +38,7 @@ from parity.results import ParityReport
 from parity.runners import Backend
 from parity.streaming import output_peaks, stream
 from ptycho_torch.errors import ExitCode, ToolError
+from ptycho_torch.npz import NpzRowReader
 from ptycho_torch.thread_option import THREADS_HELP, parse_threads
 
 __all__ = [
@@ -259,7 +259,7 @@ def _run_check(options: CheckOptions, threads: dict[str, Any] | None) -> ParityR
     notes = [] if reference else ["no TensorFlow reference: compared backends pairwise only"]
     unavailable: list[str] = []  # requested runners that did not come up (--device cuda)
 
-    with NpzRows(inputs_path, "inputs file") as inputs, ExitStack() as stack:
+    with NpzRowReader(inputs_path, "inputs file") as inputs, ExitStack() as stack:
         n = check_inputs(inputs, signature)
         if reference is not None:
             check_reference_layout(reference, signature, n)

@@ -20,16 +20,16 @@ from parity.errors import (
     StaleReferenceError,
     WeightsMismatchError,
 )
-from parity.npz_stream import NpzRows
 from parity.reference import ReferenceFile
 from ptycho_torch.digest import ArraysDigest
+from ptycho_torch.npz import NpzRowReader
 
 __all__ = ["check_inputs", "check_reference_fresh", "check_weights", "inputs_sha256"]
 
 _DIGEST_ROWS = 256  # rows per read while hashing the inputs
 
 
-def check_inputs(inputs: NpzRows, signature: Signature) -> int:
+def check_inputs(inputs: NpzRowReader, signature: Signature) -> int:
     """The number of samples in ``inputs``: every signature input present, float32, with the
     signature's per-sample shape, and all with the same sample count.
 
@@ -39,9 +39,11 @@ def check_inputs(inputs: NpzRows, signature: Signature) -> int:
     path = inputs.path
     counts = set()
     for spec in signature.inputs:
-        if spec.name not in inputs.keys:
-            raise ParityError(f"inputs {path} lacks {spec.name!r}; it holds {inputs.keys}")
-        shape, dtype = inputs.shape(spec.name), inputs.dtype(spec.name)
+        if spec.name not in inputs.members:
+            held = sorted(inputs.members)
+            raise ParityError(f"inputs {path} lacks {spec.name!r}; it holds {held}")
+        member = inputs.member(spec.name)
+        shape, dtype = member.shape, member.dtype
         if dtype != np.float32 or tuple(shape[1:]) != spec.shape[1:]:
             raise ParityError(
                 f"inputs {path}: {spec.name!r} is {dtype}{list(shape)}, expected float32"
@@ -76,12 +78,13 @@ def check_reference_layout(reference: ReferenceFile, signature: Signature, n: in
         )
 
 
-def inputs_sha256(inputs: NpzRows, names: list[str]) -> str:
+def inputs_sha256(inputs: NpzRowReader, names: list[str]) -> str:
     """``ptycho_torch.digest.arrays_sha256`` of the arrays ``names``, read a few rows at a time."""
     digest = ArraysDigest()
     for name in sorted(names):
-        shape = inputs.shape(name)
-        digest.begin(name, inputs.dtype(name), shape)
+        member = inputs.member(name)
+        shape = member.shape
+        digest.begin(name, member.dtype, shape)
         for start in range(0, shape[0], _DIGEST_ROWS):
             digest.update(inputs.rows(name, start, start + _DIGEST_ROWS))
     return digest.hexdigest()

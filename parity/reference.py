@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from parity.errors import ReferenceFormatError
-from parity.npz_stream import NpzRows
 from ptycho_torch.atomic import atomic_write
+from ptycho_torch.errors import DataError
+from ptycho_torch.npz import NpzRowReader
 
 __all__ = [
     "REFERENCE_SCHEMA",
@@ -56,7 +57,7 @@ class Reference:
 @dataclass(frozen=True)
 class ReferenceFile:
     """A stored reference as the check reads it: provenance and array shapes, never the arrays
-    (``NpzRows(path)`` reads their rows, so memory stays bounded whatever the length)."""
+    (``NpzRowReader(path)`` reads their rows, so memory stays bounded whatever the length)."""
 
     path: Path
     provenance: dict[str, Any]
@@ -125,11 +126,12 @@ def load_reference(path: str | Path) -> ReferenceFile:
             f"reference {path} has schema {prov['schema']!r}; this version reads {REFERENCE_SCHEMA}"
         )
     try:
-        with NpzRows(path, "reference file") as rows:
-            shapes = {k: rows.shape(k) for k in rows.keys}
-            dtypes = {k: rows.dtype(k) for k in rows.keys}
-    except ReferenceFormatError as exc:
+        with NpzRowReader(path, "reference file") as rows:
+            members = {k: rows.member(k) for k in sorted(rows.members)}
+    except DataError as exc:
         raise ReferenceFormatError(
             f"cannot read reference arrays {path} (pickled or corrupt NPZ?): {exc}"
         ) from None
+    shapes = {k: m.shape for k, m in members.items()}
+    dtypes = {k: m.dtype for k, m in members.items()}
     return ReferenceFile(path=path, provenance=prov, shapes=shapes, dtypes=dtypes)

@@ -36,10 +36,10 @@ from core.json_codec import encode_tree
 from core.output_comparison import OutputComparison
 from export.signature import Signature
 from parity.errors import ParityError
-from parity.npz_stream import NpzRows
 from parity.pairs import Pair
 from parity.runners import Backend, ReferenceRunner, Runner, runner_type
 from parity.streaming import batch_feed
+from ptycho_torch.npz import NpzRowReader
 
 __all__ = ["bisect_command", "check_repro_target", "write_repro"]
 
@@ -79,7 +79,7 @@ def write_repro(
     *,
     artifacts: Path,
     signature: Signature,
-    inputs: NpzRows,
+    inputs: NpzRowReader,
     n: int,
     pairs: Sequence[Pair],
     comparisons: Sequence[OutputComparison],

@@ -16,9 +16,9 @@ import numpy as np
 from core.running_stats import array_peak, wrap_to_pi
 from core.tolerances import PAIR_CLASSES, ToleranceTable
 from export.signature import Signature, TensorSpec
-from parity.npz_stream import NpzRows
 from parity.pairs import Pair
 from parity.runners import EagerRunner, ReferenceRunner, Runner
+from ptycho_torch.npz import NpzRowReader
 
 __all__ = ["batch_feed", "output_peaks", "stream"]
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def stream(
-    inputs: NpzRows, n: int, signature: Signature, runners: list[Runner], pairs: list[Pair]
+    inputs: NpzRowReader, n: int, signature: Signature, runners: list[Runner], pairs: list[Pair]
 ) -> None:
     """Run every (active) runner on each chunk of the ``n`` samples and update every pair."""
     batch = signature.inputs[0].shape[0]
@@ -51,7 +51,7 @@ def stream(
 
 
 def output_peaks(
-    inputs: NpzRows, n: int, signature: Signature, runners: list[Runner], table: ToleranceTable
+    inputs: NpzRowReader, n: int, signature: Signature, runners: list[Runner], table: ToleranceTable
 ) -> dict[str, float]:
     """``max |value|`` per output over the whole set, for tolerances with ``rtol_peak``.
 
@@ -108,7 +108,7 @@ def _chunks(n: int, batch: int) -> Iterator[tuple[int, int]]:
 
 
 def batch_feed(
-    inputs: NpzRows, signature: Signature, start: int, stop: int
+    inputs: NpzRowReader, signature: Signature, start: int, stop: int
 ) -> dict[str, np.ndarray]:
     """Samples ``start:stop`` of every input, padded up to the signature's batch."""
     batch = signature.inputs[0].shape[0]

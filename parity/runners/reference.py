@@ -8,9 +8,9 @@ import numpy as np
 
 from export.signature import Signature
 from parity.errors import ReferenceFormatError, RunnerNotActiveError
-from parity.npz_stream import NpzRows
 from parity.reference import ReferenceFile
 from parity.runners.base import Backend, Runner
+from ptycho_torch.npz import NpzRowReader
 
 __all__ = ["ReferenceRunner"]
 
@@ -24,7 +24,7 @@ class ReferenceRunner(Runner):
     def __init__(self, name: str, signature: Signature, reference: ReferenceFile) -> None:
         super().__init__(name, signature, str(reference.provenance.get("device", "cpu")))
         self.reference = reference
-        self._rows: NpzRows | None = None
+        self._rows: NpzRowReader | None = None
         self._next = 0  # the first row the next infer returns
 
     def _activate(self) -> None:
@@ -34,7 +34,7 @@ class ReferenceRunner(Runner):
             raise ReferenceFormatError(
                 f"reference {self.reference.path} lacks output(s) {missing}; it holds {sorted(held)}"
             )
-        self._rows, self._next = NpzRows(self.reference.path, "reference file"), 0
+        self._rows, self._next = NpzRowReader(self.reference.path, "reference file"), 0
         provenance = self.reference.provenance
         self.detail = {
             "generator": provenance.get("generator"),

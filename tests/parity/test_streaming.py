@@ -12,12 +12,12 @@ import torch
 from export.build import BuildResult
 from parity.check import CheckOptions, run_check
 from parity.errors import ReferenceFormatError
-from parity.npz_stream import NpzRows
 from parity.provenance import inputs_sha256
 from parity.reference import load_reference, save_reference
 from parity.runners import ReferenceRunner
 from ptycho_torch.checkpoint import load_model, model_state_sha256
 from ptycho_torch.digest import arrays_sha256
+from ptycho_torch.npz import NpzRowReader
 
 
 def _eager_reference(build: BuildResult, feed: dict[str, np.ndarray], path: Path) -> Path:
@@ -53,7 +53,7 @@ def test_check_reads_the_reference_in_chunks_of_the_batch_and_never_whole(
     reference = _eager_reference(parity_build, feed, tmp_path / "many_ref.npz")
 
     reads: list[tuple[str, int, int]] = []
-    original_rows = NpzRows.rows
+    original_rows = NpzRowReader.rows
 
     def recording_rows(self, key, start, stop):  # type: ignore[no-untyped-def]
         if self.path == reference:
@@ -67,7 +67,7 @@ def test_check_reads_the_reference_in_chunks_of_the_batch_and_never_whole(
             assert Path(file) != reference, "the reference must not be loaded whole"
         return original_load(file, *args, **kwargs)
 
-    monkeypatch.setattr(NpzRows, "rows", recording_rows)
+    monkeypatch.setattr(NpzRowReader, "rows", recording_rows)
     monkeypatch.setattr(np, "load", guarded_load)
     report = run_check(
         CheckOptions(
@@ -129,14 +129,14 @@ def test_streamed_inputs_digest_equals_the_whole_array_digest(tmp_path: Path) ->
     }
     np.savez(tmp_path / "feed.npz", **arrays)
 
-    with NpzRows(tmp_path / "feed.npz") as rows:
+    with NpzRowReader(tmp_path / "feed.npz") as rows:
         assert inputs_sha256(rows, list(arrays)) == arrays_sha256(arrays)
 
 
 def test_npz_rows_reads_deflated_members_in_order_and_backwards(tmp_path: Path) -> None:
     a = np.arange(5 * 3, dtype=np.float32).reshape(5, 3)
     np.savez_compressed(tmp_path / "c.npz", a=a)
-    with NpzRows(tmp_path / "c.npz") as rows:
+    with NpzRowReader(tmp_path / "c.npz") as rows:
         assert np.array_equal(rows.rows("a", 0, 2), a[0:2])
         assert np.array_equal(rows.rows("a", 2, 4), a[2:4])
         assert np.array_equal(rows.rows("a", 4, 6), a[4:5])  # cut at the end

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from parity.check import CheckOptions, run_check
-from parity.npz_stream import NpzRows
 from parity.reference import load_reference
+from ptycho_torch.npz import NpzRowReader
 
 LAYOUTS = {
     "savez_compressed": (zipfile.ZIP_DEFLATED, (1, 0)),
@@ -45,9 +45,10 @@ def test_rows_of_every_layout_equal_the_arrays(layout: str, tmp_path: Path) -> N
         "positions": rng.normal(size=(7, 2, 2)).astype(np.float32),
     }
     path = write_npz(tmp_path / "a.npz", arrays, layout)
-    with NpzRows(path) as rows:
-        assert rows.keys == ["diffraction", "positions"]
-        assert rows.shape("diffraction") == (7, 2, 8, 8) and rows.dtype("positions") == np.float32
+    with NpzRowReader(path) as rows:
+        assert sorted(rows.members) == ["diffraction", "positions"]
+        assert rows.member("diffraction").shape == (7, 2, 8, 8)
+        assert rows.member("positions").dtype == np.float32
         for key, array in arrays.items():
             for start, stop in [(0, 3), (3, 6), (6, 9), (1, 2)]:  # in order, past the end, back
                 np.testing.assert_array_equal(rows.rows(key, start, stop), array[start:stop])
