@@ -53,12 +53,13 @@ class BuildError(ExportError):
 
 
 class ReferenceFormatError(ExportError):
-    """The reference bundled with the artifacts is unreadable or lacks its provenance (exit 2)."""
+    """A reference (bundled with the artifacts, or given to ``parity check``) is missing,
+    unreadable, lacks its provenance or does not fit the artifacts (exit 2)."""
 
 
 class StaleReferenceError(ExportError):
-    """The bundled reference was made from other weights, other inputs or another head than
-    the artifacts (exit code 4)."""
+    """The reference was made from other weights, other inputs or another head than the
+    artifacts (exit code 4)."""
 
     exit_code = ExitCode.STALE
 

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from core.output_comparison import OutputComparison
+from export.errors import ReferenceFormatError
 from export.manifest import read_manifest
 from export.signature import Signature
 from parity.calibrate import calibrate
-from parity.errors import ParityError, ReferenceFormatError, ReportFolderError
+from parity.errors import ParityError, ReportFolderError
 from parity.pairs import Pair, activate_runners, make_pairs, make_runners, tolerance_table
 from parity.precision import apply_precision_policy, environment_fingerprint
 from parity.provenance import (

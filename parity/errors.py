@@ -1,4 +1,8 @@
-"""Typed errors of the parity package, each mapped to an exit code by the CLI."""
+"""Typed errors of the parity package, each mapped to an exit code by the CLI.
+
+A reference that is unreadable or stale is :class:`export.errors.ReferenceFormatError` or
+:class:`export.errors.StaleReferenceError`, the host's ``export verify`` raising them too.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,8 @@ from ptycho_torch.errors import ExitCode, ToolError
 __all__ = [
     "EnvironmentUnavailable",
     "ParityError",
-    "ReferenceFormatError",
     "ReportFolderError",
     "RunnerNotActiveError",
-    "StaleReferenceError",
     "WeightsMismatchError",
 ]
 
@@ -19,19 +21,9 @@ class ParityError(ToolError):
     """Base class; exit code 2 (usage or bad input) unless a subclass says otherwise."""
 
 
-class ReferenceFormatError(ParityError):
-    """A reference file is missing, unreadable or not in the documented format."""
-
-
 class ReportFolderError(ParityError):
     """The report folder cannot take a report: it is a file, cannot be written, or holds files
     this tool did not write (a report replaces the whole folder). Exit 2; nothing was written."""
-
-
-class StaleReferenceError(ParityError):
-    """The reference was made from other weights or other inputs than the artifacts."""
-
-    exit_code = ExitCode.STALE
 
 
 class WeightsMismatchError(ParityError):

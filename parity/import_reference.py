@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from core.tolerances import PAIR_CLASSES
+from export.errors import ReferenceFormatError
 from export.manifest import sha256_file
 from export.signature import AMPLITUDE, HEADS, PHASE, PRED_AMPLITUDE, Signature, make_signature
-from parity.errors import ParityError, ReferenceFormatError
+from parity.errors import ParityError
 from parity.original_case import OriginalCase, read_original_case
 from parity.reference import Reference, save_reference
 from ptycho_torch.atomic import atomic_write

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from export.errors import ReferenceFormatError
 from export.signature import AMPLITUDE, PHASE, PRED_AMPLITUDE
-from parity.errors import ReferenceFormatError
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.jsonio import read_json
 

@@ -17,8 +17,9 @@ import numpy as np
 
 from core.compare import ComparisonAccumulator
 from core.tolerances import ToleranceTable
+from export.errors import ReferenceFormatError
 from export.signature import Signature
-from parity.errors import EnvironmentUnavailable, ParityError, ReferenceFormatError
+from parity.errors import EnvironmentUnavailable, ParityError
 from parity.reference import ReferenceFile
 from parity.runners import (
     EagerRunner,

@@ -12,14 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from export.errors import ReferenceFormatError, StaleReferenceError
 from export.manifest import Manifest
 from export.signature import Signature
-from parity.errors import (
-    ParityError,
-    ReferenceFormatError,
-    StaleReferenceError,
-    WeightsMismatchError,
-)
+from parity.errors import ParityError, WeightsMismatchError
 from parity.reference import ReferenceFile
 from ptycho_torch.digest import ArraysDigest
 from ptycho_torch.npz import NpzRowReader

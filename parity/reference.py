@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from parity.errors import ReferenceFormatError
+from export.errors import ReferenceFormatError
 from ptycho_torch.atomic import atomic_write
 from ptycho_torch.errors import DataError
 from ptycho_torch.npz import NpzRowReader

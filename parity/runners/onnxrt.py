@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from export.errors import ReferenceFormatError
 from export.signature import Signature
-from parity.errors import EnvironmentUnavailable, ParityError, ReferenceFormatError
+from parity.errors import EnvironmentUnavailable, ParityError
 from parity.runners.base import Backend, Intermediate, Runner
 
 if TYPE_CHECKING:

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from export.errors import ReferenceFormatError
 from export.signature import Signature
-from parity.errors import ReferenceFormatError, RunnerNotActiveError
+from parity.errors import RunnerNotActiveError
 from parity.reference import ReferenceFile
 from parity.runners.base import Backend, Runner
 from ptycho_torch.npz import NpzRowReader

@@ -11,11 +11,11 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from export.errors import ArtifactsChangedError
+from export.errors import ArtifactsChangedError, StaleReferenceError
 from export.manifest import sha256_file
 from parity import runners as runners_module
 from parity.check import CheckOptions, run_check
-from parity.errors import EnvironmentUnavailable, StaleReferenceError
+from parity.errors import EnvironmentUnavailable
 from parity.results import ParityReport
 from tests.conftest import parity_cli as _parity
 

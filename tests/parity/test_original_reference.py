@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from export.errors import ReferenceFormatError, StaleReferenceError
 from export.inputs import load_feed
 from parity.check import CheckOptions, run_check
-from parity.errors import ReferenceFormatError, StaleReferenceError
 from parity.import_reference import GENERATOR, import_reference
 from parity.original_case import read_original_case
 from parity.reference import load_reference

@@ -121,7 +121,7 @@ def test_reference_carries_its_own_tolerances_and_the_user_file_wins(
 
 
 def test_invalid_carried_tolerances_are_a_reference_error(artifacts: Path) -> None:
-    from parity.errors import ReferenceFormatError
+    from export.errors import ReferenceFormatError
 
     _with_carried_tolerances(artifacts, {"tolerances": {"amplitude": {"vs-tf": {}}}})
     with pytest.raises(ReferenceFormatError, match="tolerances.*vs-tf"):

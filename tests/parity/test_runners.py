@@ -10,9 +10,10 @@ import pytest
 import parity.check as check_module
 import parity.pairs as pairs_module
 from export.build import BuildResult
+from export.errors import ReferenceFormatError
 from parity import runners as runners_module
 from parity.check import CheckOptions, run_check
-from parity.errors import ReferenceFormatError, RunnerNotActiveError, WeightsMismatchError
+from parity.errors import RunnerNotActiveError, WeightsMismatchError
 from parity.reference import load_reference
 from parity.runners import OnnxRuntimeRunner, ReferenceRunner, Runner
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from export.build import BuildResult
+from export.errors import ReferenceFormatError
 from parity.check import CheckOptions, run_check
-from parity.errors import ReferenceFormatError
 from parity.provenance import inputs_sha256
 from parity.reference import load_reference, save_reference
 from parity.runners import ReferenceRunner

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from export.errors import ManifestError
-from parity.errors import ReferenceFormatError
+from export.errors import ManifestError, ReferenceFormatError
 from ptycho_torch.jsonio import read_json, read_json_object
 
 
