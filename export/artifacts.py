@@ -26,7 +26,7 @@ from export.pt2_safety import check_pt2_archive
 from export.signature import Signature
 from export.ts_safety import check_torchscript_archive
 
-__all__ = ["LoadedArtifact", "load_program", "load_torchscript", "read_onnx_signature"]
+__all__ = ["LoadedArtifact", "load_program", "load_torchscript"]
 
 
 @dataclass
@@ -100,15 +100,6 @@ def safe_export_load(path: Path, extra_files: dict[str, Any] | None = None) -> A
     """
     check_pt2_archive(path)
     return torch.export.load(path, extra_files=extra_files)
-
-
-def read_onnx_signature(path: str | Path) -> Signature:
-    """The signature stored in an ONNX file's ``metadata_props``."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in model.metadata_props}
-    return _signature_from_text(props.get("ptychopinn.signature", ""), Path(path))
 
 
 def _signature_from_text(text: str | bytes, path: Path) -> Signature:

@@ -30,7 +30,6 @@ from ptycho_torch.physics import (
 
 __all__ = [
     "PtychoPINN",
-    "conv_parameter_count",
     "decoder_filters",
     "encoder_filters",
 ]
@@ -317,10 +316,3 @@ def _as_complex_probe(probe: np.ndarray | Tensor, n: int) -> np.ndarray:
     if p.shape != (n, n):
         raise ValueError(f"probe must have shape ({n}, {n}), got {tuple(p.shape)}")
     return p.astype(np.complex64)
-
-
-def conv_parameter_count(model: nn.Module) -> int:
-    """Number of convolution weights and biases (excludes the intensity scale)."""
-    return sum(
-        p.numel() for m in model.modules() if isinstance(m, nn.Conv2d) for p in m.parameters()
-    )

@@ -314,3 +314,14 @@ def _placeholder_error_maps(
         return path
 
     monkeypatch.setattr(parity.report, "render_error_map", placeholder)
+
+
+def conv_parameter_count(model: object) -> int:
+    """Number of a PyTorch model's convolution weights and biases (the intensity scale and the
+    probe excluded): the figure the original TensorFlow PtychoPINN reports."""
+    from torch import nn
+
+    assert isinstance(model, nn.Module)
+    return sum(
+        p.numel() for m in model.modules() if isinstance(m, nn.Conv2d) for p in m.parameters()
+    )

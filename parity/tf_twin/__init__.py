@@ -7,7 +7,7 @@ submodules import it at call time, so ``import parity.tf_twin`` works without Te
 - :mod:`parity.tf_twin.physics`: the original's physics forward (reassembly on the padded canvas,
   extraction, illumination, far field) in TensorFlow, every step named;
 - :mod:`parity.tf_twin.weights`: PyTorch state dict <-> twin weights, Keras weights -> model file;
-- :mod:`parity.tf_twin.generate`: the live twin (:func:`twin_predict`, :func:`twin_intermediates`)
+- :mod:`parity.tf_twin.generate`: the live twin (:func:`twin_predict`)
   and the reference writer.
 """
 

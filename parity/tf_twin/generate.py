@@ -30,7 +30,6 @@ __all__ = [
     "generate_reference",
     "make_twin",
     "run_twin",
-    "twin_intermediates",
     "twin_predict",
 ]
 
@@ -154,42 +153,6 @@ def run_twin(
         outputs[name] = np.ascontiguousarray(np.transpose(value, (0, 3, 1, 2)))  # NHWC -> NCHW
     signature.check_outputs(outputs)
     return outputs
-
-
-def twin_intermediates(
-    model_config: ModelConfig, state_dict: Mapping[str, Any], feed: Mapping[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Every named step of the twin's physics forward for a physics-head feed.
-
-    For locating where an implementation departs from the twin (and the twin from the
-    original): :func:`parity.tf_twin.model.intermediates`, as numpy arrays.
-
-    Args:
-        model_config: the weights' ModelConfig.
-        state_dict: a PyTorch ``PtychoPINN`` state dict (tensors or arrays).
-        feed: ``diffraction`` ``(B, C, N, N)`` and ``positions`` ``(B, C, 2)``, float32.
-
-    Returns:
-        ``amplitude``, ``phase``, the steps of :data:`parity.tf_twin.physics.STEP_NAMES` and
-        ``pred_amplitude``; patch-major ``(B, C, N, N)`` (canvases ``(B, 1, M, M)``), complex
-        steps as complex64.
-
-    Raises:
-        SignatureError: the feed does not match the physics signature.
-    """
-    import tensorflow as tf
-
-    from export.signature import make_signature
-    from parity.tf_twin.model import intermediates
-
-    batch = int(np.shape(feed["diffraction"])[0]) if "diffraction" in feed else 1
-    make_signature(model_config, batch, "physics").check_feed(feed)
-    apply_tf_precision_policy()
-    with tf.device(DEVICE):
-        twin = _twin(model_config, state_dict, "physics")
-        diffraction = np.transpose(feed["diffraction"], (0, 2, 3, 1))  # NCHW -> NHWC
-        steps = intermediates(twin, diffraction, feed["positions"])
-    return {name: np.asarray(value) for name, value in steps.items()}
 
 
 def _read_feed(inputs_npz: Path) -> dict[str, np.ndarray]:

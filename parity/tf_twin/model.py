@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = [
     "C_OUTER",
     "build_twin",
-    "conv_parameter_count",
     "decoder_filters",
     "encoder_filters",
     "intermediates",
@@ -281,14 +280,3 @@ def intermediates(twin: keras.Model, diffraction: Any, positions: Any) -> dict[s
         **steps,
         PRED_AMPLITUDE: pred,
     }
-
-
-def conv_parameter_count(twin: keras.Model) -> int:
-    """Number of Conv2D kernel and bias values (the intensity scale and probe excluded)."""
-    keras = _keras()
-    return sum(
-        int(math.prod(v.shape))
-        for layer in twin.layers
-        if isinstance(layer, keras.layers.Conv2D)
-        for v in layer.weights
-    )

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
         write_checkpoint,
     )
     from ptycho_torch.import_tf.keras_graph import GraphStructureError
-    from ptycho_torch.import_tf.unpickle import admitted_globals, loads_plain_data
+    from ptycho_torch.import_tf.unpickle import loads_plain_data
 
 # Imported on first use, so that ``python -m ptycho_torch.import_tf`` starts without h5py or
 # torch and a missing one is exit 3 with its install line (ptycho_torch.cli.launch).
@@ -43,7 +43,6 @@ _LAZY = {
     "read_probe_npz": "importer",
     "write_checkpoint": "importer",
     "GraphStructureError": "keras_graph",
-    "admitted_globals": "unpickle",
     "loads_plain_data": "unpickle",
 }
 
@@ -64,7 +63,6 @@ __all__ = [
     "UnsafePickleError",
     "UnsupportedModelError",
     "WeightMismatchError",
-    "admitted_globals",
     "import_archive",
     "import_weights",
     "loads_plain_data",

@@ -21,7 +21,7 @@ import numpy as np
 
 from ptycho_torch.import_tf.errors import UnsafePickleError
 
-__all__ = ["PlainDataUnpickler", "admitted_globals", "loads_plain_data"]
+__all__ = ["PlainDataUnpickler", "loads_plain_data"]
 
 
 def _dtype(obj: Any, align: bool = False, copy: bool = False) -> np.dtype:
@@ -114,11 +114,6 @@ _ADMITTED: dict[tuple[str, str], Any] = {
     ("dill._dill", "_create_array"): _create_array,
     ("tensorflow.python.framework.ops", "convert_to_tensor"): _tensor_as_array,
 }
-
-
-def admitted_globals() -> list[str]:
-    """The ``module.name`` globals :class:`PlainDataUnpickler` accepts (for messages and docs)."""
-    return sorted(f"{m}.{n}" for m, n in _ADMITTED)
 
 
 class PlainDataUnpickler(pickle.Unpickler):

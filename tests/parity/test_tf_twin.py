@@ -26,7 +26,8 @@ from ptycho_torch.checkpoint import load_model, model_state_sha256, save_model
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.digest import arrays_sha256
 from ptycho_torch.model import PtychoPINN
-from ptycho_torch.model import conv_parameter_count as torch_conv_parameter_count
+from tests.conftest import conv_parameter_count as torch_conv_parameter_count
+from tests.parity.twin_helpers import twin_conv_parameter_count, twin_intermediates
 
 pytestmark = pytest.mark.tf
 
@@ -88,17 +89,17 @@ PARAMETER_CONFIGS = [
 
 @pytest.mark.parametrize("config", _sweep(PARAMETER_CONFIGS), ids=_id)
 def test_twin_parameter_count_equals_pytorch(config: ModelConfig) -> None:
-    from parity.tf_twin.model import build_twin, conv_parameter_count
+    from parity.tf_twin.model import build_twin
 
-    assert conv_parameter_count(build_twin(config)) == torch_conv_parameter_count(
+    assert twin_conv_parameter_count(build_twin(config)) == torch_conv_parameter_count(
         PtychoPINN(config)
     )
 
 
 def test_twin_parameter_count_matches_tensorflow_original() -> None:
-    from parity.tf_twin.model import build_twin, conv_parameter_count
+    from parity.tf_twin.model import build_twin
 
-    assert conv_parameter_count(build_twin(ModelConfig(N=64, gridsize=1))) == 2_331_772
+    assert twin_conv_parameter_count(build_twin(ModelConfig(N=64, gridsize=1))) == 2_331_772
 
 
 AGREEMENT_CONFIGS = [
@@ -179,8 +180,6 @@ EAGER_STEPS = {
 
 @pytest.mark.slow  # the step-by-step diagnosis of what the physics-head test checks at the end
 def test_twin_intermediates_match_eager_pytorch_step_by_step() -> None:
-    from parity.tf_twin.generate import twin_intermediates
-
     config = ModelConfig(gridsize=2, n_filters_scale=1, intensity_scale=20.0)
     model, feed = _model(config, seed=5), _feed(config, seed=5)
     steps = twin_intermediates(config, model.state_dict(), feed)

@@ -222,8 +222,8 @@ def test_twin_physics_head_output_matches_the_original(case: Case) -> None:
 def test_twin_fed_the_imported_weights_matches_the_original(case: Case) -> None:
     """The other route in: ``ptycho_torch.import_tf`` (archive where there is one) -> PyTorch
     state dict -> the twin's weight transfer -> every step against the original's arrays."""
-    from parity.tf_twin.generate import twin_intermediates
     from ptycho_torch.import_tf import import_archive, import_weights
+    from tests.parity.twin_helpers import twin_intermediates
 
     folder = FIXTURES / case.name
     if (folder / "wts.h5.zip").is_file():

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from ptycho_torch.config import ModelConfig
-from ptycho_torch.model import PtychoPINN, conv_parameter_count
+from ptycho_torch.model import PtychoPINN
 from ptycho_torch.physics import extract_patches, reassemble_patches, translation_weights
+from tests.conftest import conv_parameter_count
 
 
 def test_parameter_count_matches_tensorflow_original() -> None:
