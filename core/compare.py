@@ -2,7 +2,8 @@
 
 This is the one rule: ``parity check`` streams its chunks through :class:`ComparisonAccumulator`;
 ``export verify``, the build's load-back check and a reproducer folder's ``rerun.py`` call
-:func:`compare_arrays` on whole arrays. Tolerances: :mod:`core.tolerances`.
+:func:`compare_arrays` on whole arrays; both are told what they compare by a
+:class:`ComparedOutput`. Tolerances: :mod:`core.tolerances`.
 
 Order of checks (all failures are collected, none stops the others):
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,7 +48,13 @@ from core.output_comparison import OutputComparison
 from core.running_stats import DifferenceStats, SideStats, array_peak
 from core.tolerances import Tolerance
 
-__all__ = ["PHASE_WEIGHT_FLOOR", "REL_FLOOR", "ComparisonAccumulator", "compare_arrays"]
+__all__ = [
+    "PHASE_WEIGHT_FLOOR",
+    "REL_FLOOR",
+    "ComparedOutput",
+    "ComparisonAccumulator",
+    "compare_arrays",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +62,11 @@ REL_FLOOR = 1e-3
 PHASE_WEIGHT_FLOOR = 1e-2
 
 
-class ComparisonAccumulator:
-    """Streams chunks (split along axis 0) of two runners' output into one comparison.
+@dataclass(frozen=True)
+class ComparedOutput:
+    """Which output of which pair is compared, and the rule it is judged by.
 
-    Memory is bounded by the chunk size: every metric is a running float64 sum or maximum.
-
-    Args:
+    Attributes:
         output: Output name.
         left: Name of the compared runner.
         right: Name of the reference runner.
@@ -68,44 +75,55 @@ class ComparisonAccumulator:
         expected_dtype: Dtype both sides must have.
         pair_class: Recorded in the result (see :mod:`core.tolerances`).
         device: Recorded in the result.
-        rel_floor: Denominator floor of the relative error.
-        weight_floor: ``w0`` of the phase weighting ``min(1, weight / w0)``.
+    """
+
+    output: str
+    left: str
+    right: str
+    tolerance: Tolerance
+    wrap_phase: bool = False
+    expected_dtype: str = "float32"
+    pair_class: str = ""
+    device: str = ""
+
+
+class ComparisonAccumulator:
+    """Streams chunks (split along axis 0) of two runners' output into one comparison.
+
+    Memory is bounded by the chunk size: every metric is a running float64 sum or maximum.
+    Relative errors use the denominator floor :data:`REL_FLOOR`; phase errors are weighted by
+    ``min(1, weight / PHASE_WEIGHT_FLOOR)`` (module docstring).
+
+    Args:
+        compared: What is compared and by which rule.
         peak: The output's peak ``max |ref|`` over all chunks; required when the tolerance
             has ``rtol_peak`` (ValueError otherwise).
     """
 
-    def __init__(
-        self,
-        output: str,
-        left: str,
-        right: str,
-        tolerance: Tolerance,
-        wrap_phase: bool = False,
-        expected_dtype: str = "float32",
-        *,
-        pair_class: str = "",
-        device: str = "",
-        rel_floor: float = REL_FLOOR,
-        weight_floor: float = PHASE_WEIGHT_FLOOR,
-        peak: float | None = None,
-    ) -> None:
-        self.output, self.left, self.right = output, left, right
+    def __init__(self, compared: ComparedOutput, peak: float | None = None) -> None:
+        tolerance = compared.tolerance
+        self.compared = compared
+        self.output, self.left, self.right = compared.output, compared.left, compared.right
         self.tolerance = tolerance
         self.peak = float(peak) if tolerance.rtol_peak and peak is not None else None
         try:
             self._floor = tolerance.floor(self.peak)
         except ValueError as exc:
-            raise ValueError(f"{output}: {exc}") from None
-        self.wrap_phase = wrap_phase
-        self.expected_dtype = str(np.dtype(expected_dtype))
-        self.pair_class, self.device = pair_class, device
-        self.rel_floor, self.weight_floor = rel_floor, weight_floor
+            raise ValueError(f"{compared.output}: {exc}") from None
+        self.wrap_phase = compared.wrap_phase
+        self.expected_dtype = str(np.dtype(compared.expected_dtype))
+        self.pair_class, self.device = compared.pair_class, compared.device
         self._l, self._r = SideStats(), SideStats()
         self._shape_mismatch = False
         self._uncomparable: str | None = None
         self._n_elements = 0
         self._values = DifferenceStats(
-            output, self._floor, tolerance.rtol, rel_floor, wrap_phase, weight_floor
+            compared.output,
+            self._floor,
+            tolerance.rtol,
+            REL_FLOOR,
+            compared.wrap_phase,
+            PHASE_WEIGHT_FLOOR,
         )
 
     def update(
@@ -172,7 +190,7 @@ class ComparisonAccumulator:
             shape_right=self._r.shape,
             wrap_phase=self.wrap_phase,
             weighted=v.weighted,
-            rel_floor=self.rel_floor,
+            rel_floor=REL_FLOOR,
             peak=self.peak,
             n_elements=self._n_elements,
             n_compared=v.n,
@@ -240,37 +258,22 @@ class ComparisonAccumulator:
 
 
 def compare_arrays(
-    output: str,
-    left_name: str,
-    right_name: str,
+    compared: ComparedOutput,
     a: np.ndarray,
     b: np.ndarray,
-    tolerance: Tolerance,
-    wrap_phase: bool = False,
     weight: np.ndarray | None = None,
     *,
-    pair_class: str = "",
-    device: str = "",
-    expected_dtype: str = "float32",
     peak: float | None = None,
 ) -> OutputComparison:
     """Compare two whole arrays in one go (one chunk at sample offset 0).
 
-    See :class:`ComparisonAccumulator` for the arguments and the module for the semantics;
-    ``peak`` defaults to the largest finite ``|b|`` (the whole reference is at hand here).
+    ``a`` is the left side, ``b`` the reference; ``weight`` and ``peak`` are as for
+    :meth:`ComparisonAccumulator.update` and :class:`ComparisonAccumulator` (module docstring
+    for the semantics); ``peak`` defaults to the largest finite ``|b|`` (the whole reference is
+    at hand here).
     """
-    if tolerance.rtol_peak and peak is None:
+    if compared.tolerance.rtol_peak and peak is None:
         peak = array_peak(b)
-    acc = ComparisonAccumulator(
-        output,
-        left_name,
-        right_name,
-        tolerance,
-        wrap_phase=wrap_phase,
-        expected_dtype=expected_dtype,
-        pair_class=pair_class,
-        device=device,
-        peak=peak,
-    )
+    acc = ComparisonAccumulator(compared, peak)
     acc.update(a, b, 0, weight=weight)
     return acc.finish()

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 import torch
 
-from core.compare import compare_arrays
+from core.compare import ComparedOutput, compare_arrays
 from core.tolerances import LOAD_BACK
 from export.artifacts import load_program, load_torchscript, safe_export_load
 from export.contract import check_onnx_contract, check_program_contract
@@ -284,9 +284,18 @@ def _load_back(
         for spec in signature.outputs:
             weight = eager[spec.weighted_by] if spec.weighted_by else None
             c = compare_arrays(
-                spec.name, artifact, "eager", outputs[spec.name], eager[spec.name], LOAD_BACK,
-                wrap_phase=spec.wraps, weight=weight, expected_dtype=spec.dtype,
-            )  # fmt: skip
+                ComparedOutput(
+                    spec.name,
+                    artifact,
+                    "eager",
+                    LOAD_BACK,
+                    wrap_phase=spec.wraps,
+                    expected_dtype=spec.dtype,
+                ),
+                outputs[spec.name],
+                eager[spec.name],
+                weight=weight,
+            )
             if not c.passed:
                 raise BuildError(
                     f"{artifact} loaded back differs from eager in {spec.name!r}: "

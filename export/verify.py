@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from core.compare import compare_arrays
+from core.compare import ComparedOutput, compare_arrays
 from core.output_comparison import OutputComparison
 from core.tolerances import Tolerance, ToleranceTable
 from export.errors import OutputMismatchError, ReferenceFormatError, StaleReferenceError
@@ -232,17 +232,19 @@ def compare_output(
     if weight is not None and np.shape(weight) != reference.shape:
         weight = None  # the weighting output fails its own shape check
     return compare_arrays(
-        spec.name,
-        f"onnxruntime[{device}]",
-        REFERENCE,
+        ComparedOutput(
+            spec.name,
+            f"onnxruntime[{device}]",
+            REFERENCE,
+            tolerance,
+            wrap_phase=spec.wraps,
+            pair_class=PAIR_CLASS,
+            device=device,
+            expected_dtype=spec.dtype,
+        ),
         actual,
         reference,
-        tolerance,
-        wrap_phase=spec.wraps,
         weight=weight,
-        pair_class=PAIR_CLASS,
-        device=device,
-        expected_dtype=spec.dtype,
     )
 
 

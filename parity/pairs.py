@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.compare import ComparisonAccumulator
+from core.compare import ComparedOutput, ComparisonAccumulator
 from core.tolerances import ToleranceTable
 from export.errors import ReferenceFormatError
 from export.signature import Signature
@@ -165,13 +165,15 @@ def make_pairs(
     for pair in pairs:
         for spec in signature.outputs:
             pair.accumulators[spec.name] = ComparisonAccumulator(
-                spec.name,
-                pair.left.name,
-                pair.right.name,
-                table.lookup(spec.name, pair.pair_class, pair.device),
-                wrap_phase=spec.wraps,
-                pair_class=pair.pair_class,
-                device=pair.device,
+                ComparedOutput(
+                    spec.name,
+                    pair.left.name,
+                    pair.right.name,
+                    table.lookup(spec.name, pair.pair_class, pair.device),
+                    wrap_phase=spec.wraps,
+                    pair_class=pair.pair_class,
+                    device=pair.device,
+                ),
                 peak=peaks.get(spec.name),
             )
     return pairs

@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 if __name__ == "__main__":
     sys.path.insert(0, str(HERE))  # this folder's core/, whatever else is installed
 
-from core.compare import compare_arrays  # noqa: E402
+from core.compare import ComparedOutput, compare_arrays  # noqa: E402
 from core.output_comparison import OutputComparison  # noqa: E402
 from core.running_stats import wrap_to_pi  # noqa: E402
 from core.tolerances import Tolerance  # noqa: E402
@@ -39,15 +39,17 @@ def judge(case: Case, failure: Case) -> tuple[OutputComparison, np.ndarray, np.n
         weight = np.load(HERE / f"right_{spec['weighted_by']}.npy", allow_pickle=False)
     keys = ("atol", "rtol", "rtol_peak", "max_fraction_out")
     comparison = compare_arrays(
-        name,
-        case["pair"]["left"],
-        case["pair"]["right"],
+        ComparedOutput(
+            name,
+            case["pair"]["left"],
+            case["pair"]["right"],
+            Tolerance.from_dict({k: failure[k] for k in keys}),
+            wrap_phase=spec["wraps"],
+            expected_dtype=failure.get("expected_dtype", "float32"),
+        ),
         left,
         right,
-        Tolerance.from_dict({k: failure[k] for k in keys}),
-        wrap_phase=spec["wraps"],
         weight=weight,
-        expected_dtype=failure.get("expected_dtype", "float32"),
         peak=failure["peak"],
     )
     return comparison, left, right

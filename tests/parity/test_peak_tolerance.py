@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.compare import ComparisonAccumulator, compare_arrays
+from core.compare import ComparedOutput, ComparisonAccumulator, compare_arrays
 from core.output_comparison import OutputComparison
 from core.tolerances import DEVICES, OUTPUTS, PAIR_CLASSES, Tolerance, ToleranceTable
 from parity.calibrate import calibrate
@@ -38,7 +38,7 @@ def test_default_table_judges_only_pred_amplitude_by_its_peak() -> None:
 
 def test_error_within_two_millionths_of_the_peak_passes_anywhere_in_the_output() -> None:
     left, ref = _peaked(1.5e-3)
-    c = compare_arrays("amplitude", "eager", "tf-reference", left, ref, PEAKY)
+    c = compare_arrays(ComparedOutput("amplitude", "eager", "tf-reference", PEAKY), left, ref)
     assert c.passed and c.peak == 1000.0
     assert c.max_ratio == pytest.approx(1.5e-3 / 2e-3, rel=1e-3)
     assert "rtol_peak=2e-06" in c.log_line()
@@ -46,14 +46,16 @@ def test_error_within_two_millionths_of_the_peak_passes_anywhere_in_the_output()
 
 def test_error_beyond_the_peak_bound_fails_and_says_which_peak() -> None:
     left, ref = _peaked(3e-3)
-    c = compare_arrays("amplitude", "eager", "tf-reference", left, ref, PEAKY)
+    c = compare_arrays(ComparedOutput("amplitude", "eager", "tf-reference", PEAKY), left, ref)
     assert not c.passed and c.failures == ["tolerance"]
     assert "rtol_peak=2e-06*peak(1000)" in c.messages[0]
 
 
 def test_streamed_chunks_use_the_peak_of_the_whole_output() -> None:
     left, ref = _peaked(1.5e-3)
-    acc = ComparisonAccumulator("amplitude", "eager", "tf-reference", PEAKY, peak=1000.0)
+    acc = ComparisonAccumulator(
+        ComparedOutput("amplitude", "eager", "tf-reference", PEAKY), peak=1000.0
+    )
     acc.update(left[:1], ref[:1], 0)  # this chunk alone peaks at 0.5
     acc.update(left[1:], ref[1:], 1)
     assert acc.finish().passed
@@ -61,7 +63,7 @@ def test_streamed_chunks_use_the_peak_of_the_whole_output() -> None:
 
 def test_peak_term_without_a_peak_is_a_programming_error() -> None:
     with pytest.raises(ValueError, match="rtol_peak.*peak"):
-        ComparisonAccumulator("amplitude", "eager", "tf-reference", PEAKY)
+        ComparisonAccumulator(ComparedOutput("amplitude", "eager", "tf-reference", PEAKY))
 
 
 def test_rtol_peak_merges_from_files_and_older_records_still_load(tmp_path: Path) -> None:
@@ -72,7 +74,9 @@ def test_rtol_peak_merges_from_files_and_older_records_still_load(tmp_path: Path
     table = ToleranceTable.load(path)
     assert table.lookup("amplitude", "vs-reference", "cpu") == Tolerance(1e-6, 0.0, rtol_peak=2e-6)
     assert ToleranceTable.load(table.save(tmp_path / "again.json")) == table
-    old = compare_arrays("phase", "a", "b", *_peaked(0.0), Tolerance(1e-6, 0.0)).to_dict()
+    old = compare_arrays(
+        ComparedOutput("phase", "a", "b", Tolerance(1e-6, 0.0)), *_peaked(0.0)
+    ).to_dict()
     old["tolerance"].pop("rtol_peak")
     old.pop("peak")  # a report written before rtol_peak existed
     assert OutputComparison.from_dict(old).tolerance == Tolerance(1e-6, 0.0)
@@ -81,7 +85,11 @@ def test_rtol_peak_merges_from_files_and_older_records_still_load(tmp_path: Path
 def test_calibration_keeps_the_peak_relative_shape() -> None:
     left, ref = _peaked(1e-3)
     c = compare_arrays(
-        "amplitude", "eager", "onnxruntime[cpu]", left, ref, PEAKY, pair_class="torch-vs-artifact"
+        ComparedOutput(
+            "amplitude", "eager", "onnxruntime[cpu]", PEAKY, pair_class="torch-vs-artifact"
+        ),
+        left,
+        ref,
     )
     c.device = "cpu"
     table, _ = calibrate([c], margin=10.0)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.compare import compare_arrays
+from core.compare import ComparedOutput, compare_arrays
 from core.tolerances import ToleranceTable
 from parity.report import (
     error_map_filename,
@@ -34,15 +34,17 @@ def _comparison(output, left, right, pair_class, device, noise=0.0, nan=False):
     if nan:
         a[1, 0, 2, 3] = np.nan
     return compare_arrays(
-        output,
-        left,
-        right,
+        ComparedOutput(
+            output,
+            left,
+            right,
+            TABLE.lookup(output, pair_class, device),
+            wrap_phase=output == "phase",
+            pair_class=pair_class,
+            device=device,
+        ),
         a,
         ref,
-        TABLE.lookup(output, pair_class, device),
-        wrap_phase=output == "phase",
-        pair_class=pair_class,
-        device=device,
     )
 
 

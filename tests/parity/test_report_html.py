@@ -7,7 +7,7 @@ from importlib import resources
 
 import numpy as np
 
-from core.compare import compare_arrays
+from core.compare import ComparedOutput, compare_arrays
 from core.tolerances import Tolerance
 from parity.report import render_html, write_html
 from parity.results import ErrorMap, ParityReport, RunnerInfo
@@ -18,7 +18,9 @@ HOSTILE = "<script>alert('x')</script>"
 def _hostile_report() -> ParityReport:
     ref = np.zeros((1, 1, 4, 4), dtype=np.float32)
     comparison = compare_arrays(
-        f"amp{HOSTILE}", f"eager{HOSTILE}", "tf-reference", ref + 1.0, ref, Tolerance(1e-6, 0.0)
+        ComparedOutput(f"amp{HOSTILE}", f"eager{HOSTILE}", "tf-reference", Tolerance(1e-6, 0.0)),
+        ref + 1.0,
+        ref,
     )
     return ParityReport(
         created=f"today{HOSTILE}",

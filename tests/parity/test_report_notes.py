@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from core.compare import compare_arrays
+from core.compare import ComparedOutput, compare_arrays
 from core.tolerances import Tolerance
 from parity.report import render_html, render_markdown, write_json, write_junit
 from parity.results import ParityReport
@@ -18,7 +18,9 @@ NOTE = "no TensorFlow reference: compared backends pairwise only"
 def _report(failing: bool) -> ParityReport:
     ref = np.zeros((1, 1, 4, 4), dtype=np.float32)
     comparison = compare_arrays(
-        "amplitude", "eager[cpu]", "onnxruntime[cpu]", ref + failing, ref, Tolerance(1e-6, 0.0)
+        ComparedOutput("amplitude", "eager[cpu]", "onnxruntime[cpu]", Tolerance(1e-6, 0.0)),
+        ref + failing,
+        ref,
     )
     return ParityReport(
         created="2025-01-01T00:00:00+00:00",

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from core.compare import compare_arrays
+from core.compare import ComparedOutput, compare_arrays
 from core.tolerances import DEVICES, PAIR_CLASSES, Tolerance, ToleranceTable
 from export.signature import OUTPUT_NAMES as OUTPUTS
 from parity.calibrate import calibrate
@@ -107,14 +107,11 @@ def _measured(noise: float, output: str = "amplitude", device: str = "cpu"):
     a = ref + np.float32(noise)
     tol = ToleranceTable.default().lookup(output, "torch-vs-artifact", device)
     return compare_arrays(
-        output,
-        "eager",
-        "onnxruntime[cpu]",
+        ComparedOutput(
+            output, "eager", "onnxruntime[cpu]", tol, pair_class="torch-vs-artifact", device=device
+        ),
         a,
         ref,
-        tol,
-        pair_class="torch-vs-artifact",
-        device=device,
     )
 
 
