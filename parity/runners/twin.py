@@ -71,7 +71,7 @@ class TfTwinRunner(Runner):
         import tensorflow as tf
 
         from parity.tf_twin.generate import DEVICE, apply_tf_precision_policy
-        from parity.tf_twin.model import _keras
+        from parity.tf_twin.layers import load_keras
 
         outputs = {name: self.twin.output[name] for name in self.signature.output_names}
         for i in wanted:
@@ -81,7 +81,7 @@ class TfTwinRunner(Runner):
                 outputs[i.name] = self.twin.get_layer(i.name).output
             except ValueError:
                 raise ParityError(f"the TensorFlow twin has no layer named {i.name}") from None
-        probe = _keras().Model(self.twin.inputs, outputs)
+        probe = load_keras().Model(self.twin.inputs, outputs)
         apply_tf_precision_policy()
         with tf.device(DEVICE):
             inputs = {"diffraction": tf.constant(np.transpose(feed["diffraction"], (0, 2, 3, 1)))}

@@ -6,16 +6,17 @@ so that a global mixed-precision policy cannot change the reference.
 
 Layer names are the PyTorch module paths (``encoder.0.convs.conv1``,
 ``amplitude_decoder.head.centre_conv``, ...), so weights map between the frameworks by name
-(:mod:`parity.tf_twin.weights`). Two small custom layers hold the non-convolution state:
-``intensity_scale`` (variable ``log_scale``) and ``far_field`` (variables ``probe_re``,
-``probe_im``: the probe as the model holds it, already normalised), which runs the physics
-forward of :mod:`parity.tf_twin.physics`. :func:`intermediates` names every step of a forward.
+(:mod:`parity.tf_twin.weights`). Two of the twin's own layers (:mod:`parity.tf_twin.layers`,
+imported when a twin is built, so that importing this module needs no TensorFlow) hold the
+non-convolution state: ``intensity_scale`` (variable ``log_scale``) and ``far_field`` (variables
+``probe_re``, ``probe_im``: the probe as the model holds it, already normalised), which runs the
+physics forward of :mod:`parity.tf_twin.physics`. :func:`intermediates` names every step of a
+forward.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from typing import TYPE_CHECKING, Any
 
 from export.signature import AMPLITUDE, PHASE, PRED_AMPLITUDE
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 C_OUTER = 4  # channels the decoder head sends to the outer (border) path
-_FLOAT = "float32"
+_FLOAT = "float32"  # parity.tf_twin.layers.FLOAT, without importing TensorFlow
 
 
 def encoder_filters(config: ModelConfig) -> list[int]:
@@ -51,126 +52,15 @@ def decoder_filters(config: ModelConfig) -> list[int]:
     return [32 * s * 2 ** (blocks - 1 - i) for i in range(blocks)]
 
 
-def _keras() -> Any:
-    """Keras on the TensorFlow backend (the twin's ops are TensorFlow ops)."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        raise TwinError(
-            f"the TensorFlow twin needs Keras on the tensorflow backend, found "
-            f"{keras.backend.backend()!r}; unset KERAS_BACKEND or set KERAS_BACKEND=tensorflow"
-        )
-    return keras
-
-
-def _layers() -> dict[str, type]:
-    """Custom layers, defined on first use so that importing this module needs no TensorFlow."""
-    if _CUSTOM:
-        return _CUSTOM
-    keras = _keras()
-    import numpy as np
-    import tensorflow as tf
-
-    from parity.tf_twin.physics import canvas_margin, forward_steps
-
-    layer_base: Any = keras.layers.Layer
-
-    class IntensityScale(layer_base):
-        """``x / exp(log_scale)`` on the way in, ``x * exp(log_scale)`` on the way out."""
-
-        def __init__(self, config: ModelConfig, **kwargs: Any) -> None:
-            super().__init__(dtype=_FLOAT, **kwargs)
-            self.log_scale = self.add_weight(
-                name="log_scale",
-                shape=(),
-                initializer=keras.initializers.Constant(math.log(config.intensity_scale)),
-                trainable=config.intensity_scale_trainable,
-            )
-
-        def call(self, x: tf.Tensor, inverse: bool = False) -> tf.Tensor:
-            scale = tf.exp(self.log_scale)
-            return x * scale if inverse else x / scale
-
-    class PiTanh(layer_base):
-        """Phase activation ``pi * tanh(x)``."""
-
-        def call(self, x: tf.Tensor) -> tf.Tensor:
-            return math.pi * tf.tanh(x)
-
-    class Channels(layer_base):
-        """Channels ``[start, stop)`` of an NHWC tensor."""
-
-        def __init__(self, start: int, stop: int | None, **kwargs: Any) -> None:
-            super().__init__(dtype=_FLOAT, **kwargs)
-            self.start, self.stop = start, stop
-
-        def call(self, x: tf.Tensor) -> tf.Tensor:
-            return x[..., self.start : self.stop]
-
-    class BorderMask(layer_base):
-        """Zero inside the central N/2 x N/2 square, identity outside."""
-
-        def __init__(self, n: int, **kwargs: Any) -> None:
-            super().__init__(dtype=_FLOAT, **kwargs)
-            mask = np.ones((n, n, 1), np.float32)
-            mask[n // 4 : n - n // 4, n // 4 : n - n // 4] = 0.0
-            self.mask = mask
-
-        def call(self, x: tf.Tensor) -> tf.Tensor:
-            return x * tf.constant(self.mask)
-
-    class FarField(layer_base):
-        """The physics forward (:mod:`parity.tf_twin.physics`); holds the probe.
-
-        ``call`` gives the unscaled predicted amplitude NHWC ``(B, N, N, C)``; ``steps`` every
-        intermediate of the same computation. (The class keeps its name so that Keras weights
-        files of the twin keep their layout.)
-        """
-
-        def __init__(self, config: ModelConfig, **kwargs: Any) -> None:
-            super().__init__(dtype=_FLOAT, **kwargs)
-            canvas_margin(config)  # the original cannot run an odd or empty margin: fail now
-            self.config = config
-            shape = (config.N, config.N)
-            self.probe_re = self.add_weight(
-                name="probe_re", shape=shape, initializer="ones", trainable=False
-            )
-            self.probe_im = self.add_weight(
-                name="probe_im", shape=shape, initializer="zeros", trainable=False
-            )
-
-        def steps(
-            self, amplitude: tf.Tensor, phase: tf.Tensor, positions: tf.Tensor
-        ) -> dict[str, tf.Tensor]:
-            return forward_steps(
-                amplitude, phase, positions, self.probe_re, self.probe_im, self.config
-            )
-
-        def call(self, amplitude: tf.Tensor, phase: tf.Tensor, positions: tf.Tensor) -> tf.Tensor:
-            pred = self.steps(amplitude, phase, positions)["pred_amplitude_unscaled"]
-            return tf.transpose(pred, (0, 2, 3, 1))  # (B, C, N, N) -> NHWC
-
-    _CUSTOM.update(
-        IntensityScale=IntensityScale,
-        PiTanh=PiTanh,
-        Channels=Channels,
-        BorderMask=BorderMask,
-        FarField=FarField,
-    )
-    return _CUSTOM
-
-
-_CUSTOM: dict[str, type] = {}
-
-
 class _Builder:
     """Builds the functional graph; every layer gets its PyTorch module path as name."""
 
     def __init__(self, config: ModelConfig) -> None:
+        from parity.tf_twin import layers
+
         self.config = config
-        self.keras = _keras()
-        self.custom = _layers()
+        self.keras = layers.keras
+        self.layers = layers  # the twin's own (parity.tf_twin.layers)
 
     def conv(self, x: Any, filters: int, name: str, activation: str | None = None) -> Any:
         return self.keras.layers.Conv2D(
@@ -187,7 +77,7 @@ class _Builder:
 
     def activation(self, x: Any, name: str) -> Any:
         if name == "pi_tanh":
-            return self.custom["PiTanh"](dtype=_FLOAT)(x)
+            return self.layers.PiTanh(dtype=_FLOAT)(x)
         if name not in ("sigmoid", "swish", "softplus", "relu"):
             raise TwinError(
                 f"unknown amplitude activation {name!r}; expected sigmoid, swish, softplus or relu"
@@ -212,15 +102,15 @@ class _Builder:
             x = self.up_block(x, outer_filters, f"{name}.outer.0")
             return self.activation(self.conv(x, out, f"{name}.outer.1"), activation)
         k = x.shape[-1]
-        centre = self.custom["Channels"](0, k - C_OUTER)(x)
+        centre = self.layers.Channels(0, k - C_OUTER)(x)
         centre = self.activation(self.conv(centre, out, f"{name}.centre_conv"), activation)
         centre = layers.ZeroPadding2D(cfg.N // 4, dtype=_FLOAT)(centre)  # (B, N, N, out)
         if not cfg.probe_big:
             return centre
-        outer = self.custom["Channels"](k - C_OUTER, None)(x)
+        outer = self.layers.Channels(k - C_OUTER, None)(x)
         outer = self.up_block(outer, outer_filters, f"{name}.outer.up")
         outer = self.conv(outer, out, f"{name}.outer.conv", "swish")
-        return layers.Add(dtype=_FLOAT)([centre, self.custom["BorderMask"](cfg.N)(outer)])
+        return layers.Add(dtype=_FLOAT)([centre, self.layers.BorderMask(cfg.N)(outer)])
 
 
 def build_twin(config: ModelConfig) -> keras.Model:
@@ -234,11 +124,11 @@ def build_twin(config: ModelConfig) -> keras.Model:
     keras, n, c = b.keras, config.N, config.C
     diffraction = keras.Input((n, n, c), dtype=_FLOAT, name="diffraction")
     positions = keras.Input((c, 2), dtype=_FLOAT, name="positions")
-    scale = b.custom["IntensityScale"](config, name="intensity_scale")
+    scale = b.layers.IntensityScale(config, name="intensity_scale")
     z = b.encoder(scale(diffraction))
     amplitude = b.decoder(z, "amplitude_decoder", config.amp_activation)
     phase = b.decoder(z, "phase_decoder", "pi_tanh")
-    pred = b.custom["FarField"](config, name="far_field")(amplitude, phase, positions)
+    pred = b.layers.FarField(config, name="far_field")(amplitude, phase, positions)
     pred = scale(pred, inverse=True)
     outputs = {AMPLITUDE: amplitude, PHASE: phase, PRED_AMPLITUDE: pred}
     return keras.Model({"diffraction": diffraction, "positions": positions}, outputs, name="twin")
@@ -246,7 +136,9 @@ def build_twin(config: ModelConfig) -> keras.Model:
 
 def object_head(twin: keras.Model) -> keras.Model:
     """``diffraction -> {amplitude, phase}``: the object head, sharing the twin's layers."""
-    keras = _keras()
+    from parity.tf_twin.layers import load_keras
+
+    keras = load_keras()
     diffraction = twin.get_layer("diffraction").output
     outputs = {k: twin.output[k] for k in (AMPLITUDE, PHASE)}
     return keras.Model({"diffraction": diffraction}, outputs, name="twin_object")

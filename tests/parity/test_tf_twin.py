@@ -210,7 +210,7 @@ def test_a_canvas_the_original_cannot_build_is_rejected_before_the_twin() -> Non
 def test_reassembly_moves_each_patch_by_plus_its_offset() -> None:
     import tensorflow as tf
 
-    from parity.tf_twin.physics import extract, reassemble
+    from parity.tf_twin.canvas import extract, reassemble
 
     n, canvas = 64, 78
     patches = np.zeros((1, 2, n, n), np.float32)
@@ -228,7 +228,7 @@ def test_reassembly_moves_each_patch_by_plus_its_offset() -> None:
 def test_gridsize_one_divides_the_centre_by_1_001_and_multiplies_the_border_by_1000() -> None:
     import tensorflow as tf
 
-    from parity.tf_twin.physics import reassemble
+    from parity.tf_twin.canvas import reassemble
 
     ones = tf.ones((1, 1, 64, 64))
     re, im = reassemble(ones, ones, tf.zeros((1, 1, 2)), 74)

@@ -9,6 +9,7 @@ import sys
 def test_importing_the_twin_modules_does_not_import_tensorflow() -> None:
     code = (
         "import sys, parity, parity.tf_twin, parity.tf_twin.model, parity.tf_twin.physics, "
+        "parity.tf_twin.canvas, "
         "parity.tf_twin.weights, parity.tf_twin.generate; "
         "bad = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules); "
         "assert not bad, bad"
