@@ -126,7 +126,8 @@ def _correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
     """The bundled demo model (trained on simulated scans) exported with its reference: its
     reconstructions resemble the ground truth, so their place can be checked against it."""
-    from export.build import BuildOptions, build
+    from export.build import build
+    from export.options import BuildOptions
 
     return build(BuildOptions(out=tmp_path_factory.mktemp("demo") / "artifacts"))
 
@@ -235,6 +236,17 @@ def _original_diff3d(path: Path) -> Path:
     return path
 
 
+def _command(name: str) -> Callable[[list[str]], int]:
+    """``python -m ptycho_torch.NAME``'s ``main(argv)``, in-process, wherever the CLI tree has it."""
+    import importlib
+
+    try:
+        from tests.conftest import command_main  # type: ignore[attr-defined]
+    except ImportError:  # the tree before the one-CLI-tree move (issue 21)
+        return importlib.import_module(f"ptycho_torch.commands.{name}").main  # type: ignore[no-any-return]
+    return command_main(name)  # type: ignore[no-any-return]
+
+
 @pytest.mark.parametrize("kind", ["ptychodus", "original"])
 def test_train_infer_build_and_predict_read_ptychodus_and_original_training_files(
     kind: str,
@@ -244,8 +256,10 @@ def test_train_infer_build_and_predict_read_ptychodus_and_original_training_file
     fast_export: None,
     tmp_path: Path,
 ) -> None:
-    from export.build import BuildOptions, build
-    from ptycho_torch.commands import infer, train
+    from export.build import build
+    from export.options import BuildOptions
+
+    train, infer = _command("train"), _command("infer")
 
     if kind == "ptychodus":  # Ptychodus's own writer, with a bad pixel it inpaints
         inp = ptychodus_input(small, modes=2)
@@ -263,12 +277,12 @@ def test_train_infer_build_and_predict_read_ptychodus_and_original_training_file
             pytest.skip(f"fixtures of the original PtychoPINN not found at {ORIGINAL_CASE}")
         data = _original_diff3d(tmp_path / "test_data.npz")
 
-    code = train.main(
+    code = train(
         ["--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1",
          "--n-filters-scale", "1", "--batch-size", "8", "--threads", "2", "--no-progress"]
     )  # fmt: skip
     assert code == 0 and (tmp_path / "run" / "model.pt").is_file()
-    code = infer.main(
+    code = infer(
         ["--checkpoint", str(model_file), "--data", str(data), "--out", str(tmp_path / "inf")]
     )
     assert code == 0 and (tmp_path / "inf" / "reconstruction.npz").is_file()
@@ -298,6 +312,25 @@ def test_a_ptychodus_training_file_predicts_as_its_measured_scan(
     m = want.obj.shape[0]
     assert got.obj.shape == (m + 2 * PAD, m + 2 * PAD)
     _assert_same(got.obj[PAD : PAD + m, PAD : PAD + m], want.obj)
+
+
+def test_the_cli_pairs_a_training_file_row_by_row_like_the_diffraction_file_by_index(
+    small: PtychoData, built: BuildResult, tmp_path: Path
+) -> None:
+    inp = ptychodus_input(small)
+    product, patterns = write_ptychodus_files(inp, tmp_path / "in")
+    training = tmp_path / "in" / "train.npz"
+    save_ptychopinn_training_data(training, inp)
+    objects = []
+    for data in (patterns, training):
+        out = tmp_path / f"{data.stem}.h5"
+        run = export_cli(
+            "predict", "--artifacts", str(built.out), "--product", str(product),
+            "--data", str(data), "--out", str(out),
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        objects.append(load_product(out).object_.get_array()[0])
+    _assert_same(objects[1], objects[0])
 
 
 # --- bad input (item 5): one line, exit 2, nothing written -------------------------------------
@@ -433,7 +466,7 @@ def test_the_library_registers_one_subprocess_reconstructor_with_a_device_settin
     assert isinstance(reconstructor, TrainableReconstructor)
     assert reconstructor.get_model_file_filter().startswith("PtychoPINN ONNX artifacts")
     assert not reconstructor.is_model_loaded()
-    with pytest.raises(NotImplementedError, match="python -m ptycho_torch.train"):
+    with pytest.raises(NotImplementedError, match="--data TRAINING.npz"):
         next(iter(reconstructor.train(Path("in"), Path("out"))))
 
 
@@ -476,9 +509,6 @@ here.load_model_from_file(artifacts)
 (same,) = here.reconstruct(inp)
 assert (same.product.object_.get_array() == output.product.object_.get_array()).all()
 
-from export.host_cli import main
-assert main(["predict", "--artifacts", str(artifacts), "--product", str(product),
-             "--data", str(data), "--out", str(out)], prog="python -m export") == 0
 loaded = [m for m in ("torch", "lightning", "tensorflow", "keras", "onnx") if m in sys.modules]
 assert not loaded, loaded
 print("torch-free OK")
@@ -486,14 +516,15 @@ print("torch-free OK")
 
 
 def _blocked_run(
-    blocked: set[str], code: str, *args: Path, tmp_path: Path
+    blocked: set[str], code: str | None, *args: Path, tmp_path: Path
 ) -> subprocess.CompletedProcess[str]:
+    """``python -c CODE ARGS`` (or ``python -m export ARGS``) where importing ``blocked`` fails."""
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(BLOCKER.format(blocked=sorted(blocked)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
     return subprocess.run(
-        [sys.executable, "-c", code, *map(str, args)],
+        [sys.executable, *(["-m", "export"] if code is None else ["-c", code]), *map(str, args)],
         capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path,
     )  # fmt: skip
 
@@ -508,6 +539,12 @@ def test_the_ptychodus_path_runs_with_torch_lightning_and_tensorflow_blocked(
         TORCH_FREE_RUN, built.out, product, patterns, out, tmp_path=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0 and "torch-free OK" in proc.stdout, proc.stderr
+    proc = _blocked_run(
+        {"torch", "lightning", "tensorflow", "keras", "onnx", "onnxscript"}, None,
+        Path("predict"), Path("--artifacts"), built.out, Path("--product"), product,
+        Path("--data"), patterns, Path("--out"), out, tmp_path=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
     assert "predicted 25 patterns in" in proc.stdout and out.is_file()
 
 
@@ -516,9 +553,8 @@ def test_without_ptychodus_the_ptychodus_path_is_exit_3_with_the_install_line(
 ) -> None:
     product, patterns = write_ptychodus_files(ptychodus_input(small), tmp_path / "in")
     out = tmp_path / "out.h5"
-    code = "import sys; from export.host_cli import main; sys.exit(main(sys.argv[1:]))"
     proc = _blocked_run(
-        {"ptychodus"}, code, Path("predict"), Path("--artifacts"), built.out,
+        {"ptychodus"}, None, Path("predict"), Path("--artifacts"), built.out,
         Path("--product"), product, Path("--data"), patterns, Path("--out"), out,
         tmp_path=tmp_path,
     )  # fmt: skip
