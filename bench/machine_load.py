@@ -10,13 +10,24 @@ with the settings. The load is read through :func:`os.getloadavg` (tests replace
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from export.session import SessionSettings
 from parity.errors import ParityError
 from ptycho_torch.threads import logical_cpus
 
-__all__ = ["BusyMachineError", "MachineLoad", "busy_note", "check_idle", "read_load"]
+__all__ = [
+    "BusyMachineError",
+    "MachineLoad",
+    "busy_note",
+    "check_idle",
+    "read_load",
+    "settings_to_record",
+]
+
+log = logging.getLogger(__name__)
 
 
 class BusyMachineError(ParityError):
@@ -77,3 +88,16 @@ def busy_note(start: MachineLoad, end: MachineLoad) -> str:
         f"1-minute load average {one[0]} at the start and {one[1]} at the end of the tuning on "
         f"{end.cores} cores (saved with --save-tuning-anyway)"
     )
+
+
+def settings_to_record(
+    session: SessionSettings, start: MachineLoad, end: MachineLoad, anyway: bool
+) -> SessionSettings:
+    """The settings ``--save-tuning`` records: refused (exit 2) if the machine was busy, unless
+    ``anyway``, which notes the load in them (and warns)."""
+    check_idle(start, end, anyway)
+    note = busy_note(start, end)
+    if not note:
+        return session
+    log.warning("bench: recording ONNX Runtime settings measured on a busy machine: %s", note)
+    return replace(session, measured_while_busy=note)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BatchResult", "BenchReport", "BenchRow"]
+__all__ = ["BatchResult", "BenchReport", "BenchRow", "Trial"]
 
 SCHEMA = "ptychopinn-bench/1"
 
@@ -29,6 +29,32 @@ class BenchRow:
     fraction_of_ceiling: float | None = None
     speedup_vs_eager: float | None = None
     unavailable: str | None = None
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One measured setting: median ms per batch."""
+
+    backend: str  # "onnxruntime" | "eager"
+    setting: str
+    p50_ms: float | None  # None: the setting could not run (``note`` says why)
+    chosen: bool = False
+    stage: str = "settings"  # "settings" | "binding" (the second ONNX Runtime round)
+    note: str = ""
+    threads: int | None = None  # intra-op threads of the setting (ONNX Runtime's or torch's)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "backend": self.backend,
+            "setting": self.setting,
+            "p50_ms": self.p50_ms,
+            "chosen": self.chosen,
+            "stage": self.stage,
+            "threads": self.threads,
+        }
+        if self.note:
+            out["note"] = self.note
+        return out
 
 
 @dataclass(frozen=True)

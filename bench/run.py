@@ -19,23 +19,21 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
-from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from bench.ceiling import GemmProbe
-from bench.machine_load import MachineLoad, busy_note, check_idle, read_load
-from bench.report import BatchResult, BenchReport, BenchRow
-from bench.tuning import EagerMode
+from bench.batch_timing import BatchTimer, read_feed
+from bench.eager_tuning import EagerMode
+from bench.machine_load import check_idle, read_load, settings_to_record
+from bench.report import BenchReport
 from export.manifest import Manifest
 from export.session import SessionSettings
-from parity.errors import EnvironmentUnavailable
 from ptycho_torch.thread_option import parse_threads
-from ptycho_torch.threads import Samples, interleave
+
+if TYPE_CHECKING:
+    from bench.flops import ConvShape
+    from ptycho_torch.threads import ThreadChoice
 
 __all__ = ["BenchOptions", "parse_batches", "run_bench"]
 
@@ -143,37 +141,79 @@ def run_bench(options: BenchOptions) -> BenchReport:
     import torch
 
     from bench.ceiling import gemm_probe
-    from bench.flops import conv_shapes, distinct_shapes
-    from bench.layers import time_layers
-    from bench.tuning import tune
+    from bench.flops import conv_shapes
     from export.manifest import read_manifest
     from export.session import save_session_settings
-    from export.signature import Signature
     from parity.precision import apply_precision_policy
     from parity.runners import torch_device
     from ptycho_torch.checkpoint import load_model
-    from ptycho_torch.threads import cpu_kind, physical_cores, set_threads
+    from ptycho_torch.threads import physical_cores, set_threads
 
     apply_precision_policy()
     load_before = list(read_load().averages)
     manifest = read_manifest(options.artifacts)  # benchmark what was built, nothing else
-    weights = manifest.weights_path(options.artifacts)
-    signature = Signature.from_dict(manifest.signature)
-    own_batch = signature.inputs[0].shape[0]
-    batches = options.batches or [own_batch]
     choice = set_threads(options.threads)
     torch_device(options.device)  # EnvironmentUnavailable (exit 3) for a missing CUDA
-    model = load_model(weights)
+    model = load_model(manifest.weights_path(options.artifacts))
     calls = conv_shapes(model)
+    report = _new_report(options, manifest, model, calls, load_before, choice)
+    session, eager_mode, tuned = _tuned_settings(options, manifest, choice, report)
+    torch_threads = eager_mode.threads or choice.threads
+    if options.tune or choice.requested != "default":
+        torch.set_num_threads(torch_threads)  # every torch backend timed from here on
+    report.threads = choice.record(torch_threads, tuned)
+    probe = gemm_probe(
+        options.device, max(torch_threads, session.intra_op_threads or physical_cores())
+    )
+    report.ceiling_probe = probe.describe()
+    timer = BatchTimer(
+        options.artifacts,
+        manifest,
+        options.device,
+        probe,
+        report.model["flops_per_pattern"],
+        session,
+        eager_mode,
+        options.seconds,
+        options.repeats,
+        options.warmup,
+    )
+    with tempfile.TemporaryDirectory(prefix="ptychopinn-bench-") as workdir:
+        for batch in options.batches or [_own_batch(manifest)]:
+            report.batches.append(timer.time(batch, Path(workdir)))
+    if options.layers:
+        _time_layers(options, report, calls, timer, _own_batch(manifest))
+    if options.records_tuning:
+        save_session_settings(options.artifacts, session)
+        report.saved_tuning = str(options.artifacts / "manifest.json")
+        log.info("bench: recorded ONNX Runtime settings in %s", report.saved_tuning)
+    report.machine["load_after"] = list(read_load().averages)
+    return report
+
+
+def _own_batch(manifest: Manifest) -> int:
+    return int(manifest.signature["inputs"][0]["shape"][0])
+
+
+def _new_report(
+    options: BenchOptions,
+    manifest: Manifest,
+    model: Any,
+    calls: list[ConvShape],
+    load_before: list[float],
+    choice: ThreadChoice,
+) -> BenchReport:
+    """The report's machine and model sections; the measurements are added as they are made."""
+    from ptycho_torch.threads import cpu_kind, physical_cores
+
     flops = sum(c.flops for c in calls)
-    machine = {
-        "cpu": cpu_kind(),
-        "physical_cores": physical_cores(),
-        "device": _device_name(options.device),
-        "load_before": load_before,
-    }
-    report = BenchReport(
-        machine=machine,
+    return BenchReport(
+        machine={
+            "cpu": cpu_kind(),
+            "physical_cores": physical_cores(),
+            "device": _device_name(options.device),
+            "load_before": load_before,
+        },
         model={
             "N": model.N,
             "C": model.C,
@@ -188,204 +228,71 @@ def run_bench(options: BenchOptions) -> BenchReport:
         ceiling_probe="",
         threads=choice.to_dict(),
     )
-    session = SessionSettings.from_manifest(manifest) or SessionSettings(choice.threads)
-    eager_mode = EagerMode()
-    torch_threads, tuned = choice.threads, False
-    if options.tune:
-        start = read_load()
-        if options.records_tuning:  # refused before minutes of measuring, not after
-            check_idle(start, None, options.save_tuning_anyway)
-        # the same thread counts for both; on CUDA the CPU threads hardly matter: one count
-        counts = (
-            list(range(1, physical_cores() + 1))
-            if choice.requested == "auto" and options.device != "cuda"
-            else [choice.threads]
-        )
-        tuning = tune(
-            options.artifacts / "model.onnx",
-            weights,
-            signature,
-            _feed(options.artifacts),
-            options.device,
-            [1] if options.device == "cuda" else counts,
-            options.seconds,
-            f"{cpu_kind()}, {physical_cores()} cores, load average {list(start.averages)}",
-            torch_threads=counts,
-        )
-        session, eager_mode = tuning.onnxruntime, tuning.eager
-        if options.records_tuning:
-            session = _busy_checked(session, start, read_load(), options.save_tuning_anyway)
-        torch_threads = eager_mode.threads or choice.threads
-        tuned = choice.requested == "auto" and options.device != "cuda"
-        report.tuning = tuning.to_dict()
-    if options.tune or choice.requested != "default":
-        torch.set_num_threads(torch_threads)  # every torch backend timed from here on
-    report.threads = _threads_record(choice.to_dict(), torch_threads, tuned)
-    probe = gemm_probe(
-        options.device, max(torch_threads, session.intra_op_threads or physical_cores())
-    )
-    report.ceiling_probe = probe.describe()
-    with tempfile.TemporaryDirectory(prefix="ptychopinn-bench-") as workdir:
-        for batch in batches:
-            report.batches.append(
-                _bench_batch(
-                    options, manifest, batch, Path(workdir), probe, flops, session, eager_mode
-                )
-            )
-    if options.layers:
-        report.layers_batch = own_batch if own_batch in batches else batches[-1]
-        log.info("bench: per-layer view at batch %d", report.layers_batch)
-        timings = time_layers(
-            distinct_shapes(calls),
-            report.layers_batch,
-            probe,
-            options.seconds,
-            options.device,
-            session,
-            eager_mode.channels_last,
-        )
-        report.layers = [t.to_dict() for t in timings]
-    if options.records_tuning:
-        save_session_settings(options.artifacts, session)
-        report.saved_tuning = str(options.artifacts / "manifest.json")
-        log.info("bench: recorded ONNX Runtime settings in %s", report.saved_tuning)
-    machine["load_after"] = list(read_load().averages)
-    return report
 
 
-def _busy_checked(
-    session: SessionSettings, start: MachineLoad, end: MachineLoad, anyway: bool
-) -> SessionSettings:
-    """The settings to record: refused (exit 2) if the machine was busy, unless ``anyway``,
-    which notes the load in them (and warns)."""
-    check_idle(start, end, anyway)
-    note = busy_note(start, end)
-    if not note:
-        return session
-    log.warning("bench: recording ONNX Runtime settings measured on a busy machine: %s", note)
-    return replace(session, measured_while_busy=note)
+def _tuned_settings(
+    options: BenchOptions, manifest: Manifest, choice: ThreadChoice, report: BenchReport
+) -> tuple[SessionSettings, EagerMode, bool]:
+    """ONNX Runtime's settings, eager's mode and whether the tuning chose torch's thread count:
+    measured (``--tune``, recorded in ``report.tuning``), else the manifest's or the defaults.
 
-
-def _threads_record(choice: dict[str, object], used: int, tuned: bool) -> dict[str, object]:
-    """``--threads``' choice (:meth:`ptycho_torch.threads.ThreadChoice.to_dict`) with the torch
-    thread count really used by every torch backend (``threads``) and where it came from."""
-    record = dict(choice)
-    if tuned:
-        chosen_by = "tuning"
-    elif choice["requested"] == "default":
-        chosen_by = "torch's default"
-    elif choice["requested"] == "auto":
-        chosen_by = "measured at start"
-    else:
-        chosen_by = "given"
-    if tuned:  # what --threads auto measured at start, before the tuning replaced it
-        record["before_tuning"] = choice["threads"]
-    record.update(threads=used, chosen_by=chosen_by)
-    return record
-
-
-def _bench_batch(
-    options: BenchOptions,
-    manifest: Manifest,
-    batch: int,
-    workdir: Path,
-    probe: GemmProbe,
-    flops: int,
-    session: SessionSettings,
-    eager_mode: EagerMode,
-) -> BatchResult:
-    """Every backend at ``batch``, interleaved with the GEMM probe."""
-    from bench.batches import artifacts_for_batch
+    Raises:
+        BusyMachineError: (exit 2) ``--save-tuning`` on a busy machine (before or after).
+    """
+    from bench.tuning import tune  # looked up at call time (a test wraps it)
     from export.signature import Signature
-    from parity.runners import ExportedProgramRunner, OnnxRuntimeRunner, TorchScriptRunner
+    from ptycho_torch.threads import cpu_kind, physical_cores
 
-    made = artifacts_for_batch(options.artifacts, manifest, batch, workdir)
-    folder, device = made.folder, options.device
-    signature = Signature.from_dict(_signature(folder, made.folder == options.artifacts, manifest))
-    feed = _feed(folder)
-    weights = manifest.weights_path(options.artifacts)
-    ort = OnnxRuntimeRunner(
-        f"onnxruntime[{device}]", signature, device, folder / "model.onnx", session
+    session = SessionSettings.from_manifest(manifest) or SessionSettings(choice.threads)
+    if not options.tune:
+        return session, EagerMode(), False
+    start = read_load()
+    if options.records_tuning:  # refused before minutes of measuring, not after
+        check_idle(start, None, options.save_tuning_anyway)
+    # the same thread counts for both; on CUDA the CPU threads hardly matter: one count
+    auto = choice.requested == "auto" and options.device != "cuda"
+    counts = list(range(1, physical_cores() + 1)) if auto else [choice.threads]
+    tuning = tune(
+        options.artifacts / "model.onnx",
+        manifest.weights_path(options.artifacts),
+        Signature.from_dict(manifest.signature),
+        read_feed(options.artifacts),
+        options.device,
+        counts,
+        options.seconds,
+        f"{cpu_kind()}, {physical_cores()} cores, load average {list(start.averages)}",
     )
-    runners = [
-        eager_mode.runner(f"eager[{device}]", weights, signature, device),
-        TorchScriptRunner(f"torchscript[{device}]", signature, device, folder / "model.ts"),
-        ExportedProgramRunner(f"pt2[{device}]", signature, device, folder / "model.pt2"),
-        ort,
-    ]
-    rows: list[BenchRow] = []
-    settings = {runners[0].name: eager_mode.describe(), ort.name: session.describe()}
-    with ExitStack() as stack:  # every activated runner is deactivated, whatever fails
-        candidates: dict[str, Callable[[], object]] = dict(probe.runs)
-        for r in runners:
-            try:
-                stack.enter_context(r)
-            except EnvironmentUnavailable as exc:
-                if not (device == "cuda" and r.kind == "onnxruntime"):
-                    raise
-                rows.append(BenchRow(r.name, batch, unavailable=str(exc)))  # the CLI exits 3
-                continue
-            candidates[r.name] = partial(r.infer, feed)
-        log.info("bench: batch %d, %s, %.0f s", batch, ", ".join(candidates), options.seconds)
-        samples = interleave(
-            candidates, options.seconds, options.repeats, options.warmup, f"batch {batch}"
-        )
-        providers = {r.name: r.providers for r in runners}
-    ceiling, rates = probe.ceiling(samples)
-    eager_p50 = samples[f"eager[{device}]"].p50
-    timed = [
-        _row(
-            name,
-            batch,
-            s,
-            flops,
-            ceiling,
-            eager_p50,
-            providers.get(name, []),
-            settings.get(name, ""),
-        )
-        for name, s in samples.items()
-        if name not in probe.runs
-    ]
-    return BatchResult(batch, str(folder), made.build_seconds, ceiling, timed + rows, rates)
+    session = tuning.onnxruntime
+    if options.records_tuning:
+        session = settings_to_record(session, start, read_load(), options.save_tuning_anyway)
+    report.tuning = tuning.to_dict()
+    return session, tuning.eager, auto
 
 
-def _row(
-    name: str,
-    batch: int,
-    s: Samples,
-    flops: int,
-    ceiling: float,
-    eager_p50: float,
-    providers: list[str],
-    setting: str,
-) -> BenchRow:
-    gflops = flops * batch / s.p50 / 1e9
-    return BenchRow(
-        runner=name,
-        batch=batch,
-        providers=list(providers),
-        setting=setting,
-        rounds=len(s),
-        p50_ms=1e3 * s.p50,
-        p99_ms=1e3 * s.p99,
-        patterns_per_s=batch / s.p50,
-        gflops=gflops,
-        fraction_of_ceiling=gflops / ceiling,
-        speedup_vs_eager=eager_p50 / s.p50,
+def _time_layers(
+    options: BenchOptions,
+    report: BenchReport,
+    calls: list[ConvShape],
+    timer: BatchTimer,
+    own_batch: int,
+) -> None:
+    """The per-layer view: each distinct conv shape timed alone, at the artifacts' own batch."""
+    from bench.flops import distinct_shapes
+    from bench.layers import time_layers
+
+    batches = options.batches or [own_batch]
+    report.layers_batch = own_batch if own_batch in batches else batches[-1]
+    log.info("bench: per-layer view at batch %d", report.layers_batch)
+    timings = time_layers(
+        distinct_shapes(calls),
+        report.layers_batch,
+        timer.probe,
+        options.seconds,
+        options.device,
+        timer.session,
+        timer.eager_mode.channels_last,
     )
-
-
-def _feed(folder: Path) -> dict[str, np.ndarray]:
-    from ptycho_torch.npz import read_npz
-
-    return read_npz(folder / "inputs.npz", what="inputs")
-
-
-def _signature(folder: Path, own: bool, manifest: Manifest) -> dict[str, object]:
-    from export.manifest import read_manifest
-
-    return manifest.signature if own else read_manifest(folder).signature
+    report.layers = [t.to_dict() for t in timings]
 
 
 def _device_name(device: str) -> str:

@@ -67,6 +67,22 @@ class ThreadChoice:
         values["timings_ms"] = {str(k): v for k, v in self.timings_ms.items()}
         return values
 
+    def record(self, used: int, tuned: bool) -> dict[str, object]:
+        """:meth:`to_dict` with the count really used (``threads``; a tuning may have replaced
+        the choice) and where it came from (``chosen_by``; ``before_tuning``: the choice)."""
+        record = self.to_dict()
+        if tuned:
+            chosen_by = "tuning"
+            record["before_tuning"] = self.threads  # what auto measured before the tuning
+        elif self.requested == DEFAULT:
+            chosen_by = "torch's default"
+        elif self.requested == AUTO:
+            chosen_by = "measured at start"
+        else:
+            chosen_by = "given"
+        record.update(threads=used, chosen_by=chosen_by)
+        return record
+
     def __str__(self) -> str:
         how = "measured" if self.timings_ms else "given"
         if self.requested == DEFAULT:

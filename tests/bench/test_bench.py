@@ -166,7 +166,7 @@ def test_a_cuda_graph_that_cannot_run_is_a_trial_with_its_reason(
     does when a graph cannot be captured: the failure is a trial with its note, not an error,
     and the plain or IO-bound setting is kept."""
     import export.host
-    from bench.tuning import _tune_binding
+    from bench.onnxruntime_tuning import tune_binding
 
     real = export.host.OnnxHost
 
@@ -182,7 +182,7 @@ def test_a_cuda_graph_that_cannot_run_is_a_trial_with_its_reason(
     monkeypatch.setattr(export.host, "OnnxHost", CpuStandIn)
     with np.load(built.out / "inputs.npz", allow_pickle=False) as z:
         feed = {k: z[k] for k in z.files}
-    kept, trials = _tune_binding(
+    kept, trials = tune_binding(
         built.out / "model.onnx", feed, "cuda", SessionSettings(intra_op_threads=1), 0
     )
     assert not kept.cuda_graph
