@@ -43,6 +43,11 @@ class BatchTimer:
     repeats: int
     warmup: int
 
+    @property
+    def own_batch(self) -> int:
+        """The batch size the artifacts were built for."""
+        return int(self.manifest.signature["inputs"][0]["shape"][0])
+
     def time(self, batch: int, workdir: Path) -> BatchResult:
         """Every backend at ``batch`` (artifacts built into ``workdir`` unless it is the
         artifacts' own batch), interleaved with the GEMM probe."""

@@ -179,20 +179,16 @@ def run_bench(options: BenchOptions) -> BenchReport:
         options.warmup,
     )
     with tempfile.TemporaryDirectory(prefix="ptychopinn-bench-") as workdir:
-        for batch in options.batches or [_own_batch(manifest)]:
+        for batch in options.batches or [timer.own_batch]:
             report.batches.append(timer.time(batch, Path(workdir)))
     if options.layers:
-        _time_layers(options, report, calls, timer, _own_batch(manifest))
+        _time_layers(options, report, calls, timer)
     if options.records_tuning:
         save_session_settings(options.artifacts, session)
         report.saved_tuning = str(options.artifacts / "manifest.json")
         log.info("bench: recorded ONNX Runtime settings in %s", report.saved_tuning)
     report.machine["load_after"] = list(read_load().averages)
     return report
-
-
-def _own_batch(manifest: Manifest) -> int:
-    return int(manifest.signature["inputs"][0]["shape"][0])
 
 
 def _new_report(
@@ -274,12 +270,12 @@ def _time_layers(
     report: BenchReport,
     calls: list[ConvShape],
     timer: BatchTimer,
-    own_batch: int,
 ) -> None:
     """The per-layer view: each distinct conv shape timed alone, at the artifacts' own batch."""
     from bench.flops import distinct_shapes
     from bench.layers import time_layers
 
+    own_batch = timer.own_batch
     batches = options.batches or [own_batch]
     report.layers_batch = own_batch if own_batch in batches else batches[-1]
     log.info("bench: per-layer view at batch %d", report.layers_batch)
