@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ptycho_torch.import_tf.errors import (
+        GraphStructureError,
         ImportTFError,
         MissingValueError,
         UnsafePickleError,
@@ -23,11 +24,10 @@ if TYPE_CHECKING:
         ImportedModel,
         import_archive,
         import_weights,
-        read_probe_npz,
         write_checkpoint,
     )
-    from ptycho_torch.import_tf.keras_graph import GraphStructureError
     from ptycho_torch.import_tf.unpickle import loads_plain_data
+    from ptycho_torch.import_tf.values import read_probe_npz
 
 # Imported on first use, so that ``python -m ptycho_torch.import_tf`` starts without h5py or
 # torch and a missing one is exit 3 with its install line (ptycho_torch.cli.launch).
@@ -40,9 +40,9 @@ _LAZY = {
     "ImportedModel": "importer",
     "import_archive": "importer",
     "import_weights": "importer",
-    "read_probe_npz": "importer",
+    "read_probe_npz": "values",
     "write_checkpoint": "importer",
-    "GraphStructureError": "keras_graph",
+    "GraphStructureError": "errors",
     "loads_plain_data": "unpickle",
 }
 

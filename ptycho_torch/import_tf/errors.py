@@ -5,6 +5,7 @@ from __future__ import annotations
 from ptycho_torch.errors import PtychoError
 
 __all__ = [
+    "GraphStructureError",
     "ImportTFError",
     "MissingValueError",
     "UnsafePickleError",
@@ -31,3 +32,7 @@ class UnsupportedModelError(ImportTFError):
 
 class WeightMismatchError(ImportTFError):
     """The original's convolutions do not map one-to-one, by role and shape, onto the model."""
+
+
+class GraphStructureError(ImportTFError):
+    """``model.keras``'s graph is not the original PtychoPINN network this port implements."""

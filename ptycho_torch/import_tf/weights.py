@@ -56,6 +56,35 @@ def copy_conv_weights(
         WeightMismatchError: one message listing every problem found.
     """
     convs = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    planned, problems = _plan(convs, sources, weights, config, where, graph_convs)
+    missing = sorted(set(convs) - set(planned))
+    if missing:
+        problems.append(f"no weights for model convs {missing}")
+    if problems:
+        raise WeightMismatchError(
+            f"{where}: the original's convs do not match the model for config "
+            f"(N={config.N}, gridsize={config.gridsize}, n_filters_scale={config.n_filters_scale}, "
+            f"object_big={config.object_big}, probe_big={config.probe_big}, "
+            f"pad_object={config.pad_object}); {len(problems)} problem(s): " + "; ".join(problems)
+        )
+    with torch.no_grad():
+        for target, (kernel, bias) in planned.items():
+            convs[target].weight.copy_(torch.from_numpy(hwio_to_oihw(kernel)))
+            convs[target].bias.copy_(torch.from_numpy(np.ascontiguousarray(bias)))  # type: ignore[union-attr]
+    return len(planned)
+
+
+def _plan(
+    convs: dict[str, nn.Conv2d],
+    sources: Sequence[ConvSource],
+    weights: h5py.File,
+    config: ModelConfig,
+    where: str,
+    graph_convs: dict[str, dict[str, Any]] | None,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
+    """Each source's kernel and bias by the model conv it goes to, read and checked; and every
+    problem found (roles without a conv, second sources, shared paths, wrong activations or
+    shapes, missing datasets)."""
     problems: list[str] = []
     planned: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     seen_paths: dict[str, str] = {}
@@ -83,21 +112,7 @@ def copy_conv_weights(
             continue
         problems += _shape_problems(src, kernel, bias, convs[target], graph_convs)
         planned[target] = (kernel, bias)
-    missing = sorted(set(convs) - set(planned))
-    if missing:
-        problems.append(f"no weights for model convs {missing}")
-    if problems:
-        raise WeightMismatchError(
-            f"{where}: the original's convs do not match the model for config "
-            f"(N={config.N}, gridsize={config.gridsize}, n_filters_scale={config.n_filters_scale}, "
-            f"object_big={config.object_big}, probe_big={config.probe_big}, "
-            f"pad_object={config.pad_object}); {len(problems)} problem(s): " + "; ".join(problems)
-        )
-    with torch.no_grad():
-        for target, (kernel, bias) in planned.items():
-            convs[target].weight.copy_(torch.from_numpy(hwio_to_oihw(kernel)))
-            convs[target].bias.copy_(torch.from_numpy(np.ascontiguousarray(bias)))  # type: ignore[union-attr]
-    return len(planned)
+    return planned, problems
 
 
 def _shape_problems(
