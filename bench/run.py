@@ -78,13 +78,10 @@ class BenchOptions:
     )
     repeats: int = field(default=5, metadata={"help": "at least this many timed rounds"})
     warmup: int = field(default=2, metadata={"help": "untimed rounds per backend first"})
-    threads: str = field(
-        default="auto",
-        metadata={
-            "help": "CPU threads: auto (torch and ONNX Runtime: 1..cores tried by the tuning; "
-            "torch: measured when --no-tune), N (both use N) or default (torch's own)"
-        },
-    )
+    # --threads, the one option of every command (ptychopinn.command): auto tries 1..cores for
+    # torch and ONNX Runtime in the tuning (torch measured alone with --no-tune), N uses N for
+    # both, default leaves torch its own
+    threads: str = "auto"
     tune: bool = field(
         default=True,
         metadata={

@@ -1,10 +1,9 @@
-"""``python -m export``: the documented main command.
+"""``python -m export <command>``: the documented spelling of every command (``ptychopinn``).
 
-The command composes export with the parity check, so its code lives one layer up in
-:mod:`pipeline.cli`; this shim is the one import from ``export`` to a higher layer (named in
-``.importlinter``).
+The commands live one layer up, in the command tree :mod:`ptychopinn`; this forwarder hands over
+at run time (:func:`ptycho_torch.cli.launch`), so ``export`` imports nothing above it.
 """
 
 from ptycho_torch.cli import launch
 
-launch("pipeline.cli:main")
+launch("ptychopinn.main:main", prog="python -m export")

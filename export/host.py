@@ -4,15 +4,10 @@
 every feed with the one feed check (:meth:`export.signature.Signature.check_feed`, torch-free),
 reports the execution providers the session really uses, and checks that the model and
 ``manifest.json`` describe the same thing. Whole scans: :mod:`export.predict`; checking a copied
-folder: :mod:`export.verify`; the command line: :mod:`export.host_cli`.
+folder: :mod:`export.verify`; the command line: :mod:`ptychopinn.host`.
 """
 
 from __future__ import annotations
-
-if __name__ == "__main__":  # before the imports: a missing package is exit 3, not a traceback
-    from ptycho_torch.cli import launch
-
-    launch("export.host_cli:main")
 
 import json
 import logging

@@ -1,6 +1,6 @@
 """What ``python -m export build`` is asked to do: the build's options, torch-free.
 
-Each option's default and help live on its field; ``pipeline.cli`` derives the command line
+Each option's default and help live on its field; ``ptychopinn.build`` derives the command line
 from them (:class:`ptycho_torch.cli_options.ConfigOptions`). Importing this module does not
 import torch, so ``python -m export predict|verify`` stay torch-free.
 """

@@ -5,7 +5,7 @@ sha256: exit 4), starts ONNX Runtime with provider truth (:class:`export.host.On
 requested CUDA that did not come up is exit 3, never a silent CPU run), checks that
 ``model.onnx`` is what the manifest describes, and reconstructs scans of any length through the
 artifact's fixed batch ``B``. The network input is prepared exactly as
-``python -m ptycho_torch.infer`` prepares it, by the same functions (:mod:`ptycho_torch.scan`):
+``python -m export infer`` prepares it, by the same functions (:mod:`ptycho_torch.scan`):
 the same grouping (``gridsize``, seed 0), the original's normalisation over every group member,
 times the model's ``intensity_scale``. The patches are stitched by the same code
 (:class:`ptycho_torch.stitch.StitchAccumulator`), batch by batch.
@@ -29,14 +29,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from export.errors import ManifestError
-from export.host import OnnxHost
+from export.host import DEVICES, OnnxHost
 from export.manifest import read_manifest
 from export.session import SessionSettings
 from export.signature import AMPLITUDE, PHASE
@@ -45,7 +45,14 @@ from ptycho_torch.errors import DataError
 from ptycho_torch.scan import factor_from_counts, group_scan_points, network_input
 from ptycho_torch.stitch import StitchAccumulator, StitchedObject, object_shape
 
-__all__ = ["Prediction", "PredictionStats", "Predictor", "Progress", "ScanSource"]
+__all__ = [
+    "PredictOptions",
+    "Prediction",
+    "PredictionStats",
+    "Predictor",
+    "Progress",
+    "ScanSource",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,25 @@ class ScanSource(Protocol):
     def pattern_counts(self) -> np.ndarray: ...
 
     def take(self, indices: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How ``predict`` runs the model."""
+
+    device: str = field(default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES})
+    progress_every: float = field(
+        default=2.0,
+        metadata={"help": "seconds between progress lines on stderr (0: none)"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"PredictOptions.device must be one of {DEVICES}, got {self.device!r}")
+        if not self.progress_every >= 0:
+            raise ValueError(
+                f"PredictOptions.progress_every must be >= 0, got {self.progress_every!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -141,7 +167,7 @@ class Predictor:
 
     def predict(self, scan: ScanSource, progress: Progress | None = None) -> Prediction:
         """Reconstruct ``scan``: every pattern predicted once per group it belongs to, the
-        patches averaged per scan point and stitched (``python -m ptycho_torch.infer``'s
+        patches averaged per scan point and stitched (``python -m export infer``'s
         semantics), in batches of the artifact's ``B`` (the last one padded, padding dropped).
 
         Raises:

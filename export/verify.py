@@ -9,7 +9,7 @@ In order, each step only when the one before passed:
    digest of ``inputs.npz`` and the head (else exit 4, stale), and its tolerance entries;
 4. ``inputs.npz`` through ONNX Runtime on the requested device (CUDA that did not come up:
    exit 3), each output compared with the reference by the comparison kernel that
-   ``python -m parity check`` uses (:mod:`core.compare`), with the ``vs-reference`` column of
+   ``python -m export check`` uses (:mod:`core.compare`), with the ``vs-reference`` column of
    its tolerance table for the device, then the reference's own entries (its provenance's
    ``tolerances``). :meth:`VerifyReport.check` raises on a mismatch (exit 1), after every
    output was compared.
@@ -116,7 +116,7 @@ class VerifyReport:
                     for c in failed
                 )
                 + ". The model or the runtime computes differently here: compare the versions "
-                "in manifest.json with this host's, or rebuild and run `python -m parity check`"
+                "in manifest.json with this host's, or rebuild and run `python -m export check`"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Where do two backends part? Layer-by-layer bisection of one batch across backends.
 
-``python -m parity bisect --artifacts DIR --pair eager:onnxruntime`` runs both sides of a pair
+``python -m export bisect --artifacts DIR --pair eager:onnxruntime`` runs both sides of a pair
 on the same batch up to every named boundary of the network and compares them there:
 
 - a **boundary** is the output of one convolution layer, after the activation that the original
@@ -306,7 +306,7 @@ def _side(text: str, part: str) -> Backend:
     if backend not in layered:
         raise BisectError(
             f"--pair {text!r}: {part} runs as one compiled program and cannot be stopped at a "
-            f"layer; bisect {' or '.join(layered)} (compare {part} end to end with `parity check`)"
+            f"layer; bisect {' or '.join(layered)} (compare {part} end to end with `python -m export check`)"
         )
     return backend
 

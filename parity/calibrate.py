@@ -3,7 +3,7 @@
 The table, its defaults and its files: :mod:`core.tolerances`. :func:`calibrate` turns the
 comparisons of a run into a table (``margin`` times the noise), and
 :meth:`core.tolerances.ToleranceTable.save` writes the figures behind every value into the
-file's ``measured`` section (``python -m parity check --calibrate FILE``).
+file's ``measured`` section (``python -m export check --calibrate FILE``).
 """
 
 from __future__ import annotations

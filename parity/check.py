@@ -58,7 +58,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """What ``python -m parity check`` was asked to do."""
+    """What ``python -m export check`` was asked to do (``--threads``: :mod:`ptychopinn.command`)."""
 
     artifacts: Path = field(metadata={"help": "folder written by `python -m export build`"})
     reference: Path | None = field(
@@ -185,7 +185,7 @@ def run_check(options: CheckOptions, threads: dict[str, Any] | None = None) -> P
 
     ``threads``: how torch's thread count was chosen (:meth:`ptycho_torch.threads.ThreadChoice.to_dict`),
     recorded in the report's environment; the caller applies ``options.threads`` (once per
-    process, before any work: ``parity.cli``), this function does not change it.
+    process, before any work: ``ptychopinn.parity``), this function does not change it.
 
     The report folder is replaced whole, only once the new report is complete
     (:mod:`parity.report.folder`). Nothing is written before :func:`check_targets` passes: a

@@ -108,7 +108,7 @@ class ImportReferenceOptions:
     checkpoint: Path | None = field(
         default=None,
         metadata={
-            "help": "the model imported from the same case (python -m ptycho_torch.import_tf); "
+            "help": "the model imported from the same case (python -m export import-tf); "
             "without it the reference has no weights digest and parity stops as stale (exit 4)"
         },
     )
@@ -138,7 +138,7 @@ def import_reference(
         source: Case folder written by the original.
         out: ``reference.npz`` to write; the provenance goes beside it as ``.json``.
         head: ``object`` or ``physics``.
-        checkpoint: The model imported from the same case (``python -m ptycho_torch.import_tf``);
+        checkpoint: The model imported from the same case (``python -m export import-tf``);
             its weights digest goes into the provenance. Without it the reference records
             ``weights_sha256: null`` and every parity check of it stops as stale (exit 4).
         inputs_out: Feed NPZ to write (default: ``inputs.npz`` beside ``out``).
@@ -198,7 +198,7 @@ def _weights(case: OriginalCase, checkpoint: str | Path | None) -> tuple[ModelCo
         raise ReferenceFormatError(
             f"checkpoint {checkpoint} is not the model of case {case.name}: the case has "
             + ", ".join(wrong)
-            + f"; import this case's weights with `python -m ptycho_torch.import_tf` "
+            + f"; import this case's weights with `python -m export import-tf` "
             f"(see {case.folder}/README.md) and pass that file"
         )
     return model.config, {
@@ -258,7 +258,7 @@ def _provenance(
         ),
         "tolerances": ORIGINAL_TOLERANCES,
         "remedy": (
-            "Re-import it with the weights imported from the same case: python -m parity "
+            "Re-import it with the weights imported from the same case: python -m export "
             f"import-reference --from ptychopinn-tf {case.folder} --out {out} --head "
             f"{signature.head} --inputs-out {feed_path} --checkpoint MODEL.pt, then build with "
             f"--checkpoint MODEL.pt --inputs {feed_path}"

@@ -70,7 +70,7 @@ def check_reference_layout(reference: ReferenceFile, signature: Signature, n: in
         raise ReferenceFormatError(
             f"reference {reference.path} does not fit the artifacts' {signature.head!r} head and "
             f"{n} input samples: {'; '.join(problems)}; regenerate it for these inputs with "
-            "`python -m parity reference`"
+            "`python -m export reference`"
         )
 
 
@@ -97,7 +97,7 @@ def check_reference_fresh(
     problems = manifest.reference_problems(provenance, inputs_sha)
     if problems:
         remedy = provenance.get("remedy") or (
-            "Regenerate it with `python -m parity reference --checkpoint CKPT --inputs "
+            "Regenerate it with `python -m export reference --checkpoint CKPT --inputs "
             "ARTIFACTS/inputs.npz --out reference.npz` (needs the 'tf' extra)"
         )
         raise StaleReferenceError(

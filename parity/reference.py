@@ -104,13 +104,13 @@ def load_reference(path: str | Path) -> ReferenceFile:
     side = provenance_path(path)
     if not path.is_file():
         raise ReferenceFormatError(
-            f"reference {path} does not exist; make one with `python -m parity reference` "
+            f"reference {path} does not exist; make one with `python -m export reference` "
             "or pass --reference PATH"
         )
     if not side.is_file():
         raise ReferenceFormatError(
             f"reference {path} has no provenance file {side.name} beside it; "
-            "regenerate it with `python -m parity reference`"
+            "regenerate it with `python -m export reference`"
         )
     try:
         prov = json.loads(side.read_text())

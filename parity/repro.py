@@ -1,4 +1,4 @@
-"""A reproducer folder for a failing parity check: ``python -m parity check ... --repro DIR``.
+"""A reproducer folder for a failing parity check: ``python -m export check ... --repro DIR``.
 
 For the first failing pair it writes, under ``DIR``:
 
@@ -53,7 +53,7 @@ _TORCH_FILES = {
 def bisect_command(
     artifacts: Path, left: Backend, right: Backend, sample: int, device: str = "cpu"
 ) -> str | None:
-    """The ``python -m parity bisect`` line for a failing pair of backends, or None when a side
+    """The ``python -m export bisect`` line for a failing pair of backends, or None when a side
     is compiled whole (TorchScript) and cannot be stopped at a layer. A stored TensorFlow
     reference holds outputs only: the live twin it is made with stands in for it."""
     left, right = (Backend.TF_TWIN if b is Backend.TF_REFERENCE else b for b in (left, right))
@@ -63,7 +63,7 @@ def bisect_command(
         return None
     where = " --device cuda" if device == "cuda" else ""
     return (
-        f"python -m parity bisect --artifacts {artifacts} --pair {left}:{right} "
+        f"python -m export bisect --artifacts {artifacts} --pair {left}:{right} "
         f"--sample {sample}{where}"
     )
 

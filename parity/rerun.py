@@ -1,6 +1,6 @@
 """Rerun a failed parity comparison with numpy and onnxruntime only (see README.md).
 
-``python -m parity check --repro DIR`` copies this file into ``DIR`` (:mod:`parity.repro`), with
+``python -m export check --repro DIR`` copies this file into ``DIR`` (:mod:`parity.repro`), with
 the comparison kernel's files in ``DIR/core/``: the verdict here comes from the very rule
 (:func:`core.compare.compare_arrays`) and tolerances the check used. It exits 1 when the
 failure reproduces and 0 when it does not. It is a script, never imported by the project.

@@ -38,7 +38,7 @@ __all__ = [
 CONTRACT_DTYPE = torch.float32
 _PROJECT = tuple(
     str(Path(__file__).resolve().parents[1] / pkg)
-    for pkg in ("ptycho_torch", "export", "parity", "pipeline")
+    for pkg in ("ptycho_torch", "export", "parity", "ptychopinn")
 )
 _TORCH = str(Path(torch.__file__).resolve().parent)
 

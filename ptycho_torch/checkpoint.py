@@ -37,7 +37,7 @@ def read_checkpoint(path: str | Path) -> tuple[ModelConfig, dict[str, torch.Tens
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file to the user
         raise CheckpointError(
             f"cannot read checkpoint {path} with torch.load(weights_only=True): {exc}. "
-            "Expected a Lightning .ckpt written by `python -m ptycho_torch.train` or a model file "
+            "Expected a Lightning .ckpt written by `python -m export train` or a model file "
             "written by ptycho_torch.checkpoint.save_model."
         ) from None
     if not isinstance(raw, dict) or "state_dict" not in raw:

@@ -1,13 +1,12 @@
-"""The one command-line edge: logging setup, typed errors to exit codes, Ctrl-C.
+"""The one command-line edge: typed errors to exit codes, OS refusals, missing packages, signals.
 
-Every ``python -m`` entry point of the three packages (and the torch-free host) runs its body
-through :func:`run_cli`. Torch-free: it imports only the standard library and
-:mod:`ptycho_torch.errors`.
+Every command of the command tree (:mod:`ptychopinn`) runs behind :func:`run_cli`, and every
+``python -m`` form hands over to the tree through :func:`launch`. Torch-free: it imports only the
+standard library and :mod:`ptycho_torch.errors`.
 """
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import threading
@@ -116,7 +115,7 @@ def launch(target: str, **kwargs: Any) -> NoReturn:
     sys.exit(call(target, **kwargs))
 
 
-def run_cli(body: Callable[[], int | None], *, configure_logging: bool = True) -> int:
+def run_cli(body: Callable[[], int | None]) -> int:
     """Run a CLI body; a :class:`ToolError` becomes one ``error:`` line and its exit code.
 
     Also mapped: an OS error about the user's paths or machine (not a folder, is a file, not
@@ -126,12 +125,9 @@ def run_cli(body: Callable[[], int | None], *, configure_logging: bool = True) -
     exit 70 with one line, the traceback in a log file (never exit 1, a parity failure).
 
     Args:
-        body: the command; returns an exit code or None for success.
-        configure_logging: set up ``levelname name: message`` logging on stderr first (callers
-            with their own logging setup pass False).
+        body: the command; returns an exit code or None for success. ``SystemExit`` (argparse's
+            usage errors and ``--help``) passes through unchanged.
     """
-    if configure_logging:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     previous = _install_handlers()
     del _signals[:]
     try:

@@ -1,6 +1,6 @@
 """Inference: checkpoint + scan NPZ -> stitched complex object, images and quality metrics.
 
-``python -m ptycho_torch.infer --checkpoint CKPT --data NPZ --out DIR [--baseline]`` writes
+``python -m export infer --checkpoint CKPT --data NPZ --out DIR [--baseline]`` writes
 ``DIR/reconstruction.npz`` (complex64 ``object``, float32 ``amplitude``/``phase``/``weight``),
 ``DIR/amplitude.png``, ``DIR/phase.png`` and, when the NPZ has ``objectGuess``, ``DIR/metrics.json``.
 Data go through :func:`ptycho_torch.scan.load_npz`, so a float64 NPZ reaches the network as
@@ -8,11 +8,6 @@ float32.
 """
 
 from __future__ import annotations
-
-if __name__ == "__main__":  # before the imports: a missing package is exit 3, not a traceback
-    from ptycho_torch.cli import launch
-
-    launch("ptycho_torch.commands.infer:main")
 
 import logging
 from dataclasses import dataclass, field

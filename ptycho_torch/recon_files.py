@@ -1,7 +1,7 @@
 """The files a reconstruction is written as, torch-free: ``reconstruction.npz`` (complex64
 ``object``, float32 ``amplitude``, ``phase``, ``weight``), ``amplitude.png`` and ``phase.png``.
 
-``python -m ptycho_torch.infer`` and the torch-free ``python -m export predict`` write the same
+``python -m export infer`` and the torch-free ``python -m export predict`` write the same
 files with :func:`write_reconstruction`; :func:`write_folder_atomically` puts a finished folder
 in place so that a reader never finds a half-written one.
 """

@@ -4,7 +4,7 @@ and the original's data-side normalisation (NumPy only).
 Every array enters the package here: :func:`load_npz` enforces the data contract
 (ARCHITECTURE.md) and casts float64/float16/uint16 diffraction to float32 and complex128 to
 complex64 with one logged note, so that nothing downstream ever sees float64. Training
-(:mod:`ptycho_torch.data`), ``python -m ptycho_torch.infer`` and the torch-free inference host
+(:mod:`ptycho_torch.data`), ``python -m export infer`` and the torch-free inference host
 (:mod:`export.predict`) prepare the network input with the same functions. Files in the original
 PtychoPINN's or Ptychodus's training layout (``diff3d``) are read through
 :mod:`ptycho_torch.scan_layouts`, which serves them in the contract's names.

@@ -10,15 +10,10 @@ of :func:`ptycho_torch.physics.diffraction_amplitude` scaled to ``photons`` coun
 Coordinates: ``patch[r, c] = object(y - N/2 + r, x - N/2 + c)`` with ``(x, y)`` the patch centre
 in object pixels (``xcoords``, ``ycoords``).
 
-Run ``python -m ptycho_torch.simulate --out scan.npz`` to write a file.
+Run ``python -m export simulate --out scan.npz`` to write a file.
 """
 
 from __future__ import annotations
-
-if __name__ == "__main__":  # before the imports: a missing package is exit 3, not a traceback
-    from ptycho_torch.cli import launch
-
-    launch("ptycho_torch.commands.simulate:main")
 
 import logging
 import math

@@ -11,9 +11,10 @@ __all__ = ["AUTO", "DEFAULT", "THREADS_HELP", "parse_threads"]
 AUTO = "auto"
 DEFAULT = "default"  # do not call torch.set_num_threads: torch's own default
 
-THREADS_HELP = (
-    "torch CPU threads: auto (measured, at most the physical cores), N, or default "
-    "(torch's own: one per logical CPU)"
+THREADS_HELP = (  # the one help text of --threads (ptychopinn.command)
+    "CPU threads of torch (and of ONNX Runtime where the command tunes it): auto (measured, at "
+    "most the physical cores), N (a fixed count: give one for a bit-reproducible training run), "
+    "or default (torch's own: one per logical CPU)"
 )
 
 

@@ -1,7 +1,7 @@
 """Training: scan NPZ (or the built-in demo scan) -> Lightning checkpoint and slim model file.
 
-``python -m ptycho_torch.train --data scan.npz --out runs/x`` or
-``python -m ptycho_torch.train --preset demo --out runs/demo`` writes, under ``DIR``:
+``python -m export train --data scan.npz --out runs/x`` or
+``python -m export train --preset demo --out runs/demo`` writes, under ``DIR``:
 
 - ``last.ckpt`` (every epoch; what ``--resume`` continues from) and ``best.ckpt`` (lowest
   ``val_loss``): Lightning checkpoints that load with ``weights_only=True`` and record what the
@@ -12,11 +12,6 @@
 """
 
 from __future__ import annotations
-
-if __name__ == "__main__":  # before the imports: a missing package is exit 3, not a traceback
-    from ptycho_torch.cli import launch
-
-    launch("ptycho_torch.commands.train:main")
 
 import logging
 import platform

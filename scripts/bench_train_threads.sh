@@ -16,7 +16,7 @@ echo "== $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD)$(git diff --qui
 python -c "import platform, torch; from ptycho_torch.threads import cpu_kind, logical_cpus, physical_cores; \
 print(f'torch {torch.__version__}, python {platform.python_version()}, {cpu_kind()}, ' \
 f'{physical_cores()} physical cores, {logical_cpus()} logical CPUs, torch default threads {torch.get_num_threads()}')"
-python -m ptycho_torch.simulate --out "$OUT/test.npz" --seed 7 --n-images 256
+python -m export simulate --out "$OUT/test.npz" --seed 7 --n-images 256
 
 for threads in auto default; do
   run="$OUT/$threads"
@@ -24,7 +24,7 @@ for threads in auto default; do
   echo "== threads $threads"
   echo "load before: $(uptime)"
   start=$(date +%s.%N)
-  python -m ptycho_torch.train --preset demo --out "$run" --no-progress --threads "$threads"
+  python -m export train --preset demo --out "$run" --no-progress --threads "$threads"
   end=$(date +%s.%N)
   echo "load after:  $(uptime)"
   echo "wall_s $threads: $(python -c "print(round($end - $start, 1))")"
@@ -32,7 +32,7 @@ for threads in auto default; do
 ck = torch.load(sys.argv[1] + '/last.ckpt', map_location='cpu', weights_only=True); \
 r = ck.get('ptycho_run', {}); \
 print('threads used:', r.get('threads'), '| weights', model_state_sha256(load_model(sys.argv[1] + '/model.pt')))" "$run"
-  python -m ptycho_torch.infer --checkpoint "$run/model.pt" --data "$OUT/test.npz" \
+  python -m export infer --checkpoint "$run/model.pt" --data "$OUT/test.npz" \
     --out "$run-inf" --threads 1
 done
 echo "== done $(date -u +%FT%TZ)"

@@ -108,11 +108,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$WORK/nvi
 
 step preflight bash -c '
 set -e
-"$0" -c "import pipeline.cli, bench.run, parity.bisect, parity.report.html_page, ptycho_torch.simulate as s
+"$0" -c "import ptychopinn.main, ptychopinn.build, bench.run, parity.bisect, parity.report.html_page, ptycho_torch.simulate as s
 print(\"project imported from\", s.__file__.rsplit(\"/ptycho_torch/\", 1)[0])"
 "$0" -m export build --help >/dev/null
 "$0" -m export bench --help >/dev/null
-"$0" -m ptycho_torch.simulate --help >/dev/null
+"$0" -m export simulate --help >/dev/null
 for f in model.pt reference-object.npz reference-physics.npz; do test -f "export/demo/$f"; done
 echo "preflight: project modules import, commands answer --help, bundled references present"
 ' "$PY"
@@ -140,7 +140,7 @@ parity_section() {
 # $BENCH_ARGS (GPU_CHECK_BENCH_ARGS) sets its timing, default 5 s per batch size.
 bench_section() {
   local base=${BATCHES%% *}
-  step simulate "$PY" -m ptycho_torch.simulate --out "$WORK/scan.npz" --seed 1 --n-images 300
+  step simulate "$PY" -m export simulate --out "$WORK/scan.npz" --seed 1 --n-images 300
   step "build-b$base" "$PY" -m export build --inputs "$WORK/scan.npz" --batch "$base" \
     --out "$WORK/bench-b$base" --reference none --no-parity --keep 0
   # shellcheck disable=SC2086

@@ -91,17 +91,17 @@ def run_main(main: Callable[[Sequence[str]], int], *args: str) -> SimpleNamespac
 
 
 def export_cli(*args: str) -> SimpleNamespace:
-    """``python -m export ARGS`` in-process (:func:`run_main`)."""
-    from pipeline.cli import main  # what `python -m export` runs
+    """``python -m export ARGS`` (the same as ``ptychopinn ARGS``) in-process (:func:`run_main`)."""
+    from ptychopinn.main import main  # what `python -m export` and `ptychopinn` run
 
     return run_main(main, *args)
 
 
-def parity_cli(*args: str) -> SimpleNamespace:
-    """``python -m parity ARGS`` in-process (:func:`run_main`)."""
-    from parity.cli import main  # what `python -m parity` runs
+def command_main(name: str) -> Callable[[Sequence[str]], int]:
+    """One command's ``main(argv)``: ``python -m export NAME ARGV`` in-process."""
+    from ptychopinn.main import main
 
-    return run_main(main, *args)
+    return lambda argv: main([name, *argv])
 
 
 @pytest.fixture()

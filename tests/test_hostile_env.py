@@ -20,7 +20,7 @@ import pytest
 from export.build import BuildResult
 from export.cuda_advice import OnnxRuntimeInstall, cuda_unavailable_message, installed_onnxruntime
 from export.manifest import read_manifest
-from tests.conftest import parity_cli, run_main
+from tests.conftest import export_cli
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference" / "ptychopinn-tf"
@@ -46,9 +46,7 @@ def params_dill(ref: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _import_tf(*args: object) -> tuple[int, str, str]:
-    from ptycho_torch.import_tf.cli import main
-
-    result = run_main(main, *(str(a) for a in args))  # type: ignore[arg-type]
+    result = export_cli("import-tf", *(str(a) for a in args))
     return result.returncode, result.stdout, result.stderr
 
 
@@ -59,8 +57,8 @@ def _error_line(stderr: str) -> str:
 
 
 def _suggested(line: str) -> list[str]:
-    """The arguments of the ``python -m ptycho_torch.import_tf ...`` command an error names."""
-    match = re.search(r"`python -m ptycho_torch\.import_tf ([^`]+)`", line)
+    """The arguments of the ``python -m export import-tf ...`` command an error names."""
+    match = re.search(r"`python -m export import-tf ([^`]+)`", line)
     assert match, line
     return shlex.split(match.group(1))
 
@@ -79,7 +77,7 @@ def test_import_keras_names_the_importer_of_the_originals_files(
 ) -> None:
     given = {"--config": tmp_path / "config.json", "--weights": tmp_path / "twin.weights.h5"}
     given[flag] = ref / relative
-    result = parity_cli(
+    result = export_cli(
         "import-keras", "--weights", str(given["--weights"]), "--config", str(given["--config"]),
         "--out", str(tmp_path / "model.pt"),
     )  # fmt: skip
@@ -92,7 +90,7 @@ def test_import_keras_names_the_importer_of_the_originals_files(
 def test_import_keras_names_the_importer_of_a_params_dill(
     params_dill: Path, tmp_path: Path
 ) -> None:
-    result = parity_cli(
+    result = export_cli(
         "import-keras", "--weights", str(tmp_path / "w.h5"), "--config", str(params_dill),
         "--out", str(tmp_path / "model.pt"),
     )  # fmt: skip
@@ -105,7 +103,7 @@ def test_import_keras_names_the_importer_of_a_params_dill(
 def test_import_keras_config_with_unknown_fields_is_exit_2_naming_them(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"N": 64, "case": "mine", "filters": 2}))
-    result = parity_cli(
+    result = export_cli(
         "import-keras", "--weights", str(tmp_path / "w.h5"), "--config", str(config),
         "--out", str(tmp_path / "model.pt"),
     )  # fmt: skip
@@ -139,7 +137,7 @@ def test_import_tf_names_the_flag_a_file_belongs_to_and_that_command_works(
 def test_import_tf_takes_a_run_folder_and_a_params_dill(ref: Path, params_dill: Path) -> None:
     from ptycho_torch.checkpoint import model_state_sha256
     from ptycho_torch.import_tf import import_archive, import_weights
-    from ptycho_torch.import_tf.originals import import_given
+    from ptycho_torch.import_tf.given import import_given
 
     case = ref / "n64-gs1"
     archive = model_state_sha256(import_archive(case / "wts.h5.zip").model)
@@ -294,9 +292,7 @@ def load(monkeypatch: pytest.MonkeyPatch, restore_threads: None) -> Iterator[_Lo
 
 
 def _bench(artifacts: Path, *extra: str) -> tuple[int, str]:
-    from bench.cli import main
-
-    result = run_main(main, "--artifacts", str(artifacts), *QUICK, *extra)
+    result = export_cli("bench", "--artifacts", str(artifacts), *QUICK, *extra)
     return result.returncode, result.stderr
 
 

@@ -1,8 +1,8 @@
 """The hostile-input matrix: files and options from possibly untrusted hands, each one clear
 ``error:`` line with the documented exit code, no traceback, nothing written or changed.
 
-Run in-process through the same ``main(argv)`` that ``python -m export`` and ``python -m parity``
-run. ``HOSTILE_CASES`` counts the cases (the closing note of issue 10 quotes it).
+Run in-process through the same ``main(argv)`` that ``python -m export`` (and ``ptychopinn``)
+runs. ``HOSTILE_CASES`` counts the cases (the closing note of issue 10 quotes it).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from export.build import BuildResult
-from parity.cli import main as parity_main
-from pipeline.cli import main as export_main
+from ptychopinn.main import main as export_main
+from tests.conftest import command_main
 
 Maker = Callable[[Path, Path, Path], list[str]]  # (tmp, model_file, feed_file) -> argv
 
@@ -232,7 +232,7 @@ def test_hostile_reference(
     bad = tmp_path / "bad.npz"
     np.savez(bad, **arrays)
     shutil.copy(good.with_suffix(".json"), bad.with_suffix(".json"))
-    code = parity_main(
+    code = export_main(
         ["check", "--artifacts", str(built.out), "--reference", str(bad), "--device", "cpu",
          "--report-dir", str(tmp_path / "report")]
     )  # fmt: skip
@@ -247,7 +247,7 @@ def test_device_cuda_without_one_is_exit_3_before_any_work(
 ) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    code = parity_main(
+    code = export_main(
         ["check", "--artifacts", str(built.out), "--device", "cuda", "--report-dir", str(tmp_path / "r")]
     )  # fmt: skip
     err = capsys.readouterr().err
@@ -327,16 +327,8 @@ def _predict_damaged(compressed: bool) -> DamagedMaker:
     return make
 
 
-def _train_main(argv: list[str]) -> int:
-    from ptycho_torch.commands.train import main
-
-    return main(argv)
-
-
-def _infer_main(argv: list[str]) -> int:
-    from ptycho_torch.commands.infer import main
-
-    return main(argv)
+_train_main = command_main("train")
+_infer_main = command_main("infer")
 
 
 DAMAGED_CASES: dict[str, DamagedMaker] = {
@@ -362,7 +354,7 @@ DAMAGED_CASES: dict[str, DamagedMaker] = {
         ],
     ),  # fmt: skip
     "parity check --inputs": lambda t, s, b: (
-        parity_main,
+        export_main,
         [
             "check",
             "--artifacts",
@@ -378,7 +370,7 @@ DAMAGED_CASES: dict[str, DamagedMaker] = {
         ],
     ),  # fmt: skip
     "parity check --reference": lambda t, s, b: (
-        parity_main,
+        export_main,
         [
             "check",
             "--artifacts",
@@ -589,31 +581,36 @@ MISSING_CASES: dict[str, tuple[str, str, list[str], str]] = {
     "export build without onnx": ("onnx,tensorflow", "export", ["build", "--no-parity"], "onnx"),
     "export build without torch": ("torch,lightning,tensorflow", "export", ["build"], "torch"),
     "export bench without torch": ("torch,lightning,tensorflow", "export", ["bench"], "torch"),
-    "parity check without torch": (
+    "export check without torch": (
         "torch,lightning,tensorflow",
-        "parity",
+        "export",
         ["check", "--artifacts", "."],
         "torch",
     ),  # fmt: skip
-    "ptycho_torch.infer without torch": (
+    "export infer without torch": (
         "torch,lightning",
-        "ptycho_torch.infer",
-        ["--checkpoint", "x", "--data", "y", "--out", "z"],
+        "export",
+        ["infer", "--checkpoint", "x", "--data", "y", "--out", "z"],
         "torch",
     ),  # fmt: skip
-    "ptycho_torch.train without lightning": (
+    "ptychopinn train without lightning": (
         "lightning,pytorch_lightning",
-        "ptycho_torch.train",
-        ["--preset", "demo", "--out", "z"],
+        "ptychopinn",
+        ["train", "--preset", "demo", "--out", "z"],
         "Lightning",
     ),  # fmt: skip
-    "export.host without onnxruntime": (
+    "export verify without onnxruntime": (
         "onnxruntime,torch",
-        "export.host",
-        ["verify", "--artifacts", "."],
+        "export",
+        ["verify", "."],
         "onnxruntime",
     ),  # fmt: skip
-    "import_tf without h5py": ("h5py,torch", "ptycho_torch.import_tf", ["x"], "h5py"),
+    "export import-tf without h5py": (
+        "h5py,torch",
+        "export",
+        ["import-tf", "--archive", "x"],
+        "h5py",
+    ),  # fmt: skip
 }
 
 

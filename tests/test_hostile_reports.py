@@ -24,7 +24,7 @@ from parity.check import CheckOptions, run_check
 from parity.errors import ParityError
 from parity.results import ParityReport
 from scripts.plant_onnx_fault import scale_onnx_conv
-from tests.conftest import parity_cli
+from tests.conftest import export_cli
 
 Snapshot = dict[str, bytes | None]  # relative path -> file bytes (None: a folder)
 
@@ -43,7 +43,7 @@ def failed_once(parity_build: BuildResult, tmp_path_factory: pytest.TempPathFact
     artifacts = tmp_path_factory.mktemp("failed") / "artifacts"
     shutil.copytree(parity_build.out, artifacts)
     scale_onnx_conv(artifacts, "encoder.1.convs.conv2", 1.01)
-    run = parity_cli("check", "--artifacts", str(artifacts), "--device", "cpu")
+    run = export_cli("check", "--artifacts", str(artifacts), "--device", "cpu")
     assert run.returncode == 1, run.stderr
     return artifacts
 
@@ -65,7 +65,7 @@ def test_fail_report_survives_repro_into_a_non_empty_folder_byte_identical(
     repro.mkdir()
     (repro / "keep.txt").write_text("mine")
     before, repro_before = _snapshot(failed), _snapshot(repro)
-    run = parity_cli("check", "--artifacts", str(failed), "--device", "cpu", "--repro", str(repro))
+    run = export_cli("check", "--artifacts", str(failed), "--device", "cpu", "--repro", str(repro))
     assert run.returncode == 2, run.stderr
     assert "already exists and is not empty" in run.stderr
     assert _snapshot(failed) == before  # report.md/html/json, junit.xml, error_maps/: untouched
@@ -104,7 +104,7 @@ def test_usage_error_leaves_the_earlier_fail_report_byte_identical(
 ) -> None:
     extra = USAGE_ERRORS[case](failed, tmp_path)
     before, around = _snapshot(failed), _snapshot(tmp_path)
-    run = parity_cli("check", "--artifacts", str(failed), "--device", "cpu", *extra)
+    run = export_cli("check", "--artifacts", str(failed), "--device", "cpu", *extra)
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
     assert _snapshot(failed) == before
@@ -125,7 +125,7 @@ def test_new_report_replaces_the_old_whole_leaving_no_stale_error_map(
     (failed / "report" / "error_maps" / "phase_stale_s9.png").write_bytes(b"\x89PNG old run")
     for name in ("model.onnx", "manifest.json"):  # undo the fault: the check passes now
         shutil.copy2(parity_build.out / name, failed / name)
-    run = parity_cli("check", "--artifacts", str(failed), "--device", "cpu")
+    run = export_cli("check", "--artifacts", str(failed), "--device", "cpu")
     assert run.returncode == 0, run.stderr
     report = ParityReport.load_json(failed / "report" / "report.json")
     assert report.verdict == "pass" and not any("failed" in n for n in report.notes)
@@ -144,7 +144,7 @@ def test_changed_artifact_replaces_the_fail_report_whole_with_an_error_report(
         byte = f.read(1)
         f.seek(100)
         f.write(bytes([byte[0] ^ 0xFF]))
-    run = parity_cli("check", "--artifacts", str(failed), "--device", "cpu")
+    run = export_cli("check", "--artifacts", str(failed), "--device", "cpu")
     assert run.returncode == 4, run.stderr
     report = ParityReport.load_json(failed / "report" / "report.json")
     assert report.verdict == "error" and report.exit_code == 4
@@ -158,7 +158,7 @@ def test_report_dir_that_is_a_file_is_exit_2_naming_it_and_nothing_changes(
 ) -> None:
     target = _write(tmp_path / "report.txt", b"my notes")
     before = _snapshot(failed)
-    run = parity_cli(
+    run = export_cli(
         "check", "--artifacts", str(failed), "--device", "cpu", "--report-dir", str(target)
     )
     assert run.returncode == 2, run.stderr
@@ -169,7 +169,7 @@ def test_report_dir_that_is_a_file_is_exit_2_naming_it_and_nothing_changes(
 
 def test_report_dir_under_a_file_is_exit_2_naming_the_file(failed: Path, tmp_path: Path) -> None:
     blocker = _write(tmp_path / "blocker", b"x")
-    run = parity_cli(
+    run = export_cli(
         "check",
         "--artifacts",
         str(failed),
@@ -189,7 +189,7 @@ def test_report_dir_holding_foreign_files_is_refused_and_kept(failed: Path, tmp_
     (reports / "thesis.tex").write_text("precious")
     (reports / "error_maps" / "notes.txt").write_text("mine too")
     before = _snapshot(reports)
-    run = parity_cli(
+    run = export_cli(
         "check", "--artifacts", str(failed), "--device", "cpu", "--report-dir", str(reports)
     )
     assert run.returncode == 2, run.stderr
@@ -207,7 +207,7 @@ def test_unwritable_report_parent_is_exit_2_with_the_reason(
         os, "access", lambda p, mode: False if Path(p) == failed else real_access(p, mode)
     )
     before = _snapshot(failed)
-    run = parity_cli("check", "--artifacts", str(failed), "--device", "cpu")
+    run = export_cli("check", "--artifacts", str(failed), "--device", "cpu")
     assert run.returncode == 2, run.stderr
     assert f"{failed} is not writable (permission denied)" in run.stderr
     assert _snapshot(failed) == before
@@ -223,7 +223,7 @@ def test_os_failure_swapping_the_report_is_exit_2_and_keeps_the_old_one(
 
     monkeypatch.setattr(ptycho_torch.atomic, "rename_exchange", refuse)
     before = _snapshot(failed)
-    run = parity_cli("check", "--artifacts", str(failed), "--device", "cpu")
+    run = export_cli("check", "--artifacts", str(failed), "--device", "cpu")
     assert run.returncode == 2, run.stderr  # never 70: the OS refused, no bug
     assert f"cannot write report folder {failed / 'report'}" in run.stderr
     assert os.strerror(errno.EIO) in run.stderr
@@ -240,7 +240,7 @@ def test_without_an_atomic_exchange_the_report_is_still_replaced_whole(
 
     monkeypatch.setattr(ptycho_torch.atomic, "rename_exchange", unsupported)
     (failed / "report" / "error_maps" / "phase_stale_s9.png").write_bytes(b"\x89PNG old run")
-    run = parity_cli("check", "--artifacts", str(failed), "--device", "cpu")
+    run = export_cli("check", "--artifacts", str(failed), "--device", "cpu")
     assert run.returncode == 1, run.stderr
     report = ParityReport.load_json(failed / "report" / "report.json")
     maps = {p.name for p in (failed / "report" / "error_maps").iterdir()}
@@ -256,7 +256,7 @@ def test_leftovers_of_a_killed_check_are_removed_and_a_live_ones_kept(failed: Pa
     alive = failed / f".report.tmp-{host}-{os.getpid()}-xyz"
     for leftover in (dead, alive):
         (leftover / "error_maps").mkdir(parents=True)
-    run = parity_cli("check", "--artifacts", str(failed), "--device", "cpu")
+    run = export_cli("check", "--artifacts", str(failed), "--device", "cpu")
     assert run.returncode == 1, run.stderr
     assert not dead.exists() and alive.is_dir()
 
@@ -271,7 +271,7 @@ def test_published_artifacts_get_their_report_replaced_inside_the_version(
     out = tmp_path / "artifacts"
     build(BuildOptions(checkpoint=model_file, inputs=feed_file, out=out, reference="none"))
     for _ in range(2):
-        run = parity_cli("check", "--artifacts", str(out), "--device", "cpu")
+        run = export_cli("check", "--artifacts", str(out), "--device", "cpu")
         assert run.returncode == 0, run.stderr
     assert out.is_symlink() and (out.resolve() / "report" / "report.json").is_file()
     report = json.loads((out / "report" / "report.json").read_text())
@@ -282,8 +282,6 @@ def test_published_artifacts_get_their_report_replaced_inside_the_version(
 def test_export_build_refuses_a_report_dir_that_is_a_file_before_building(
     fast_export: None, model_file: Path, feed_file: Path, tmp_path: Path
 ) -> None:
-    from tests.conftest import export_cli
-
     target = _write(tmp_path / "reports", b"not a folder")
     out = tmp_path / "artifacts"
     run = export_cli(

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from export.host_cli import main as host_main
 from parity.reference import save_reference
-from tests.conftest import parity_cli, run_main
+from ptychopinn.main import main as host_main
+from tests.conftest import export_cli, run_main
 
 AMPLITUDE_ATOL, AMPLITUDE_RTOL, PHASE_ATOL = 1e-3, 1e-2, 1e-2
 TOLERANCES = {
@@ -59,7 +59,7 @@ def _edge_reference(
 
 def _check(artifacts: Path, repro: Path) -> tuple[int, dict[str, set[str]]]:
     """``parity check``: exit code and, per output, the verdicts of every runner vs reference."""
-    proc = parity_cli(
+    proc = export_cli(
         "check", "--artifacts", str(artifacts), "--device", "cpu", "--repro", str(repro)
     )
     report = json.loads((artifacts / "report" / "report.json").read_text())

@@ -23,7 +23,7 @@ MODEL_FILE_EXTENSION = ".tar.gz"  # what save_model writes: python -m export pac
 TRAINING_DATA_FILE_FILTER = "NumPy Zipped Archive (*.npz)"
 PROGRESS_GOAL = 100  # percent: the scan's length is not known before reconstruct()
 TRAINING_HINT = (
-    "train with `python -m ptycho_torch.train --data TRAINING.npz` (the file Ptychodus's "
+    "train with `python -m export train --data TRAINING.npz` (the file Ptychodus's "
     "'Export training data' writes), export with `python -m export build`, then load the artifacts"
 )
 

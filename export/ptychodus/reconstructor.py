@@ -7,7 +7,7 @@ and verifies it as ``python -m export verify`` does; :meth:`~OnnxReconstructor.r
 runs the torch-free :class:`export.predict.Predictor` on the input (prepared by
 :mod:`export.ptychodus.adapter`) and yields one ``ReconstructOutput`` whose object lies on the
 input product's object geometry. Training is not done here: ``export_training_data`` writes
-Ptychodus's PtychoPINN NPZ, which ``python -m ptycho_torch.train --data`` reads.
+Ptychodus's PtychoPINN NPZ, which ``python -m export train --data`` reads.
 
 In Ptychodus itself, use :mod:`export.ptychodus.library`, which runs this class in a child
 process so that the Ptychodus process never loads ONNX Runtime.
@@ -143,7 +143,7 @@ class OnnxReconstructor(TrainableReconstructor):
         return TRAINING_DATA_FILE_FILTER
 
     def export_training_data(self, file_path: Path, parameters: ReconstructInput) -> None:
-        """Ptychodus's PtychoPINN NPZ, which ``python -m ptycho_torch.train --data`` reads."""
+        """Ptychodus's PtychoPINN NPZ, which ``python -m export train --data`` reads."""
         save_ptychopinn_training_data(file_path, parameters)
 
     def train(self, input_path: Path, output_path: Path) -> Iterator[TrainOutput]:

@@ -44,7 +44,7 @@ __all__ = [
 
 
 class Backend(StrEnum):
-    """The backends, by the names ``parity bisect --pair`` takes (any case)."""
+    """The backends, by the names ``bisect --pair`` takes (any case)."""
 
     EAGER = "eager"  # the checkpoint's PyTorch model
     TORCHSCRIPT = "torchscript"  # model.ts

@@ -4,7 +4,7 @@ code from the files: zip and HDF5 are read as data, ``params.dill`` through an u
 admits plain data only, and every convolution is mapped by its role in the original's graph and
 checked by shape.
 
-Command line: ``python -m ptycho_torch.import_tf --archive wts.h5.zip --out model.pt``.
+Command line: ``python -m export import-tf --archive wts.h5.zip --out model.pt``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from ptycho_torch.import_tf.unpickle import loads_plain_data
     from ptycho_torch.import_tf.values import read_probe_npz
 
-# Imported on first use, so that ``python -m ptycho_torch.import_tf`` starts without h5py or
-# torch and a missing one is exit 3 with its install line (ptycho_torch.cli.launch).
+# Imported on first use, so that ``python -m export import-tf`` parses its options without h5py or
+# torch, and a missing one is exit 3 with its install line (ptycho_torch.cli.run_cli).
 _LAZY = {
     "ImportTFError": "errors",
     "MissingValueError": "errors",

@@ -1,28 +1,21 @@
 """Recognise the original TensorFlow PtychoPINN's files, and the command that imports them.
 
 A user with the original's run folder tends to hand its files to whichever command is at hand
-(``parity import-keras --config config.json``, ``--weights wts.h5.zip``). :func:`identify` tells
+(``import-keras --config config.json``, ``--weights wts.h5.zip``). :func:`identify` tells
 by content, not by name, whether a path is one of them, and :func:`import_command` is the
-``python -m ptycho_torch.import_tf`` line that imports it, for the one-line error that says so.
-:func:`import_given` imports what a path given as ``--archive`` or ``--weights`` is (a run
-folder whatever it holds). Reads zip listings, JSON and plain-data pickles only (nothing of the
-files runs).
+``python -m export import-tf`` line that imports it, for the one-line error that says so.
+Reads zip listings, JSON and plain-data pickles only (nothing of the files runs).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ptycho_torch.import_tf.errors import ImportTFError
 from ptycho_torch.import_tf.unpickle import loads_plain_data
-
-if TYPE_CHECKING:
-    from ptycho_torch.import_tf.importer import ImportedModel
 
 __all__ = [
     "ARCHIVE",
@@ -33,10 +26,7 @@ __all__ = [
     "OriginalFile",
     "identify",
     "import_command",
-    "import_given",
 ]
-
-logger = logging.getLogger("ptycho_torch.import_tf")
 
 ARCHIVE = "wts.h5.zip"  # ModelManager.save's archive: weights, graph and params
 CONFIG_JSON = "config.json"  # the run's parameters (params_cfg / network_and_physics)
@@ -94,13 +84,13 @@ def identify(path: str | Path) -> OriginalFile | None:
 
 
 def import_command(found: OriginalFile, out: str = "model.pt") -> str:
-    """The ``python -m ptycho_torch.import_tf`` line that imports ``found`` into ``out``.
+    """The ``python -m export import-tf`` line that imports ``found`` into ``out``.
 
     The archive wherever there is one (it carries weights, graph, params and probe); else the
     weights with the run's ``config.json`` and ``probe.npz`` (a ``params.dill`` holds both).
     """
     folder = found.path if found.kind == FOLDER else found.path.parent
-    command = "python -m ptycho_torch.import_tf"
+    command = "python -m export import-tf"
     if found.kind == ARCHIVE:
         return f"{command} --archive {found.path} --out {out}"
     if found.kind == PARAMS_DILL:  # it holds the probe and intensity_scale too
@@ -113,70 +103,6 @@ def import_command(found: OriginalFile, out: str = "model.pt") -> str:
         f"{command} --weights {folder / WEIGHTS_H5} --config {config} "
         f"--probe {folder / 'probe.npz'} --out {out}"
     )
-
-
-def import_given(
-    archive: Path | None = None,
-    weights: Path | None = None,
-    *,
-    config: Path | None = None,
-    intensity_scale: float | None = None,
-    probe: Path | None = None,
-    out: str = "model.pt",
-) -> ImportedModel:
-    """Import what ``archive`` or ``weights`` (exactly one) is: a run folder imports whatever it
-    holds; a file of the original given as the other kind is an :class:`ImportTFError` naming
-    the command that imports it (``out`` goes into that command).
-    """
-    from ptycho_torch.import_tf.importer import import_archive, import_weights
-
-    options: dict[str, Any] = {"config": config, "intensity_scale": intensity_scale, "probe": probe}
-    flag, given = ("--archive", archive) if archive is not None else ("--weights", weights)
-    if given is None:
-        raise ImportTFError("give --archive or --weights")
-    found = identify(given)
-    if found is not None and found.kind == FOLDER:
-        return _import_folder(found, options)
-    wanted = ARCHIVE if flag == "--archive" else WEIGHTS_H5
-    if found is None and given.is_dir():
-        raise ImportTFError(
-            f"{flag} {given} is a folder with neither the original's {ARCHIVE} nor its "
-            f"{CONFIG_JSON}; pass {flag} PATH to the {wanted}"
-        )
-    if found is not None and found.kind != wanted:
-        raise ImportTFError(
-            f"{flag} {given} is {found.describe()}, not a {wanted}; import it with "
-            f"`{import_command(found, out)}`"
-        )
-    if flag == "--archive":
-        return import_archive(given, **options)
-    return import_weights(given, **options)
-
-
-def _import_folder(folder: OriginalFile, options: dict[str, Any]) -> ImportedModel:
-    """The run folder's wts.h5.zip, else its model.weights.h5 with config.json and probe.npz
-    beside it (flags still win)."""
-    from ptycho_torch.import_tf.importer import import_archive, import_weights
-
-    archive = folder.path / ARCHIVE
-    if archive.is_file():
-        logger.info("%s is %s: importing its %s", folder.path, folder.describe(), ARCHIVE)
-        return import_archive(archive, **options)
-    weights = folder.path / WEIGHTS_H5
-    if not weights.is_file():
-        raise ImportTFError(
-            f"{folder.path} is {folder.describe()} but holds neither {ARCHIVE} nor {WEIGHTS_H5}; "
-            "pass --archive or --weights with the file's path"
-        )
-    beside = {"config": folder.path / CONFIG_JSON, "probe": folder.path / "probe.npz"}
-    for name, path in beside.items():
-        if options[name] is None and path.is_file():
-            options[name] = path
-    logger.info(
-        "%s is %s without %s: importing %s (config %s, probe %s)",
-        folder.path, folder.describe(), ARCHIVE, WEIGHTS_H5, options["config"], options["probe"],
-    )  # fmt: skip
-    return import_weights(weights, **options)
 
 
 def _identify_folder(folder: Path) -> OriginalFile | None:

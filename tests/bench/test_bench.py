@@ -38,7 +38,7 @@ pytestmark = pytest.mark.usefixtures("restore_threads")  # the bench sets torch'
 def test_bench_times_every_backend_per_batch_and_writes_json_and_plot(
     built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipeline.cli import main  # what `python -m export bench` runs
+    from ptychopinn.main import main  # what `python -m export bench` runs
 
     out, png = tmp_path / "bench.json", tmp_path / "bench.png"
     argv = ["bench", "--artifacts", str(built.out), "--batch", "1,2", *QUICK]
@@ -93,7 +93,9 @@ def test_bench_times_every_backend_per_batch_and_writes_json_and_plot(
 def test_save_tuning_records_session_settings_that_verify_and_the_host_uses(
     artifacts: Path,
 ) -> None:
-    from bench.cli import main
+    from tests.conftest import command_main
+
+    main = command_main("bench")
     from export.predict import Predictor
 
     argv = ["--artifacts", str(artifacts), *QUICK, "--no-layers", "--save-tuning"]
@@ -112,7 +114,7 @@ def test_save_tuning_records_session_settings_that_verify_and_the_host_uses(
 def test_bad_batch_is_a_one_line_usage_error(
     built: BuildResult, batch: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipeline.cli import main
+    from ptychopinn.main import main
 
     code = main(["bench", "--artifacts", str(built.out), "--batch", batch])
     err = capsys.readouterr().err.strip().splitlines()
@@ -125,7 +127,9 @@ def test_auto_threads_tunes_torch_threads_like_onnxruntime_and_applies_them(
 ) -> None:
     import torch
 
-    from bench.cli import main
+    from tests.conftest import command_main
+
+    main = command_main("bench")
     from ptycho_torch.threads import physical_cores
 
     out = tmp_path / "bench.json"

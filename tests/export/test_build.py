@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -21,7 +20,6 @@ from export.errors import BuildError, DtypeContractError, ExportError
 from export.manifest import sha256_file
 from export.options import BuildOptions
 from tests.conftest import export_cli as _main
-from tests.conftest import run_main
 
 
 @pytest.mark.parametrize("failure", [BuildError("boom"), KeyboardInterrupt()])
@@ -339,32 +337,25 @@ def test_host_verify_checks_hashes(built: BuildResult, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(built.out, copy)
     ok = subprocess.run(
-        [sys.executable, "-m", "export.host", "verify", str(copy)], capture_output=True, text=True
+        [sys.executable, "-m", "export", "verify", str(copy)], capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stderr
     assert f"verified {copy}" in ok.stdout
     data = (copy / "inputs.npz").read_bytes()
     (copy / "inputs.npz").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-    bad = _host_main("verify", str(copy))
+    bad = _main("verify", str(copy))
     assert bad.returncode == 4, bad.stderr  # a changed artifact is exit 4 on every CLI
     assert "changed since the build (sha256 differs) inputs.npz" in bad.stderr
-
-
-def _host_main(*args: str) -> SimpleNamespace:
-    """``python -m export.host ARGS`` in-process: its exit code, stdout and stderr."""
-    from export.host_cli import main  # what `python -m export.host` runs
-
-    return run_main(main, *args)
 
 
 def test_host_verify_of_outputs_that_differ_from_the_reference_exits_1(artifacts: Path) -> None:
     """A replay that disagrees with reference.npz is a parity failure (1), not a fault."""
     with np.load(artifacts / "reference.npz", allow_pickle=False) as data:
         reference = {k: data[k] for k in data.files}
-    assert _host_main("verify", str(artifacts)).returncode == 0  # the eager reference agrees
+    assert _main("verify", str(artifacts)).returncode == 0  # the eager reference agrees
     reference["phase"] = reference["phase"] + np.float32(1e-3)  # not hashed: from elsewhere
     np.savez(artifacts / "reference.npz", **reference)
-    proc = _host_main("verify", str(artifacts))
+    proc = _main("verify", str(artifacts))
     assert proc.returncode == 1, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, proc.stderr

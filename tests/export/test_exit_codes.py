@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,11 @@ from export.build import BuildResult
 from ptycho_torch.errors import ExitCode
 
 
-def _mains() -> dict[str, Callable[[list[str]], int]]:
-    from export.host_cli import main as host_main
-    from parity.cli import main as parity_main
-    from pipeline.cli import main as export_main
-    from ptycho_torch.commands.infer import main as infer_main
-    from ptycho_torch.commands.train import main as train_main
-    from ptycho_torch.import_tf.cli import main as import_tf_main
+def _main(argv: list[str]) -> int:
+    """``python -m export ARGV`` (every command: ``ptychopinn ARGV``) in-process."""
+    from ptychopinn.main import main
 
-    return {
-        "export": export_main,
-        "export.host": host_main,
-        "parity": parity_main,
-        "ptycho_torch.train": train_main,
-        "ptycho_torch.infer": infer_main,
-        "ptycho_torch.import_tf": import_tf_main,
-    }
+    return main(argv)
 
 
 @pytest.fixture()
@@ -88,8 +76,8 @@ def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str
         if torch.cuda.is_available()
         else [
             (
-                "ptycho_torch.train",
-                ["--preset", "demo", "--out", str(tmp / "g"), "--accelerator", "gpu"],
+                "export",
+                ["train", "--preset", "demo", "--out", str(tmp / "g"), "--accelerator", "gpu"],
                 3,
                 "no CUDA device",
             ),
@@ -99,28 +87,28 @@ def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str
         ("export", ["bench", "--artifacts", str(d["intact"]), "--repeats", "0"], 2, "--repeats"),
         ("export", ["bench", "--artifacts", str(d["intact"]), "--batch", "0"], 2, "--batch"),
         ("export", ["bench", "--artifacts", str(d["intact"]), "--threads", "x"], 2, "--threads"),
-        ("export.host", ["verify", str(d["outside"])], 2, "not plain names"),
+        ("export", ["verify", str(d["outside"])], 2, "not plain names"),
         ("export", ["triton", "--artifacts", str(d["intact"]), "--out", str(tmp / "r"), "--name", ".."], 2, "--name"),
         ("export", ["build", "--checkpoint", bomb, "--out", str(tmp / "b")], 2, "n_filters_scale"),
-        ("ptycho_torch.infer", ["--checkpoint", missing, "--data", missing, "--out", str(tmp / "i"), "--batch-size", "0"], 2, "--batch-size"),
-        ("export.host", ["verify", str(d["corrupt"])], 2, "manifest.json as JSON"),
-        ("export.host", ["verify", str(d["layout"])], 2, "not a build manifest"),
-        ("export.host", ["verify", str(d["changed"])], 4, "changed since the build"),
-        ("export.host", ["verify", str(tmp / "nowhere")], 2, "no manifest.json"),
+        ("export", ["infer", "--checkpoint", missing, "--data", missing, "--out", str(tmp / "i"), "--batch-size", "0"], 2, "--batch-size"),
+        ("export", ["verify", str(d["corrupt"])], 2, "manifest.json as JSON"),
+        ("export", ["verify", str(d["layout"])], 2, "not a build manifest"),
+        ("export", ["verify", str(d["changed"])], 4, "changed since the build"),
+        ("export", ["verify", str(tmp / "nowhere")], 2, "no manifest.json"),
         ("export", ["triton", "--artifacts", str(d["corrupt"]), "--out", str(tmp / "r")], 2, "JSON"),
         ("export", ["triton", "--artifacts", str(d["changed"]), "--out", str(tmp / "r")], 4, "changed"),
         ("export", ["build", "--checkpoint", missing, "--out", str(tmp / "b")], 2, "missing.pt"),
-        ("parity", ["check", "--artifacts", str(d["corrupt"])], 2, "manifest.json as JSON"),
-        ("parity", ["check", "--artifacts", str(d["layout"])], 2, "not a build manifest"),
-        ("parity", ["check", "--artifacts", str(d["changed"])], 4, "changed since the build"),
+        ("export", ["check", "--artifacts", str(d["corrupt"])], 2, "manifest.json as JSON"),
+        ("export", ["check", "--artifacts", str(d["layout"])], 2, "not a build manifest"),
+        ("export", ["check", "--artifacts", str(d["changed"])], 4, "changed since the build"),
         ("export", ["bench", "--artifacts", str(d["changed"])], 4, "changed since the build"),
-        ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--epochs", "0"], 2, "epochs"),
-        ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--gridsize", "0"], 2, "gridsize"),
-        ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--batch-size", "0"], 2, "batch_size"),
-        ("ptycho_torch.train", ["--preset", "demo", "--out", str(tmp / "t"), "--n-filters-scale", "0"], 2, "n_filters_scale"),
-        ("ptycho_torch.train", ["--data", str(tmp / "none.npz"), "--out", str(tmp / "t")], 2, "none.npz"),
-        ("ptycho_torch.infer", ["--checkpoint", missing, "--data", missing, "--out", str(tmp / "i")], 2, "missing"),
-        ("ptycho_torch.import_tf", ["--archive", str(tmp / "none.zip"), "--out", str(tmp / "m.pt")], 2, "none.zip"),
+        ("export", ["train", "--preset", "demo", "--out", str(tmp / "t"), "--epochs", "0"], 2, "epochs"),
+        ("export", ["train", "--preset", "demo", "--out", str(tmp / "t"), "--gridsize", "0"], 2, "gridsize"),
+        ("export", ["train", "--preset", "demo", "--out", str(tmp / "t"), "--batch-size", "0"], 2, "batch_size"),
+        ("export", ["train", "--preset", "demo", "--out", str(tmp / "t"), "--n-filters-scale", "0"], 2, "n_filters_scale"),
+        ("export", ["train", "--data", str(tmp / "none.npz"), "--out", str(tmp / "t")], 2, "none.npz"),
+        ("export", ["infer", "--checkpoint", missing, "--data", missing, "--out", str(tmp / "i")], 2, "missing"),
+        ("export", ["import-tf", "--archive", str(tmp / "none.zip"), "--out", str(tmp / "m.pt")], 2, "none.zip"),
     ]  # fmt: skip
 
 
@@ -130,7 +118,6 @@ def test_every_cli_maps_faults_to_the_documented_code(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    mains = _mains()
     wrong = []
     nan_feed, nan_model = _nan_files(built, tmp_path)
     ckpt = built.manifest.checkpoint.path
@@ -139,7 +126,7 @@ def test_every_cli_maps_faults_to_the_documented_code(
         ("export", ["build", "--checkpoint", nan_model, "--out", str(tmp_path / "n")], 2, "NaN/Inf weights"),
     ]  # fmt: skip
     for cli, argv, code, words in _cases(folders, tmp_path) + extra:
-        got = mains[cli](argv)
+        got = _main(argv)
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if line.startswith("error:")]
         if got != code or len(errors) != 1 or words not in errors[0] or "Traceback" in err:
@@ -150,7 +137,7 @@ def test_every_cli_maps_faults_to_the_documented_code(
 def test_intact_artifacts_verify_and_exit_zero(
     folders: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _mains()["export.host"](["verify", str(folders["intact"])]) == ExitCode.PASS
+    assert _main(["verify", str(folders["intact"])]) == ExitCode.PASS
 
 
 def test_channels_last_batch_is_told_to_transpose() -> None:
@@ -204,7 +191,7 @@ def test_a_bug_is_exit_70_with_the_traceback_in_a_log_file(
     def broken() -> None:
         raise ZeroDivisionError("planted")
 
-    assert run_cli(broken, configure_logging=False) == ExitCode.INTERNAL
+    assert run_cli(broken) == ExitCode.INTERNAL
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "Traceback" not in err
     log = Path(err.split("traceback in ")[1].split(";")[0])

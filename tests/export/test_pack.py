@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from export.host_cli import main
 from ptycho_torch.errors import ExitCode
 from ptycho_torch.simulate import SimulationConfig, simulate_scan, write_npz
+from ptychopinn.main import main
 from tests.conftest import export_cli
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 def _host(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """``python -m export.host ARGS`` in-process: exit code, stdout, the one ``error:`` line."""
+    """``python -m export ARGS`` in-process: exit code, stdout, the one ``error:`` line."""
     code = main([str(a) for a in args])
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("error:")]

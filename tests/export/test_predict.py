@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
-from export.host_cli import main
 from export.predict import Predictor
 from ptycho_torch.errors import ExitCode
 from ptycho_torch.scan import ScanReader
 from ptycho_torch.simulate import SimulationConfig, simulate_scan, write_npz
 from ptycho_torch.stitch import StitchedObject
+from ptychopinn.main import main
 
 if TYPE_CHECKING:
     from export.build import BuildResult
@@ -72,7 +72,7 @@ def _assert_same_object(got: StitchedObject, expected: StitchedObject) -> None:
 
 
 def _infer(checkpoint: Path, scan: Path) -> StitchedObject:
-    """What ``python -m ptycho_torch.infer`` stitches (eager PyTorch, its batch 64)."""
+    """What ``python -m export infer`` stitches (eager PyTorch, its batch 64)."""
     from ptycho_torch.checkpoint import load_model
     from ptycho_torch.infer import reconstruct
     from ptycho_torch.scan import load_npz
@@ -121,7 +121,7 @@ def test_predict_equals_infer_at_gridsize_2_with_the_physics_head(
     _assert_same_object(got, _infer(Path(built_physics.manifest.checkpoint.path), scan))
 
 
-@pytest.mark.parametrize("module", ["export", "export.host"])
+@pytest.mark.parametrize("module", ["export", "ptychopinn"])
 def test_predict_and_verify_run_where_torch_cannot_be_imported(
     module: str, artifacts: Path, scan: Path, tmp_path: Path
 ) -> None:
@@ -233,7 +233,7 @@ def test_output_folder_is_replaced_whole_or_not_at_all(
     def crash(*args: object) -> list[Path]:
         raise KeyboardInterrupt  # mid-write: the PNGs are not written yet
 
-    monkeypatch.setattr("export.host_cli.write_reconstruction", crash)
+    monkeypatch.setattr("ptychopinn.host.write_reconstruction", crash)
     assert _predict(built.out, scan, out, capsys)[0] == ExitCode.INTERRUPTED
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the good output stays
     assert [p.name for p in tmp_path.iterdir()] == ["r"]  # no temporary folder left

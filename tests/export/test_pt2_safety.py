@@ -77,7 +77,7 @@ def test_sample_inputs_that_are_not_tensors_are_refused(built: BuildResult, tmp_
 def test_parity_check_refuses_a_planted_program_with_exit_2(
     built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from parity.cli import main
+    from ptychopinn.main import main
 
     folder, marker = tmp_path / "artifacts", tmp_path / "PWNED"
     shutil.copytree(built.out, folder)

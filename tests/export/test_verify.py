@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from core.tolerances import Tolerance, ToleranceTable
-from export.host_cli import main
 from export.signature import TensorSpec
 from export.verify import VerifyOptions, compare_output, tolerances_for, verify_artifacts
 from ptycho_torch.errors import ExitCode
+from ptychopinn.main import main
 
 
 def _verify(folder: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:

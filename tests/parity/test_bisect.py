@@ -1,4 +1,4 @@
-"""`python -m parity bisect`: planted faults are found at the layer they were planted in, and a
+"""`python -m export bisect`: planted faults are found at the layer they were planted in, and a
 healthy model names nothing."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import pytest
 from export.manifest import read_manifest
 from export.signature import Signature
 from parity.bisect import FLOOR, BisectError, bisect, boundaries, parse_pair
-from parity.cli import main as parity_main
 from parity.runners import Backend, make_runner
 from ptycho_torch.checkpoint import load_model
+from ptychopinn.main import main as parity_main
 from scripts.plant_onnx_fault import scale_onnx_conv
 
 

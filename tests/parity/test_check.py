@@ -17,7 +17,7 @@ from parity import runners as runners_module
 from parity.check import CheckOptions, run_check
 from parity.errors import EnvironmentUnavailable
 from parity.results import ParityReport
-from tests.conftest import parity_cli as _parity
+from tests.conftest import export_cli as _parity
 
 
 def _rehash(artifacts: Path, name: str) -> None:

@@ -1,4 +1,4 @@
-"""``python -m parity check --threads``: applied before the check, recorded in the report's
+"""``python -m export check --threads``: applied before the check, recorded in the report's
 environment; a bad value is exit 2 before any work."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from parity.check import CheckOptions
-from tests.conftest import parity_cli as _parity
+from tests.conftest import export_cli as _parity
 
 pytestmark = pytest.mark.usefixtures("restore_threads")  # tests/conftest.py
 

@@ -8,8 +8,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from export.build import BuildResult
-from parity.cli import main as parity_main
 from parity.results import ParityReport
+from ptychopinn.main import main as parity_main
 
 
 def _copy(build: BuildResult, tmp_path: Path) -> Path:

@@ -2,7 +2,7 @@
 
 Fast tests check the conversion of each fixture case (layouts, the sign of the positions,
 provenance, digests, errors). The slow tests are the end-to-end proof: import the original's
-weights (``python -m ptycho_torch.import_tf``) and its arrays (``python -m parity
+weights (``python -m export import-tf``) and its arrays (``python -m export
 import-reference``), then ``python -m export build`` each head and require parity of eager,
 TorchScript, ``.pt2`` and ONNX Runtime against the original's own outputs.
 """
@@ -26,7 +26,7 @@ from parity.import_reference import GENERATOR, import_reference
 from parity.original_case import read_original_case
 from parity.reference import load_reference
 from ptycho_torch.digest import arrays_sha256
-from tests.conftest import parity_cli as _parity
+from tests.conftest import export_cli as _parity
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO.parent / "shared" / "reference" / "ptychopinn-tf"
@@ -39,9 +39,10 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _cli(module: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m export ARGS`` in a process of its own."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, "-m", "export", *args],
         capture_output=True,
         text=True,
         timeout=900,
@@ -235,21 +236,15 @@ def test_checkpoint_of_another_case_is_refused(tmp_path: Path) -> None:
 # --- end to end: the original's weights and arrays through `export build` -------------------
 
 
-def _import_tf_available() -> bool:
-    return (REPO / "ptycho_torch" / "import_tf" / "__main__.py").is_file()
-
-
 @pytest.fixture(scope="module")
 def imported_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The original's weights of each case as our checkpoint, via the importer's CLI."""
-    if not _import_tf_available():
-        pytest.skip("ptycho_torch.import_tf (the original's weights importer) is not available")
     root = tmp_path_factory.mktemp("original-models")
     models = {}
     for case in CASES:
         folder, out = FIXTURES / case, root / f"{case}.pt"
         proc = _cli(
-            "ptycho_torch.import_tf",
+            "import-tf",
             "--weights",
             str(folder / "model.weights.h5"),
             "--config",
@@ -275,7 +270,6 @@ def original_builds(
             root = tmp_path_factory.mktemp(f"{case}-{head}")
             reference = root / "reference.npz"
             imported = _cli(
-                "parity",
                 "import-reference",
                 "--from",
                 "ptychopinn-tf",
@@ -291,7 +285,6 @@ def original_builds(
             )
             assert imported.returncode == 0, imported.stderr
             built = _cli(
-                "export",
                 "build",
                 "--checkpoint",
                 str(imported_models[case]),

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from parity.cli import main as parity_main
+from ptychopinn.main import main as parity_main
 from scripts.plant_onnx_fault import scale_onnx_conv
 
 
@@ -35,7 +35,7 @@ def test_failing_check_writes_a_reproducer_that_reruns(artifacts: Path, tmp_path
         assert (
             f"left_{failure['output']}.npy" in names and f"right_{failure['output']}.npy" in names
         )
-    assert case["bisect"].startswith("python -m parity bisect")
+    assert case["bisect"].startswith("python -m export bisect")
     assert case["environment"]  # the fingerprint of the run that failed
     # a maintainer elsewhere: only the folder, numpy and onnxruntime (the script imports nothing else)
     (tmp_path / "elsewhere").mkdir()
@@ -54,13 +54,13 @@ def test_failing_check_writes_a_reproducer_that_reruns(artifacts: Path, tmp_path
     assert {n.split(".")[0] for n in modules} == {"core"}, modules
     assert all(Path(f).is_relative_to(moved / "core") for f in modules.values()), modules
     report = json.loads((artifacts / "report" / "report.json").read_text())
-    assert any("python -m parity bisect" in n for n in report["notes"])
+    assert any("python -m export bisect" in n for n in report["notes"])
     assert any("reproducer written to" in n for n in report["notes"])
 
 
 def _modules_rerun_imports(script: Path) -> dict[str, str]:
     """Run ``script`` in isolated mode; the modules of this project (and torch) it imported."""
-    ours = ("core", "export", "parity", "pipeline", "ptycho_torch", "bench", "torch")
+    ours = ("core", "export", "parity", "ptychopinn", "ptycho_torch", "bench", "torch")
     probe = (
         "import json, runpy, sys\n"
         f"sys.argv = [{str(script)!r}]\n"

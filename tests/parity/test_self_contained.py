@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from export.build import BuildResult
-from parity.cli import main as parity_main
+from ptychopinn.main import main as parity_main
 
 
 def test_check_on_a_copied_folder_from_another_directory(

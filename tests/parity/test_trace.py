@@ -73,8 +73,8 @@ def test_trace_overhead_is_measured() -> None:
 def test_trace_command_exit_codes_and_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from parity.cli import main
     from ptycho_torch.checkpoint import save_model
+    from ptychopinn.main import main
 
     ckpt = tmp_path / "m.pt"
     save_model(_model(), ckpt)

@@ -1,12 +1,11 @@
 """The command lines of train, infer and simulate: user errors are exit 2 with one line.
 
-In-process through each command's ``main(argv)``; ``simulate`` (quick to start) and the slow
-train-then-infer run go through a real ``python -m``.
+In-process through ``python -m export``'s ``main(argv)``; ``simulate`` (quick to start) and the
+slow train-then-infer run go through a real ``python -m export``.
 """
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -15,19 +14,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.conftest import run_main
+from tests.conftest import export_cli as _run
 
 
 def _subprocess(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m export ARGS`` in a process of its own."""
     return subprocess.run(
-        [sys.executable, "-m", *args], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "export", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-
-
-def _run(module: str, *args: str) -> SimpleNamespace:
-    """``python -m MODULE ARGS`` in-process: its exit code, stdout and stderr."""
-    command = module.rsplit(".", 1)[1]  # python -m ptycho_torch.train runs commands.train
-    return run_main(importlib.import_module(f"ptycho_torch.commands.{command}").main, *args)
 
 
 def _assert_user_error(
@@ -69,27 +67,25 @@ def test_train_rejects_bad_npz_with_exit_2(
     scan_npz: Path, tmp_path: Path, kind: str, needle: str
 ) -> None:
     bad = _bad_npz(tmp_path, scan_npz, kind)
-    _assert_user_error(
-        _run("ptycho_torch.train", "--data", str(bad), "--out", str(tmp_path / "o")), needle
-    )
+    _assert_user_error(_run("train", "--data", str(bad), "--out", str(tmp_path / "o")), needle)
 
 
 def test_infer_rejects_missing_checkpoint_with_exit_2(scan_npz: Path, tmp_path: Path) -> None:
     proc = _run(
-        "ptycho_torch.infer", "--checkpoint", str(tmp_path / "none.ckpt"),
+        "infer", "--checkpoint", str(tmp_path / "none.ckpt"),
         "--data", str(scan_npz), "--out", str(tmp_path / "o"),
     )  # fmt: skip
     _assert_user_error(proc, "does not exist")
 
 
 def test_simulate_rejects_bad_option_with_exit_2(tmp_path: Path) -> None:
-    proc = _subprocess("ptycho_torch.simulate", "--out", str(tmp_path / "x.npz"), "--n-images", "0")
+    proc = _subprocess("simulate", "--out", str(tmp_path / "x.npz"), "--n-images", "0")
     _assert_user_error(proc, "n_images")
     assert not (tmp_path / "x.npz").exists()
 
 
 def test_train_rejects_invalid_config_with_exit_2(scan_npz: Path, tmp_path: Path) -> None:
-    proc = _run("ptycho_torch.train", "--data", str(scan_npz), "--out", str(tmp_path), "--lr", "-1")
+    proc = _run("train", "--data", str(scan_npz), "--out", str(tmp_path), "--lr", "-1")
     _assert_user_error(proc, "learning_rate")
 
 
@@ -97,13 +93,13 @@ def test_train_rejects_invalid_config_with_exit_2(scan_npz: Path, tmp_path: Path
 def test_cli_train_then_infer_on_float64_npz(scan64_npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = _subprocess(
-        "ptycho_torch.train", "--data", str(scan64_npz), "--out", str(out), "--epochs", "1",
+        "train", "--data", str(scan64_npz), "--out", str(out), "--epochs", "1",
         "--batch-size", "4", "--n-filters-scale", "1", "--no-progress",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (out / "last.ckpt").is_file() and (out / "model.pt").is_file()
     proc = _subprocess(
-        "ptycho_torch.infer", "--checkpoint", str(out / "last.ckpt"), "--data", str(scan64_npz),
+        "infer", "--checkpoint", str(out / "last.ckpt"), "--data", str(scan64_npz),
         "--out", str(tmp_path / "inf"), "--baseline",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ptycho_torch.commands import infer, simulate, train
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
+from ptychopinn import train
+from tests.conftest import command_main
+
+
+def _train_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    train.TRAIN.add_arguments(parser)
+    return parser.parse_args(argv)
 
 
 def _single_error_line(err: str) -> str:
@@ -32,7 +40,9 @@ def test_train_rejects_a_non_positive_option_before_any_data(
     option: str, field: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # --preset demo would simulate a scan first if the options were not checked before
-    code = train.main(["--preset", "demo", "--out", str(tmp_path / "run"), option, value])
+    code = command_main("train")(
+        ["--preset", "demo", "--out", str(tmp_path / "run"), option, value]
+    )
     line = _single_error_line(capsys.readouterr().err)
     assert code == 2
     assert line.startswith(f"error: {option} {value}: {field} must be"), line
@@ -40,16 +50,17 @@ def test_train_rejects_a_non_positive_option_before_any_data(
 
 
 def test_train_demo_preset_replaces_defaults_and_given_options_replace_the_preset() -> None:
-    args = train._parser().parse_args(["--preset", "demo", "--out", "x", "--epochs", "3"])
-    preset = train.PRESETS["demo"]
-    assert train.TRAINING.build(args, preset=preset) == TrainConfig(
+    from ptycho_torch.train import DEMO_PRESET as preset
+
+    args = _train_args(["--preset", "demo", "--out", "x", "--epochs", "3"])
+    assert train.TRAINING_OPTIONS.build(args, preset=preset) == TrainConfig(
         epochs=3, learning_rate=2e-3, lr_factor=1.0, early_stop_patience=0
     )
-    assert train.MODEL.build(args, preset=preset) == ModelConfig(n_filters_scale=1)
-    plain = train._parser().parse_args(["--data", "s.npz", "--out", "x", "--seed", "5"])
-    assert train.TRAINING.build(plain) == TrainConfig(seed=5)
-    assert train.DATA.build(plain, seed=5) == DataConfig(seed=5)
-    assert train.MODEL.build(plain) == ModelConfig()
+    assert train.MODEL_OPTIONS.build(args, preset=preset) == ModelConfig(n_filters_scale=1)
+    plain = _train_args(["--data", "s.npz", "--out", "x", "--seed", "5"])
+    assert train.TRAINING_OPTIONS.build(plain) == TrainConfig(seed=5)
+    assert train.DATA_OPTIONS.build(plain, seed=5) == DataConfig(seed=5)
+    assert train.MODEL_OPTIONS.build(plain) == ModelConfig()
 
 
 @pytest.mark.parametrize("value", ["0", "-1"])
@@ -58,7 +69,7 @@ def test_infer_rejects_a_non_positive_batch_size_before_reading_files(
 ) -> None:
     missing = str(tmp_path / "missing.pt")
     argv = ["--checkpoint", missing, "--data", missing, "--out", str(tmp_path / "o")]
-    code = infer.main([*argv, "--batch-size", value])
+    code = command_main("infer")([*argv, "--batch-size", value])
     line = _single_error_line(capsys.readouterr().err)
     assert code == 2
     assert (
@@ -69,7 +80,8 @@ def test_infer_rejects_a_non_positive_batch_size_before_reading_files(
 
 def test_simulate_writes_the_options_it_was_given(tmp_path: Path) -> None:
     out = tmp_path / "scan.npz"
-    assert simulate.main(["--out", str(out), "--n-images", "4", "--dtype", "float64"]) == 0
+    simulate = command_main("simulate")
+    assert simulate(["--out", str(out), "--n-images", "4", "--dtype", "float64"]) == 0
     with np.load(out) as f:
         assert f["diffraction"].shape == (4, 64, 64) and f["diffraction"].dtype == np.float64
 
@@ -77,7 +89,7 @@ def test_simulate_writes_the_options_it_was_given(tmp_path: Path) -> None:
 def test_simulate_names_the_rejected_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = simulate.main(["--out", str(tmp_path / "x.npz"), "--photons", "-1"])
+    code = command_main("simulate")(["--out", str(tmp_path / "x.npz"), "--photons", "-1"])
     line = _single_error_line(capsys.readouterr().err)
     assert code == 2
     assert line == "error: --photons -1.0: SimulationConfig.photons must be > 0, got -1.0"

@@ -1,4 +1,4 @@
-"""``python -m ptycho_torch.import_tf``: models of the original TensorFlow PtychoPINN, imported
+"""``python -m export import-tf``: models of the original TensorFlow PtychoPINN, imported
 without TensorFlow and without running pickled code, reproduce the original's object head."""
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from ptycho_torch.import_tf import (
     import_weights,
     loads_plain_data,
 )
-from ptycho_torch.import_tf.cli import main
 from ptycho_torch.model import PtychoPINN
+from tests.conftest import command_main
+
+main = command_main("import-tf")  # python -m export import-tf ARGV
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO.parent / "shared" / "reference" / "ptychopinn-tf"
@@ -355,8 +357,8 @@ class Block:
         if name.split('.')[0] in ('tensorflow', 'keras', 'dill'):
             raise ImportError('import of ' + name + ' attempted')
 sys.meta_path.insert(0, Block())
-from ptycho_torch.import_tf.cli import main
-code = main(['--archive', {str(ref / "n64-gs1" / "wts.h5.zip")!r}, '--out', {str(tmp_path / "m.pt")!r}])
+from ptychopinn.main import main
+code = main(['import-tf', '--archive', {str(ref / "n64-gs1" / "wts.h5.zip")!r}, '--out', {str(tmp_path / "m.pt")!r}])
 loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'dill'))
 print('LOADED', loaded)
 sys.exit(code or (3 if loaded else 0))

@@ -45,10 +45,10 @@ def test_choice_is_plain_data() -> None:
 
 
 def test_infer_rejects_bad_threads_before_reading_files(tmp_path: Path) -> None:
-    from ptycho_torch.commands import infer
+    from tests.conftest import command_main
 
     missing = str(tmp_path / "missing")
-    code = infer.main(
+    code = command_main("infer")(
         ["--checkpoint", missing, "--data", missing, "--out", missing, "--threads", "0"]
     )
     assert code == 2

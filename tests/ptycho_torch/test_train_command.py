@@ -1,4 +1,4 @@
-"""``python -m ptycho_torch.train``: environment checks come first; the schedule's defaults."""
+"""``python -m export train``: environment checks come first; the schedule's defaults."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import ptycho_torch.commands.train as command
+import ptycho_torch.train as training
 from ptycho_torch.config import DataConfig, TrainConfig
 from ptycho_torch.errors import ExitCode
 from ptycho_torch.lightning_module import PtychoLightning
 from ptycho_torch.threads import logical_cpus
+from tests.conftest import command_main
+
+train_main = command_main("train")  # python -m export train ARGV
 
 
 @pytest.fixture
@@ -19,7 +22,7 @@ def no_simulation(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail() -> None:
         raise AssertionError("the demo scan was simulated before the environment check")
 
-    monkeypatch.setattr(command, "demo_data", fail)
+    monkeypatch.setattr(training, "demo_data", fail)
 
 
 @pytest.mark.parametrize(
@@ -40,7 +43,7 @@ def test_an_environment_the_machine_cannot_give_exits_3_before_any_work(
     if "gpu" in options and torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
     out = tmp_path / "run"
-    code = command.main(["--preset", "demo", "--out", str(out), *options])
+    code = train_main(["--preset", "demo", "--out", str(out), *options])
     assert code == ExitCode.ENVIRONMENT
     assert "error: --" in capsys.readouterr().err
     assert not out.exists()
@@ -51,7 +54,7 @@ def test_threads_other_than_auto_or_a_positive_count_are_a_usage_error(
     value: str, tmp_path: Path, no_simulation: None
 ) -> None:
     out = tmp_path / "run"
-    assert command.main(["--preset", "demo", "--out", str(out), "--threads", value]) == 2
+    assert train_main(["--preset", "demo", "--out", str(out), "--threads", value]) == 2
     assert not out.exists()
 
 
@@ -60,7 +63,7 @@ def test_num_nodes_other_than_a_positive_count_is_a_usage_error(
     value: str, tmp_path: Path, no_simulation: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    assert command.main(["--preset", "demo", "--out", str(out), "--num-nodes", value]) == 2
+    assert train_main(["--preset", "demo", "--out", str(out), "--num-nodes", value]) == 2
     assert "--num-nodes must be an integer >= 1" in capsys.readouterr().err
     assert not out.exists()
 
@@ -71,9 +74,9 @@ def test_num_nodes_reaches_the_trainer(tmp_path: Path, monkeypatch: pytest.Monke
     def fake_train(*args: object, **kwargs: object) -> None:
         seen.update(args[5])  # type: ignore[call-overload]  # the lightning.Trainer options
 
-    monkeypatch.setattr(command, "train", fake_train)
+    monkeypatch.setattr(training, "train", fake_train)
     out = tmp_path / "run"
-    assert command.main(["--preset", "demo", "--out", str(out), "--num-nodes", "3"]) == 0
+    assert train_main(["--preset", "demo", "--out", str(out), "--num-nodes", "3"]) == 0
     assert seen["num_nodes"] == 3
 
 
@@ -108,6 +111,6 @@ def test_lr_factor_1_turns_the_schedule_off() -> None:
 def test_schedule_options_are_validated_with_the_option_named(
     tmp_path: Path, no_simulation: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = command.main(["--preset", "demo", "--out", str(tmp_path / "r"), "--lr-factor", "2"])
+    code = train_main(["--preset", "demo", "--out", str(tmp_path / "r"), "--lr-factor", "2"])
     assert code == 2
     assert "--lr-factor 2.0: TrainConfig.lr_factor must be in (0, 1]" in capsys.readouterr().err

@@ -1,9 +1,9 @@
-"""``python -m export predict|verify|pack`` (also ``python -m export.host``): arguments in, exit
-code out, torch-free. ``--artifacts`` is a folder or an archive from ``pack``, resolved in one
-place (:func:`export.archive.open_artifacts`).
+"""``predict``, ``verify`` and ``pack``: the inference host's commands, torch-free.
 
-Imports NumPy, ONNX Runtime, matplotlib (Agg, for the PNGs) and the standard-library CLI edge of
-:mod:`ptycho_torch`, so an inference host without torch or lightning runs it.
+``--artifacts`` is a folder or an archive from ``pack``, resolved in one place
+(:func:`export.archive.open_artifacts`). Imports NumPy, ONNX Runtime, matplotlib (Agg, for the
+PNGs) and the standard-library CLI edge of :mod:`ptycho_torch`, so an inference host without
+torch or lightning runs it (``.importlinter``).
 """
 
 from __future__ import annotations
@@ -13,17 +13,13 @@ import dataclasses
 import json
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from export.archive import open_artifacts, pack_artifacts
-from export.host import DEVICES
-from export.predict import Prediction, Predictor
+from export.predict import Prediction, PredictOptions, Predictor
 from export.verify import VerifyOptions, verify_artifacts
-from ptycho_torch.cli import UsageError, run_cli
-from ptycho_torch.cli_options import ConfigOptions
+from ptycho_torch.cli import UsageError
 from ptycho_torch.recon_files import (
     RECONSTRUCTION_FILES,
     check_out_folder,
@@ -31,129 +27,51 @@ from ptycho_torch.recon_files import (
     write_reconstruction,
 )
 from ptycho_torch.scan import ScanReader
+from ptychopinn.command import CommandLine
+from ptychopinn.options import ConfigOptions
 
-__all__ = ["PredictOptions", "main"]
+__all__ = ["PACK", "PREDICT", "VERIFY"]
 
 PREDICTION_JSON = "prediction.json"
 OUTPUT_FILES = (*RECONSTRUCTION_FILES, PREDICTION_JSON)
+PREDICT_OPTIONS = ConfigOptions(PredictOptions)
+VERIFY_OPTIONS = ConfigOptions(VerifyOptions)
+_ARTIFACTS_HELP = (
+    "folder written by `python -m export build`, or an archive from `python -m export pack`"
+)
 
 
-@dataclass(frozen=True)
-class PredictOptions:
-    """How ``predict`` runs the model."""
-
-    device: str = field(default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES})
-    progress_every: float = field(
-        default=2.0,
-        metadata={"help": "seconds between progress lines on stderr (0: none)"},
-    )
-
-    def __post_init__(self) -> None:
-        if self.device not in DEVICES:
-            raise ValueError(f"PredictOptions.device must be one of {DEVICES}, got {self.device!r}")
-        if not self.progress_every >= 0:
-            raise ValueError(
-                f"PredictOptions.progress_every must be >= 0, got {self.progress_every!r}"
-            )
-
-
-PREDICT = ConfigOptions(PredictOptions)
-VERIFY = ConfigOptions(VerifyOptions)
-
-
-def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Torch-free inference host: NumPy and ONNX Runtime only.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    predict = sub.add_parser(
-        "predict",
-        help="reconstruct a whole scan with ONNX Runtime: stitched object, PNGs",
-        description="Reconstruct a data-contract scan NPZ with the artifacts' ONNX model; "
-        "writes OUT/reconstruction.npz, amplitude.png, phase.png and prediction.json atomically.",
-    )
-    predict.add_argument(
+def _predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--artifacts",
         type=Path,
         default=Path("artifacts"),
-        help="folder written by `python -m export build`, or an archive from `python -m export "
-        "pack` (default: artifacts)",
+        help=f"{_ARTIFACTS_HELP} (default: artifacts)",
     )
-    predict.add_argument(
+    parser.add_argument(
         "--data",
         type=Path,
         required=True,
         help="scan .npz (data contract, or a PtychoPINN/Ptychodus diff3d training file); with "
         "--product: a Ptychodus diffraction file (.npz, .h5) or a training .npz",
     )
-    predict.add_argument(
+    parser.add_argument(
         "--out",
         type=Path,
         required=True,
         help="output folder (replaced whole); with --product: the Ptychodus product to write (.h5)",
     )
-    predict.add_argument(
+    parser.add_argument(
         "--product",
         type=Path,
         help="a Ptychodus product file (.h5): reconstruct on its positions and object geometry "
         "and write OUT.h5 (needs the 'ptychodus' extra; docs/ptychodus.md)",
     )
-    PREDICT.add_to(predict)
-    verify = sub.add_parser(
-        "verify",
-        help="check a copied artifacts folder: hashes, manifest, the parity batch with ONNX Runtime",
-    )
-    verify.add_argument(
-        "artifacts",
-        type=Path,
-        help="folder written by `python -m export build`, or an archive from `python -m export pack`",
-    )
-    VERIFY.add_to(verify)
-    pack = sub.add_parser(
-        "pack",
-        help="write one self-contained .tar.gz of an artifacts folder to copy to a host",
-        description="Check an artifacts folder against its manifest and write its files (the "
-        "published link followed) into one .tar.gz, atomically; `verify` and `predict` read the "
-        "archive as --artifacts.",
-    )
-    pack.add_argument("artifacts", type=Path, help="folder written by `python -m export build`")
-    pack.add_argument("--out", type=Path, required=True, help="archive to write (.tar.gz)")
-    pack.add_argument("--force", action="store_true", help="replace an existing --out that differs")
-    return parser
-
-
-def _default_prog() -> str:
-    """``python -m export`` or ``python -m export.host``, whichever started this process."""
-    return (
-        "python -m export" if Path(sys.argv[0]).name == "__main__.py" else "python -m export.host"
-    )
-
-
-def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
-    """CLI entry point of ``python -m export predict|verify|pack`` and ``python -m export.host``."""
-    args = _parser(prog or _default_prog()).parse_args(argv)
-    command = {"predict": _predict, "verify": _verify, "pack": _pack}[args.command]
-    return run_cli(lambda: command(args))
-
-
-def _pack(args: argparse.Namespace) -> None:
-    for line in pack_artifacts(args.artifacts, args.out, force=args.force).lines():
-        print(line)
-
-
-def _verify(args: argparse.Namespace) -> None:
-    options = VERIFY.build(args)  # before any file is read
-    with open_artifacts(args.artifacts) as directory:
-        report = verify_artifacts(directory, options)
-    report = dataclasses.replace(report, directory=str(args.artifacts))  # not the unpacked copy
-    for line in report.lines():
-        print(line)
-    report.check()
+    PREDICT_OPTIONS.add_to(parser)
 
 
 def _predict(args: argparse.Namespace) -> None:
-    options = PREDICT.build(args)  # before any file is read
+    options: PredictOptions = PREDICT_OPTIONS.build(args)  # before any file is read
     if args.product is not None:
         return _predict_product(args, options)
     if args.out.suffix.lower() in (".h5", ".hdf5"):
@@ -233,3 +151,59 @@ class _Progress:
     def close(self) -> None:
         if self.shown and self.tty:
             self.stream.write("\n")
+
+
+PREDICT = CommandLine(
+    "Reconstruct a data-contract scan NPZ with the artifacts' ONNX model; writes "
+    "OUT/reconstruction.npz, amplitude.png, phase.png and prediction.json atomically.",
+    _predict_arguments,
+    _predict,
+    log_names=True,
+)
+
+
+def _verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("artifacts", type=Path, help=_ARTIFACTS_HELP)
+    VERIFY_OPTIONS.add_to(parser)
+
+
+def _verify(args: argparse.Namespace) -> None:
+    options = VERIFY_OPTIONS.build(args)  # before any file is read
+    with open_artifacts(args.artifacts) as directory:
+        report = verify_artifacts(directory, options)
+    report = dataclasses.replace(report, directory=str(args.artifacts))  # not the unpacked copy
+    for line in report.lines():
+        print(line)
+    report.check()
+
+
+VERIFY = CommandLine(
+    "Check a copied artifacts folder: hashes, manifest, then the parity batch with ONNX Runtime "
+    "against the bundled reference.",
+    _verify_arguments,
+    _verify,
+    log_names=True,
+)
+
+
+def _pack_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("artifacts", type=Path, help="folder written by `python -m export build`")
+    parser.add_argument("--out", type=Path, required=True, help="archive to write (.tar.gz)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace an existing --out that differs"
+    )
+
+
+def _pack(args: argparse.Namespace) -> None:
+    for line in pack_artifacts(args.artifacts, args.out, force=args.force).lines():
+        print(line)
+
+
+PACK = CommandLine(
+    "Check an artifacts folder against its manifest and write its files (the published link "
+    "followed) into one .tar.gz, atomically; `verify` and `predict` read the archive as "
+    "--artifacts.",
+    _pack_arguments,
+    _pack,
+    log_names=True,
+)

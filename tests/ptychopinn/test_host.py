@@ -1,4 +1,4 @@
-"""``python -m export.host``'s command module: torch-free, options validated before any file."""
+"""The host commands (predict, verify, pack): torch-free, options validated before any file."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from export.host_cli import main
+from ptychopinn.main import main
 
 
-def test_host_command_imports_neither_torch_nor_lightning() -> None:
+def test_host_commands_and_the_command_list_import_neither_torch_nor_lightning_nor_onnx() -> None:
     code = (
-        "import sys, export.host_cli; "
-        "sys.exit(1 if {'torch', 'lightning'} & set(sys.modules) else 0)"
+        "import sys, ptychopinn.main, ptychopinn.host; "
+        "sys.exit(1 if {'torch', 'lightning', 'onnx'} & set(sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 

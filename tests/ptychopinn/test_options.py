@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 
 from ptycho_torch.cli import UsageError
-from ptycho_torch.cli_options import ConfigOptions, flag_for
+from ptychopinn.options import ConfigOptions, flag_for
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,0 @@
-"""``python -m parity``."""
-
-from ptycho_torch.cli import launch
-
-launch("parity.cli:main")
