@@ -14,7 +14,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,13 +24,11 @@ import numpy as np
 import onnx
 import torch
 
-from core.compare import ComparedOutput, compare_arrays
-from core.tolerances import LOAD_BACK
-from export.artifacts import load_program, load_torchscript, safe_export_load
+from export.artifacts import safe_export_load
 from export.contract import check_onnx_contract, check_program_contract
-from export.errors import BuildError, ExportError
 from export.exporters import export_onnx, export_program, export_torchscript
 from export.inputs import load_feed, save_feed
+from export.load_back import check_load_back
 from export.manifest import (
     CheckpointInfo,
     Manifest,
@@ -38,7 +36,7 @@ from export.manifest import (
     package_versions,
     sha256_file,
 )
-from export.options import DEMO_DIR, BuildOptions
+from export.options import BuildOptions
 from export.publish import (
     check_out,
     exclusive,
@@ -47,22 +45,19 @@ from export.publish import (
     publish,
     recover_leftovers,
 )
+from export.reference_files import ReferenceMaker, place_reference
 from export.signature import Signature, make_signature
 from export.wrapper import wrap
 from ptycho_torch.checkpoint import load_model, model_state_sha256, save_model
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.digest import arrays_sha256
 
-__all__ = ["BuildResult", "ReferenceMaker", "build"]
+__all__ = ["BuildResult", "build"]
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "weights.pt"  # the checkpoint's weights, copied in: the folder is self-contained
 ARTIFACT_FILES = ("model.ts", "model.onnx", "model.pt2", "inputs.npz", WEIGHTS_FILE)
-REFERENCE_FILES = ("reference.npz", "reference.json")
-
-ReferenceMaker = Callable[[Path, Path, Path, str], None]
-"""(checkpoint, inputs.npz, out reference.npz, head) -> None; writes reference.npz + .json."""
 
 
 @dataclass
@@ -78,7 +73,8 @@ class BuildResult:
 
 class _Progress:
     def __init__(self, total: int) -> None:
-        self.total, self.index, self.steps = total, 0, []  # type: ignore[var-annotated]
+        self.total, self.index = total, 0
+        self.steps: list[tuple[str, str, float]] = []
 
     @contextmanager
     def step(self, title: str) -> Iterator[list[str]]:
@@ -141,22 +137,11 @@ def _build_locked(
     example = tuple(torch.from_numpy(feed[n]) for n in signature.input_names)
     with torch.inference_mode():
         eager = dict(zip(signature.output_names, (t.numpy() for t in wrapper(*example))))
+    subject = _Subject(wrapper, model.config, signature, example, feed, eager, weights_sha)
     tmp = make_build_dir(out)
     try:
         save_model(model, tmp / WEIGHTS_FILE)
-        manifest = _export_all(
-            options,
-            wrapper,
-            model.config,
-            signature,
-            example,
-            feed,
-            eager,
-            weights_sha,
-            tmp,
-            progress,
-            make_reference,
-        )
+        manifest = _export_all(options, subject, tmp, progress, make_reference)
         # recorded here, not in _export_all: what ran the build, not what the export produced
         manifest = dataclasses.replace(
             manifest, threads=threads or {"threads": torch.get_num_threads()}
@@ -170,33 +155,91 @@ def _build_locked(
     return BuildResult(out, manifest, signature, time.perf_counter() - start, progress.steps)
 
 
+@dataclass(frozen=True)
+class _Subject:
+    """What the build exports: the wrapped model, its config and signature, the feed and eager
+    PyTorch's outputs on it, and the weights digest."""
+
+    wrapper: torch.nn.Module
+    config: ModelConfig
+    signature: Signature
+    example: tuple[torch.Tensor, ...]  # the feed as tensors, in input order
+    feed: dict[str, np.ndarray]
+    eager: dict[str, np.ndarray]
+    weights_sha: str
+
+
 def _export_all(
     options: BuildOptions,
-    wrapper: torch.nn.Module,
-    config: ModelConfig,
-    signature: Signature,
-    example: tuple[torch.Tensor, ...],
-    feed: dict[str, np.ndarray],
-    eager: dict[str, np.ndarray],
-    weights_sha: str,
+    subject: _Subject,
     tmp: Path,
     progress: _Progress,
     make_reference: ReferenceMaker | None,
 ) -> Manifest:
-    inputs_sha = arrays_sha256(feed)
+    """Export every artifact into ``tmp``, check each, place the reference; the manifest."""
+    exporters, contract = _export_artifacts(options, subject, tmp, progress)
+    with progress.step("load back and compare with eager") as notes:
+        save_feed(tmp / "inputs.npz", subject.feed)
+        loadback = check_load_back(tmp, subject.signature, subject.feed, subject.eager)
+        notes.append(", ".join(f"{k} max_abs={v:.1e}" for k, v in loadback.items()))
+    inputs_sha = arrays_sha256(subject.feed)
+    reference = place_reference(options, subject.weights_sha, inputs_sha, tmp, make_reference)
+    files = {
+        name: file_entry(tmp / name) for name in ARTIFACT_FILES + reference if (tmp / name).exists()
+    }
+    return Manifest(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        head=subject.signature.head,
+        signature=subject.signature.to_dict(),
+        files=files,
+        versions=package_versions(),
+        opset=options.opset,
+        exporters=exporters,
+        torchscript_note=(
+            "scripted, not traced: every branch in the model depends on the frozen config only, "
+            "and the input check is kept in the artifact"
+        ),
+        checkpoint=CheckpointInfo(
+            path=str(Path(options.checkpoint).resolve()),  # for the record
+            sha256=sha256_file(options.checkpoint),
+            weights_sha256=subject.weights_sha,
+            weights_file=WEIGHTS_FILE,  # the copy check runs from: the folder is self-contained
+        ),
+        inputs_sha256=inputs_sha,
+        model_config=subject.config.to_dict(),
+        precision_policy={
+            "dtype": "float32 inputs, weights and outputs; no float64/float16/complex in the ONNX graph",
+            "tf32": "off for parity (torch matmul/cuDNN, ONNX Runtime CUDA use_tf32=0, TensorFlow)",
+        },
+        contract=contract,
+        loadback_max_abs_vs_eager=loadback,
+        reference=(
+            json.loads((tmp / "reference.json").read_text()) if "reference.json" in files else None
+        ),
+    )
+
+
+def _export_artifacts(
+    options: BuildOptions, subject: _Subject, tmp: Path, progress: _Progress
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """``model.ts``, ``model.onnx`` and ``model.pt2`` in ``tmp``, each checked against the
+    float32 contract; how each was made and what its contract check found."""
+    signature, example = subject.signature, subject.example
     metadata = {
         "ptychopinn.signature": json.dumps(signature.to_dict(), sort_keys=True),
-        "ptychopinn.model_config": json.dumps(config.to_dict(), sort_keys=True),
-        "ptychopinn.weights_sha256": weights_sha,
+        "ptychopinn.model_config": json.dumps(subject.config.to_dict(), sort_keys=True),
+        "ptychopinn.weights_sha256": subject.weights_sha,
         "ptychopinn.head": signature.head,
     }
     exporters: dict[str, str] = {}
-    frozen, layout = _in_memory_format(wrapper, options.memory_format)
+    frozen, layout = _in_memory_format(subject.wrapper, options.memory_format)
     with progress.step("TorchScript -> model.ts") as notes:
         exporters["model.ts"] = export_torchscript(frozen, signature, tmp / "model.ts") + layout
         notes.append(exporters["model.ts"])
     with progress.step(f"ONNX (dynamo, opset {options.opset}) -> model.onnx") as notes:
-        export_onnx(wrapper, example, signature, tmp / "model.onnx", options.opset, metadata)
+        export_onnx(
+            subject.wrapper, example, signature, tmp / "model.onnx", options.opset, metadata
+        )
         exporters["model.onnx"] = f"torch.onnx.export(dynamo=True, opset_version={options.opset})"
         model_proto = onnx.load(str(tmp / "model.onnx"))
         contract = {"model.onnx": check_onnx_contract(model_proto, signature)}
@@ -209,45 +252,7 @@ def _export_all(
         program = safe_export_load(tmp / "model.pt2")
         contract["model.pt2"] = check_program_contract(program, signature)
         notes.append("float32 contract ok")
-    with progress.step("load back and compare with eager") as notes:
-        save_feed(tmp / "inputs.npz", feed)
-        loadback = _load_back(tmp, signature, feed, eager)
-        notes.append(", ".join(f"{k} max_abs={v:.1e}" for k, v in loadback.items()))
-    reference = _place_reference(options, weights_sha, inputs_sha, tmp, make_reference)
-    files = {
-        name: file_entry(tmp / name) for name in ARTIFACT_FILES + reference if (tmp / name).exists()
-    }
-    manifest = Manifest(
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        head=signature.head,
-        signature=signature.to_dict(),
-        files=files,
-        versions=package_versions(),
-        opset=options.opset,
-        exporters=exporters,
-        torchscript_note=(
-            "scripted, not traced: every branch in the model depends on the frozen config only, "
-            "and the input check is kept in the artifact"
-        ),
-        checkpoint=CheckpointInfo(
-            path=str(Path(options.checkpoint).resolve()),  # for the record
-            sha256=sha256_file(options.checkpoint),
-            weights_sha256=weights_sha,
-            weights_file=WEIGHTS_FILE,  # the copy check runs from: the folder is self-contained
-        ),
-        inputs_sha256=inputs_sha,
-        model_config=config.to_dict(),
-        precision_policy={
-            "dtype": "float32 inputs, weights and outputs; no float64/float16/complex in the ONNX graph",
-            "tf32": "off for parity (torch matmul/cuDNN, ONNX Runtime CUDA use_tf32=0, TensorFlow)",
-        },
-        contract=contract,
-        loadback_max_abs_vs_eager=loadback,
-        reference=(
-            json.loads((tmp / "reference.json").read_text()) if "reference.json" in files else None
-        ),
-    )
-    return manifest
+    return exporters, contract
 
 
 def _in_memory_format(wrapper: torch.nn.Module, memory_format: str) -> tuple[torch.nn.Module, str]:
@@ -263,87 +268,3 @@ def _in_memory_format(wrapper: torch.nn.Module, memory_format: str) -> tuple[tor
         return wrapper, ""
     frozen = copy.deepcopy(wrapper).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return frozen, ", channels-last weights"
-
-
-def _load_back(
-    tmp: Path, signature: Signature, feed: dict[str, np.ndarray], eager: dict[str, np.ndarray]
-) -> dict[str, float]:
-    """Each artifact, loaded back, against eager by the comparison kernel with its
-    :data:`~core.tolerances.LOAD_BACK` tolerance; the largest ``max_abs`` per artifact."""
-    from export.host import OnnxHost
-
-    runs = {
-        "model.ts": load_torchscript(tmp / "model.ts")(feed),
-        "model.pt2": load_program(tmp / "model.pt2")(feed),
-        "model.onnx": OnnxHost(tmp / "model.onnx").run(feed),
-    }
-    errors = {}
-    for artifact, outputs in runs.items():
-        signature.check_outputs(outputs)
-        errors[artifact] = 0.0
-        for spec in signature.outputs:
-            weight = eager[spec.weighted_by] if spec.weighted_by else None
-            c = compare_arrays(
-                ComparedOutput(
-                    spec.name,
-                    artifact,
-                    "eager",
-                    LOAD_BACK,
-                    wrap_phase=spec.wraps,
-                    expected_dtype=spec.dtype,
-                ),
-                outputs[spec.name],
-                eager[spec.name],
-                weight=weight,
-            )
-            if not c.passed:
-                raise BuildError(
-                    f"{artifact} loaded back differs from eager in {spec.name!r}: "
-                    f"{'; '.join(c.messages)}; the export is wrong"
-                )
-            errors[artifact] = max(errors[artifact], c.max_abs or 0.0)
-    return errors
-
-
-def _place_reference(
-    options: BuildOptions,
-    weights_sha: str,
-    inputs_sha: str,
-    tmp: Path,
-    make_reference: ReferenceMaker | None,
-) -> tuple[str, ...]:
-    """Put reference.npz/.json into the build folder; return the names written."""
-    choice = options.reference
-    if choice == "none":
-        log.info("reference: none requested (--reference none); parity runs pairwise only")
-        return ()
-    if choice != "auto":
-        source = Path(choice)
-        _copy_reference(source, tmp)
-        return REFERENCE_FILES
-    bundled = DEMO_DIR / f"reference-{options.head}.npz"
-    if bundled.is_file():
-        prov = json.loads(bundled.with_suffix(".json").read_text())
-        if prov.get("weights_sha256") == weights_sha and prov.get("inputs_sha256") == inputs_sha:
-            _copy_reference(bundled, tmp)
-            log.info(
-                "reference: bundled TensorFlow reference for the demo model (%s)", bundled.name
-            )
-            return REFERENCE_FILES
-    if make_reference is None:
-        log.warning(
-            "reference: no TensorFlow reference for these weights/inputs and TensorFlow is not "
-            "installed; install the 'tf' extra or pass --reference PATH"
-        )
-        return ()
-    log.info("reference: generating with the TensorFlow twin")
-    make_reference(options.checkpoint, tmp / "inputs.npz", tmp / "reference.npz", options.head)
-    return REFERENCE_FILES
-
-
-def _copy_reference(source: Path, tmp: Path) -> None:
-    side = source.with_suffix(".json")
-    if not source.is_file() or not side.is_file():
-        raise ExportError(f"reference {source} (with {side.name} beside it) does not exist")
-    shutil.copyfile(source, tmp / "reference.npz")
-    shutil.copyfile(side, tmp / "reference.json")
