@@ -9,6 +9,7 @@ from __future__ import annotations
 from ptycho_torch.errors import ExitCode, ToolError
 
 __all__ = [
+    "BisectError",
     "EnvironmentUnavailable",
     "ParityError",
     "ReportFolderError",
@@ -19,6 +20,10 @@ __all__ = [
 
 class ParityError(ToolError):
     """Base class; exit code 2 (usage or bad input) unless a subclass says otherwise."""
+
+
+class BisectError(ParityError):
+    """Bad bisect request: a pair, sample or layer bisect cannot use (exit 2)."""
 
 
 class ReportFolderError(ParityError):

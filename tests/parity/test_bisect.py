@@ -11,7 +11,10 @@ import pytest
 
 from export.manifest import read_manifest
 from export.signature import Signature
-from parity.bisect import FLOOR, BisectError, bisect, boundaries, parse_pair
+from parity.bisect import bisect, parse_pair
+from parity.boundaries import boundaries
+from parity.errors import BisectError
+from parity.jump_rule import FLOOR
 from parity.runners import Backend, make_runner
 from ptycho_torch.checkpoint import load_model
 from ptychopinn.main import main as parity_main
