@@ -47,19 +47,7 @@ def calibrate(
         raise ValueError(f"margin must be > 0, got {margin}")
     table = ToleranceTable.default()
     notes: list[str] = []
-    groups: dict[tuple[str, str, str], list[OutputComparison]] = {}
-    for c in comparisons:
-        key = (c.output, c.pair_class, device_key(c.device))
-        if {"dtype", "shape", "nonfinite"} & set(c.failures) or c.max_ratio is None:
-            notes.append(f"skipped {c.label()}: failures {c.failures} leave no usable noise figure")
-            continue
-        try:
-            table.lookup(*key)
-        except ValueError as exc:
-            notes.append(f"skipped {c.label()}: {exc}")
-            continue
-        groups.setdefault(key, []).append(c)
-    for (out, pc, dev), group in sorted(groups.items()):
+    for (out, pc, dev), group in sorted(_groups(comparisons, table, notes).items()):
         worst = max(group, key=lambda c: c.max_ratio or 0.0)
         measured_with = worst.tolerance
         scale = max(margin * (worst.max_ratio or 0.0), MIN_CALIBRATED_SCALE)
@@ -90,3 +78,23 @@ def calibrate(
     for line in notes:
         logger.info("calibrate: %s", line)
     return table, notes
+
+
+def _groups(
+    comparisons: Iterable[OutputComparison], table: ToleranceTable, notes: list[str]
+) -> dict[tuple[str, str, str], list[OutputComparison]]:
+    """The comparisons with a usable noise figure, by (output, pair class, device); a note for
+    each one skipped and why."""
+    groups: dict[tuple[str, str, str], list[OutputComparison]] = {}
+    for c in comparisons:
+        key = (c.output, c.pair_class, device_key(c.device))
+        if {"dtype", "shape", "nonfinite"} & set(c.failures) or c.max_ratio is None:
+            notes.append(f"skipped {c.label()}: failures {c.failures} leave no usable noise figure")
+            continue
+        try:
+            table.lookup(*key)
+        except ValueError as exc:
+            notes.append(f"skipped {c.label()}: {exc}")
+            continue
+        groups.setdefault(key, []).append(c)
+    return groups

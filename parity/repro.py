@@ -94,7 +94,6 @@ def write_repro(
         return None
     first = failed[0]
     pair = next(p for p in pairs if (p.left.name, p.right.name) == (first.left, first.right))
-    mine = [c for c in failed if (c.left, c.right) == (first.left, first.right)]
     sample = first.worst_sample if first.worst_sample is not None else 0
     batch = signature.inputs[0].shape[0]
     start = (sample // batch) * batch
@@ -104,7 +103,41 @@ def write_repro(
         "left": _outputs(pair.left, feed, start, stop),
         "right": _outputs(pair.right, feed, start, stop),
     }
+    case = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "artifacts": str(artifacts),
+        "pair": {
+            "left": pair.left.name,
+            "left_kind": pair.left.kind,
+            "right": pair.right.name,
+            "right_kind": pair.right.kind,
+            "class": pair.pair_class,
+            "device": pair.device,
+        },
+        "batch": {"start": start, "stop": stop, "size": batch, "worst_sample": sample},
+        "outputs": {
+            spec.name: {"wraps": spec.wraps, "weighted_by": spec.weighted_by}
+            for spec in signature.outputs
+        },
+        "failures": [_failure(c) for c in failed if (c.left, c.right) == (first.left, first.right)],
+        "files": [],  # filled in as they are copied
+        "bisect": bisect_command(
+            artifacts, pair.left.backend, pair.right.backend, sample, pair.device
+        ),
+        "environment": encode_tree(dict(environment)),
+    }
+    return _write_folder(out, artifacts, pair, feed, sides, case)
 
+
+def _write_folder(
+    out: Path,
+    artifacts: Path,
+    pair: Pair,
+    feed: Mapping[str, np.ndarray],
+    sides: Mapping[str, Mapping[str, np.ndarray]],
+    case: dict[str, Any],
+) -> Path:
+    """The folder, written beside ``out`` and renamed into place (nothing is left on failure)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -117,29 +150,7 @@ def write_repro(
             if (artifacts / name).is_file() and name not in copied:
                 shutil.copy2(artifacts / name, staging / name)
                 copied.append(name)
-        case = {
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "artifacts": str(artifacts),
-            "pair": {
-                "left": pair.left.name,
-                "left_kind": pair.left.kind,
-                "right": pair.right.name,
-                "right_kind": pair.right.kind,
-                "class": pair.pair_class,
-                "device": pair.device,
-            },
-            "batch": {"start": start, "stop": stop, "size": batch, "worst_sample": sample},
-            "outputs": {
-                spec.name: {"wraps": spec.wraps, "weighted_by": spec.weighted_by}
-                for spec in signature.outputs
-            },
-            "failures": [_failure(c) for c in mine],
-            "files": sorted(copied),
-            "bisect": bisect_command(
-                artifacts, pair.left.backend, pair.right.backend, sample, pair.device
-            ),
-            "environment": encode_tree(dict(environment)),
-        }
+        case["files"] = sorted(copied)
         (staging / "case.json").write_text(json.dumps(case, indent=2) + "\n")
         _copy_rerun(staging)
         (staging / "README.md").write_text(_readme(case))

@@ -50,32 +50,7 @@ def write_junit(report: ParityReport, directory: str | Path) -> Path:
     ):
         ET.SubElement(props, "property", name=key, value=_clean(str(value)))
     for c, name in zip(report.comparisons, names):
-        if name in duplicated:
-            name = f"{name}@{c.device}"
-        case = ET.SubElement(
-            suite,
-            "testcase",
-            classname=_clean(f"parity.{report.head}.{c.output}"),
-            name=_clean(name),
-        )
-        if not c.passed:
-            message = (
-                f"{', '.join(c.failures) or 'fail'}: max_abs={fmt(c.max_abs)} "
-                f"max_rel={fmt(c.max_rel)} atol={c.tolerance.atol:g} rtol={c.tolerance.rtol:g} "
-                + (
-                    f"rtol_peak={c.tolerance.rtol_peak:g} peak={c.peak:.4g} "
-                    if c.peak is not None
-                    else ""
-                )
-                + f"out={c.n_out}/{c.n_elements}"
-            )
-            failure = ET.SubElement(
-                case, "failure", message=_clean(message), type=_clean(",".join(c.failures))
-            )
-            failure.text = _clean("\n".join(failure_detail(c)))
-        else:
-            out = ET.SubElement(case, "system-out")
-            out.text = _clean(c.log_line())
+        _testcase(suite, c, f"{name}@{c.device}" if name in duplicated else name, report.head)
     if report.error:  # stopped before comparing (exit 2, 3 or 4): one errored case says why
         case = ET.SubElement(
             suite, "testcase", classname=_clean(f"parity.{report.head}"), name="parity-check"
@@ -96,6 +71,27 @@ def write_junit(report: ParityReport, directory: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
     return path
+
+
+def _testcase(suite: ET.Element, c: OutputComparison, name: str, head: str) -> None:
+    """One comparison's ``<testcase>``: a ``<failure>`` with its metrics, or its log line."""
+    case = ET.SubElement(
+        suite, "testcase", classname=_clean(f"parity.{head}.{c.output}"), name=_clean(name)
+    )
+    if c.passed:
+        out = ET.SubElement(case, "system-out")
+        out.text = _clean(c.log_line())
+        return
+    message = (
+        f"{', '.join(c.failures) or 'fail'}: max_abs={fmt(c.max_abs)} "
+        f"max_rel={fmt(c.max_rel)} atol={c.tolerance.atol:g} rtol={c.tolerance.rtol:g} "
+        + (f"rtol_peak={c.tolerance.rtol_peak:g} peak={c.peak:.4g} " if c.peak is not None else "")
+        + f"out={c.n_out}/{c.n_elements}"
+    )
+    failure = ET.SubElement(
+        case, "failure", message=_clean(message), type=_clean(",".join(c.failures))
+    )
+    failure.text = _clean("\n".join(failure_detail(c)))
 
 
 def _clean(text: str) -> str:
