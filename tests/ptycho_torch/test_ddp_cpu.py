@@ -30,7 +30,7 @@ def ddp_run(scan_npz: Path, tmp_path_factory: pytest.TempPathFactory) -> SimpleN
     """``train --accelerator cpu --devices 2 --strategy ddp`` on a tiny config: out and stderr."""
     out = tmp_path_factory.mktemp("ddp") / "run"
     argv = [
-        sys.executable, "-m", "ptycho_torch.train", "--data", str(scan_npz), "--out", str(out),
+        sys.executable, "-m", "export", "train", "--data", str(scan_npz), "--out", str(out),
         "--epochs", "2", "--batch-size", "2", "--n-filters-scale", "1",
         "--val-fraction", "0.25", "--threads", "1",
         "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--no-progress",
