@@ -46,6 +46,33 @@ def _dims(value: onnx.ValueInfoProto) -> list[int | str]:
 
 def check_onnx_contract(model: onnx.ModelProto, signature: Signature) -> list[str]:
     """Check an ONNX model; return the list of what was verified, raise on the first violations."""
+    problems = _boundary_problems(model, signature)
+    if problems:
+        raise DtypeContractError(
+            "ONNX artifact breaks the float32 contract: " + "; ".join(problems)
+        )
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except onnx.shape_inference.InferenceError as exc:
+        raise DtypeContractError(f"ONNX artifact fails strict type inference: {exc}") from None
+    for graph_name, graph in iter_graphs(inferred.graph, "main"):
+        problems += _graph_problems(graph_name, graph)
+    if problems:
+        raise DtypeContractError(
+            "ONNX artifact breaks the float32 contract: "
+            + "; ".join(problems[:20])
+            + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else "")
+        )
+    n_values = sum(len(g.value_info) for _, g in iter_graphs(inferred.graph, "main"))
+    return [
+        f"inputs/outputs float32 with fixed dims {[list(s.shape) for s in signature.inputs]}",
+        f"{len(inferred.graph.node)} nodes, {len(inferred.graph.initializer)} initializers and "
+        f"{n_values} intermediate tensors free of float64/float16/complex",
+    ]
+
+
+def _boundary_problems(model: onnx.ModelProto, signature: Signature) -> list[str]:
+    """The graph's inputs and outputs against the signature: names, float32, fixed dims."""
     problems: list[str] = []
     for kind, values, specs in (
         ("input", model.graph.input, signature.inputs),
@@ -63,52 +90,32 @@ def check_onnx_contract(model: onnx.ModelProto, signature: Signature) -> list[st
                     f"graph {kind} {value.name!r} is {_type_name(elem)}{dims}, "
                     f"expected {spec.describe()}"
                 )
-    if problems:
-        raise DtypeContractError(
-            "ONNX artifact breaks the float32 contract: " + "; ".join(problems)
-        )
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
-    except onnx.shape_inference.InferenceError as exc:
-        raise DtypeContractError(f"ONNX artifact fails strict type inference: {exc}") from None
-    for graph_name, graph in iter_graphs(inferred.graph, "main"):
-        for init in graph.initializer:
-            if init.data_type in FORBIDDEN_ONNX_TYPES:
-                problems.append(
-                    f"initializer {init.name!r} in graph {graph_name} is {_type_name(init.data_type)}"
-                )
-        for value in list(graph.value_info) + list(graph.input) + list(graph.output):
-            elem = value.type.tensor_type.elem_type
-            if elem in FORBIDDEN_ONNX_TYPES:
-                problems.append(
-                    f"tensor {value.name!r} in graph {graph_name} is {_type_name(elem)}"
-                )
-        for node in graph.node:
-            for attr in node.attribute:
-                if attr.name == "to" and node.op_type == "Cast" and attr.i in FORBIDDEN_ONNX_TYPES:
-                    problems.append(
-                        f"node {node.name or node.op_type!r} ({node.op_type}) casts to {_type_name(attr.i)}"
-                    )
-                if (
-                    attr.type == onnx.AttributeProto.TENSOR
-                    and attr.t.data_type in FORBIDDEN_ONNX_TYPES
-                ):
-                    problems.append(
-                        f"node {node.name or node.op_type!r} ({node.op_type}) holds a "
-                        f"{_type_name(attr.t.data_type)} constant"
-                    )
-    if problems:
-        raise DtypeContractError(
-            "ONNX artifact breaks the float32 contract: "
-            + "; ".join(problems[:20])
-            + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else "")
-        )
-    n_values = sum(len(g.value_info) for _, g in iter_graphs(inferred.graph, "main"))
-    return [
-        f"inputs/outputs float32 with fixed dims {[list(s.shape) for s in signature.inputs]}",
-        f"{len(inferred.graph.node)} nodes, {len(inferred.graph.initializer)} initializers and "
-        f"{n_values} intermediate tensors free of float64/float16/complex",
+    return problems
+
+
+def _graph_problems(graph_name: str, graph: onnx.GraphProto) -> list[str]:
+    """Forbidden dtypes in one (sub)graph: initializers, typed values, casts, constants."""
+    problems = [
+        f"initializer {init.name!r} in graph {graph_name} is {_type_name(init.data_type)}"
+        for init in graph.initializer
+        if init.data_type in FORBIDDEN_ONNX_TYPES
     ]
+    for value in list(graph.value_info) + list(graph.input) + list(graph.output):
+        elem = value.type.tensor_type.elem_type
+        if elem in FORBIDDEN_ONNX_TYPES:
+            problems.append(f"tensor {value.name!r} in graph {graph_name} is {_type_name(elem)}")
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name == "to" and node.op_type == "Cast" and attr.i in FORBIDDEN_ONNX_TYPES:
+                problems.append(
+                    f"node {node.name or node.op_type!r} ({node.op_type}) casts to {_type_name(attr.i)}"
+                )
+            if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type in FORBIDDEN_ONNX_TYPES:
+                problems.append(
+                    f"node {node.name or node.op_type!r} ({node.op_type}) holds a "
+                    f"{_type_name(attr.t.data_type)} constant"
+                )
+    return problems
 
 
 def check_program_contract(

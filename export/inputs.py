@@ -49,20 +49,7 @@ def load_feed(
             "pass a feed or scan with at least one"
         )
     if diffraction.ndim == 4 and key == "diffraction":
-        feed = {"diffraction": diffraction}
-        if head == "physics":
-            if "positions" not in arrays:
-                raise SignatureError(
-                    f"inputs {path} has no 'positions' array, which the physics head needs "
-                    "(float32[B, C, 2], pixel offsets (x, y) of each patch in its group)"
-                )
-            feed["positions"] = arrays["positions"]
-        if batch is not None and batch != diffraction.shape[0]:
-            if batch > diffraction.shape[0]:
-                raise SignatureError(
-                    f"--batch {batch} but inputs {path} holds {diffraction.shape[0]} samples"
-                )
-            feed = {k: v[:batch] for k, v in feed.items()}
+        feed = _feed_from_feed(path, arrays, batch, head)
     elif diffraction.ndim == 3 or key == "diff3d":  # a scan, read by the scan reader
         feed = _feed_from_scan(path, config, batch or 4, head)
     else:
@@ -70,6 +57,34 @@ def load_feed(
             f"inputs {path}: 'diffraction' must be (B, C, N, N) or a scan (n, N, N), "
             f"got shape {diffraction.shape}"
         )
+    return _checked_float32(path, feed)
+
+
+def _feed_from_feed(
+    path: Path, arrays: dict[str, np.ndarray], batch: int | None, head: str
+) -> dict[str, np.ndarray]:
+    """A feed NPZ's arrays for ``head``, cut to ``batch`` samples."""
+    diffraction = arrays["diffraction"]
+    feed = {"diffraction": diffraction}
+    if head == "physics":
+        if "positions" not in arrays:
+            raise SignatureError(
+                f"inputs {path} has no 'positions' array, which the physics head needs "
+                "(float32[B, C, 2], pixel offsets (x, y) of each patch in its group)"
+            )
+        feed["positions"] = arrays["positions"]
+    if batch is not None and batch != diffraction.shape[0]:
+        if batch > diffraction.shape[0]:
+            raise SignatureError(
+                f"--batch {batch} but inputs {path} holds {diffraction.shape[0]} samples"
+            )
+        feed = {k: v[:batch] for k, v in feed.items()}
+    return feed
+
+
+def _checked_float32(path: Path, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The feed cast to float32 (once, logged), contiguous; refused if a value is not a number,
+    not finite, or a diffraction amplitude is negative."""
     for name, value in list(feed.items()):
         if value.dtype != np.float32:
             if not np.issubdtype(value.dtype, np.floating) and not np.issubdtype(

@@ -32,7 +32,7 @@ from export.errors import OutputMismatchError, ReferenceFormatError, StaleRefere
 from export.host import DEVICES, OnnxHost
 from export.manifest import Manifest, read_manifest
 from export.session import SessionSettings
-from export.signature import TensorSpec
+from export.signature import Signature, TensorSpec
 from ptycho_torch.digest import arrays_sha256
 from ptycho_torch.jsonio import read_json_object
 from ptycho_torch.npz import read_npz
@@ -156,44 +156,51 @@ def verify_artifacts(
     reference = _fresh_reference(directory, manifest, host, feed)
     outputs = host.run({name: v for name, v in feed.items() if name in host.input_names})
     host.signature.check_outputs(outputs)  # dtype and shape, whatever the reference says
-    checks: list[OutputComparison] = []
     if reference is not None:
-        arrays, provenance = reference
-        try:
-            tolerances = tolerances_for(options.device, provenance.get("tolerances"), options.atol)
-        except ValueError as exc:
-            raise ReferenceFormatError(f"{directory / 'reference.json'}: {exc}") from None
-        for spec in host.signature.outputs:
-            if spec.name not in arrays:
-                raise ReferenceFormatError(
-                    f"reference.npz has no {spec.name!r}; it holds {sorted(arrays)}"
-                )
-            weight = arrays.get(spec.weighted_by) if spec.weighted_by else None
-            checks.append(
-                compare_output(
-                    spec,
-                    outputs[spec.name],
-                    arrays[spec.name],
-                    tolerances[spec.name],
-                    weight,
-                    options.device,
-                )
-            )
+        checks = _compare_outputs(directory, host.signature, outputs, reference, options)
     else:
+        checks = []
         bad = [n for n, v in outputs.items() if not np.all(np.isfinite(v))]
         if bad:
             raise OutputMismatchError(
                 f"{directory}: model.onnx gives NaN/Inf in {bad} on inputs.npz"
             )
-    report = VerifyReport(
-        str(directory),
-        len(manifest.files),
-        options.device,
-        host.providers,
-        "reference.npz" if reference is not None else None,
-        checks,
+    bundled = "reference.npz" if reference is not None else None
+    return VerifyReport(
+        str(directory), len(manifest.files), options.device, host.providers, bundled, checks
     )
-    return report
+
+
+def _compare_outputs(
+    directory: Path,
+    signature: Signature,
+    outputs: Mapping[str, np.ndarray],
+    reference: tuple[dict[str, np.ndarray], dict[str, Any]],
+    options: VerifyOptions,
+) -> list[OutputComparison]:
+    """Each output of ``model.onnx`` against the bundled reference, by the comparison kernel
+    with the reference's tolerances (or ``--atol``)."""
+    arrays, provenance = reference
+    try:
+        tolerances = tolerances_for(options.device, provenance.get("tolerances"), options.atol)
+    except ValueError as exc:
+        raise ReferenceFormatError(f"{directory / 'reference.json'}: {exc}") from None
+    missing = [spec.name for spec in signature.outputs if spec.name not in arrays]
+    if missing:
+        raise ReferenceFormatError(
+            f"reference.npz has no {missing[0]!r}; it holds {sorted(arrays)}"
+        )
+    return [
+        compare_output(
+            spec,
+            outputs[spec.name],
+            arrays[spec.name],
+            tolerances[spec.name],
+            arrays.get(spec.weighted_by) if spec.weighted_by else None,
+            options.device,
+        )
+        for spec in signature.outputs
+    ]
 
 
 def tolerances_for(
