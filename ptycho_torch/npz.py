@@ -6,11 +6,9 @@ thousands of patterns is reconstructed a batch at a time: members stored uncompr
 ``np.savez_compressed`` are decompressed in order (a read before the last one restarts that
 member: bounded memory, more time).
 
-Before any array is allocated, every member's ``.npy`` header is read and checked against the
-zip directory: the bytes the header's shape and dtype imply must be exactly the bytes the
-member holds (a forged header declaring a gigantic shape is refused without allocating), and
-the total must stay under a limit (a zip member inflating to gigabytes is refused by its
-declared size; :mod:`zipfile` never inflates past it). Object (pickled) arrays are refused.
+Before any array is allocated, every member's header is checked against the zip directory and
+the total against a limit (:mod:`ptycho_torch.npz_headers`; :mod:`zipfile` never inflates past
+a member's declared size). Object (pickled) arrays are refused.
 
 Every byte used is checked against the zip's CRC-32: :func:`read_npz` and whole-array reads
 through :mod:`zipfile`, which checks it at the end of each member; row reads check the member's
@@ -20,131 +18,17 @@ reconstructed from, and memory does not grow with the scan).
 
 from __future__ import annotations
 
-import math
-import os
 import struct
 import zipfile
-import zlib
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
 from ptycho_torch.errors import DataError
+from ptycho_torch.npz_headers import DAMAGED, NpzMember, inspect_npz
 
-__all__ = [
-    "DEFAULT_MAX_BYTES",
-    "MAX_BYTES_ENV",
-    "NpzMember",
-    "NpzRowReader",
-    "inspect_npz",
-    "read_npz",
-]
-
-MAX_BYTES_ENV = "PTYCHO_MAX_NPZ_BYTES"
-DEFAULT_MAX_BYTES = 16 * 2**30  # 16 GiB of arrays per file
-# What zipfile/zlib/numpy raise on damaged bytes (found by tests/export/test_fuzz.py): a bad
-# deflate stream, an unsupported or encrypted member, a cut header, a bad CRC.
-_DAMAGED = (
-    OSError,
-    ValueError,
-    EOFError,
-    KeyError,
-    NotImplementedError,
-    RuntimeError,
-    struct.error,
-    zipfile.BadZipFile,
-    zlib.error,
-)
-
-
-class NpzMember:
-    """One array of an NPZ as its header declares it.
-
-    ``header_bytes`` is where the array's data start inside the member's ``.npy`` bytes.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        shape: tuple[int, ...],
-        dtype: np.dtype,
-        nbytes: int,
-        fortran_order: bool = False,
-        header_bytes: int = 0,
-    ) -> None:
-        self.name, self.shape, self.dtype, self.nbytes = name, shape, dtype, nbytes
-        self.fortran_order, self.header_bytes = fortran_order, header_bytes
-
-
-def _max_bytes() -> int:
-    raw = os.environ.get(MAX_BYTES_ENV)
-    if raw is None:
-        return DEFAULT_MAX_BYTES
-    try:
-        return int(float(raw))
-    except ValueError:
-        raise DataError(f"{MAX_BYTES_ENV}={raw!r} is not a number of bytes") from None
-
-
-def inspect_npz(path: str | Path, what: str = "file") -> dict[str, NpzMember]:
-    """Headers of every array in ``path``, checked for consistency and size; nothing allocated.
-
-    Raises:
-        DataError: (exit 2) not an NPZ, a pickled array, a header that does not match the
-            member's size (forged or truncated), or more than the limit in all
-            (``PTYCHO_MAX_NPZ_BYTES``, default 16 GiB).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} {path} does not exist")
-    try:
-        archive = zipfile.ZipFile(path)
-    except _DAMAGED as exc:
-        raise DataError(
-            f"{what} {path} is not an .npz file (a zip archive written by np.savez): {exc}"
-        ) from None
-    members: dict[str, NpzMember] = {}
-    with archive:
-        for info in archive.infolist():
-            if not info.filename.endswith(".npy"):
-                continue
-            members[info.filename[:-4]] = _member(archive, info, path, what)
-    total = sum(m.nbytes for m in members.values())
-    limit = _max_bytes()
-    if total > limit:
-        raise DataError(
-            f"{what} {path} declares {total / 2**30:.1f} GiB of arrays, more than the "
-            f"{limit / 2**30:.1f} GiB limit; set {MAX_BYTES_ENV}=BYTES if the file is genuine"
-        )
-    return members
-
-
-def _member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, what: str) -> NpzMember:
-    name = info.filename[:-4]
-    try:
-        with archive.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            header_bytes = f.tell()
-    except _DAMAGED as exc:
-        raise DataError(f"{what} {path}: array {name!r} has an unreadable header: {exc}") from None
-    if dtype.hasobject:
-        raise DataError(
-            f"{what} {path}: key {name!r} holds a pickled object array, which is never "
-            "loaded; expected a plain numeric array: save it with np.savez"
-        )
-    nbytes = math.prod(shape) * dtype.itemsize
-    if header_bytes + nbytes != info.file_size:
-        raise DataError(
-            f"{what} {path}: array {name!r} declares shape {tuple(shape)} {dtype} "
-            f"({nbytes} bytes) but its member holds {info.file_size - header_bytes} bytes: "
-            "the file is truncated or forged; write it again with np.savez"
-        )
-    return NpzMember(name, tuple(shape), dtype, nbytes, bool(fortran), header_bytes)
+__all__ = ["NpzRowReader", "read_npz"]
 
 
 def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
@@ -157,7 +41,7 @@ def read_npz(path: str | Path, what: str = "file") -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in members}  # .npy members only: nothing else inflated
-    except _DAMAGED as exc:
+    except DAMAGED as exc:
         raise DataError(f"cannot read {what} {path} as an NPZ of plain arrays: {exc}") from None
 
 
@@ -206,7 +90,7 @@ class NpzRowReader:
         try:
             with self._zip.open(f"{key}.npy") as f:
                 return np.lib.format.read_array(f, allow_pickle=False)
-        except _DAMAGED as exc:
+        except DAMAGED as exc:
             raise self._damaged(key, exc) from None
 
     def rows(self, key: str, start: int, stop: int) -> np.ndarray:
@@ -272,7 +156,7 @@ class NpzRowReader:
             try:
                 self._file.seek(info.header_offset)
                 fields = _LOCAL_HEADER.unpack(self._file.read(_LOCAL_HEADER.size))
-            except _DAMAGED as exc:
+            except DAMAGED as exc:
                 raise self._damaged(key, exc) from None
             if fields[0] != _LOCAL_MAGIC:
                 raise self._damaged(key, ValueError("bad local file header"))
@@ -299,7 +183,7 @@ class NpzRowReader:
                     left -= len(block)
                 if stream.read(1):  # reaching the end makes zipfile compare the CRC
                     raise ValueError("member runs past its declared size")
-        except _DAMAGED as exc:
+        except DAMAGED as exc:
             raise self._damaged(key, exc) from None
         self._checked.add(key)
 
@@ -320,7 +204,7 @@ class NpzRowReader:
                 next_row += step
             data = stream.read((stop - start) * row)
             self._streams[key] = (stream, stop)
-        except _DAMAGED as exc:
+        except DAMAGED as exc:
             self._streams.pop(key, None)
             raise self._damaged(key, exc) from None
         if len(data) != (stop - start) * row:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from ptycho_torch.errors import DataError
-from ptycho_torch.npz import MAX_BYTES_ENV, inspect_npz, read_npz
+from ptycho_torch.npz import read_npz
+from ptycho_torch.npz_headers import MAX_BYTES_ENV, inspect_npz
 
 
 def _npy_bytes(array: np.ndarray, version: tuple[int, int] = (1, 0)) -> bytes:
