@@ -69,7 +69,7 @@ def _conv_boundaries(model: Any) -> tuple[list[Boundary], dict[str, tuple[str, .
     (the head's centre and outer paths)."""
     from torch import nn
 
-    from ptycho_torch.model import ConvPair, DecoderHead, OuterPath
+    from ptycho_torch.blocks import ConvPair, DecoderHead, OuterPath
 
     modules = dict(model.named_modules())
     out: list[Boundary] = []

@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ptycho_torch.blocks import decoder_filters, encoder_filters
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.import_tf.errors import ImportTFError
-from ptycho_torch.model import decoder_filters, encoder_filters
 
 __all__ = [
     "ConvSource",
