@@ -114,6 +114,31 @@ def restore_threads() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+_THREAD_TIMINGS: dict[tuple[tuple[int, ...], int], dict[int, float]] = {}
+
+
+@pytest.fixture(autouse=True)
+def _threads_measured_once(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--threads auto``, every command's default, times a convolution at each thread count:
+    about 1 s of CPU per command run, a hundred runs in the default test run. The session
+    measures once, for real, and later commands get the same timings (so the same choice) and
+    run the rest of ``set_threads`` as they would. ``tests/ptycho_torch/test_threads.py`` tests
+    the measurement itself and always measures."""
+    if request.node.path.name == "test_threads.py":
+        return
+    import ptycho_torch.threads
+
+    measure = ptycho_torch.threads._measure
+
+    def measured_once(counts: range, rounds: int = 5) -> dict[int, float]:
+        key = (tuple(counts), rounds)
+        if key not in _THREAD_TIMINGS:
+            _THREAD_TIMINGS[key] = measure(counts, rounds)
+        return dict(_THREAD_TIMINGS[key])
+
+    monkeypatch.setattr(ptycho_torch.threads, "_measure", measured_once)
+
+
 # --- small model and feed files ---------------------------------------------------------------
 
 

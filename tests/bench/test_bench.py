@@ -35,6 +35,7 @@ QUICK = ["--seconds", "0", "--repeats", "1", "--warmup", "0", "--threads", "1"]
 pytestmark = pytest.mark.usefixtures("restore_threads")  # the bench sets torch's thread count
 
 
+@pytest.mark.slow  # builds batch 1 on the fly and times 4 backends at 2 batches (~8 s CPU)
 def test_bench_times_every_backend_per_batch_and_writes_json_and_plot(
     built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -122,6 +123,7 @@ def test_bad_batch_is_a_one_line_usage_error(
     assert err[-1].startswith("error: --batch") and "integers >= 1" in err[-1], err
 
 
+@pytest.mark.slow  # tunes every backend at every thread count (~5-10 s CPU)
 def test_auto_threads_tunes_torch_threads_like_onnxruntime_and_applies_them(
     built: BuildResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -141,6 +141,7 @@ def small() -> PtychoData:
 # --- done when ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # exports the demo model for real, spawns Ptychodus's child (~8 s CPU)
 def test_reconstructor_subprocess_and_cli_agree_with_predict_and_sit_on_the_ground_truth(
     demo: BuildResult, tmp_path: Path
 ) -> None:
@@ -247,6 +248,7 @@ def _command(name: str) -> Callable[[list[str]], int]:
     return command_main(name)  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow  # trains an epoch, infers, builds and predicts per file kind (~5 s CPU each)
 @pytest.mark.parametrize("kind", ["ptychodus", "original"])
 def test_train_infer_build_and_predict_read_ptychodus_and_original_training_files(
     kind: str,
@@ -529,6 +531,7 @@ def _blocked_run(
     )  # fmt: skip
 
 
+@pytest.mark.slow  # three fresh interpreters (the spawned child too), ~8 s CPU
 def test_the_ptychodus_path_runs_with_torch_lightning_and_tensorflow_blocked(
     small: PtychoData, built: BuildResult, tmp_path: Path
 ) -> None:
