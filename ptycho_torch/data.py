@@ -7,10 +7,12 @@ torch-free inference host).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ptycho_torch.config import DataConfig
 from ptycho_torch.errors import DataError
@@ -22,7 +24,7 @@ from ptycho_torch.scan import (
     normalisation_factor,
 )
 
-__all__ = ["PtychoDataModule", "PtychoDataset"]
+__all__ = ["EpochShuffle", "PtychoDataModule", "PtychoDataset"]
 
 
 class PtychoDataset(Dataset):
@@ -74,12 +76,30 @@ class PtychoDataModule(L.LightningDataModule):
         self.train_samples = np.sort(order[n_val:])
 
     def train_dataloader(self) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.config.seed)
         dataset = PtychoDataset(self.data, self.groups, self.train_samples, self.input_scale)
-        return DataLoader(
-            dataset, batch_size=self.config.batch_size, shuffle=True, generator=generator
-        )
+        sampler = EpochShuffle(len(dataset), self.config.seed)
+        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         dataset = PtychoDataset(self.data, self.groups, self.val_samples, self.input_scale)
         return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False)
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation per epoch drawn from ``(seed, epoch)``: a resumed run sees the same orders.
+
+    Lightning calls :meth:`set_epoch` before every epoch (as for ``DistributedSampler``).
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        state = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
+        yield from torch.randperm(self.n, generator=torch.Generator().manual_seed(state)).tolist()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -26,7 +26,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from torch.utils.data import DataLoader, Sampler
 
 from ptycho_torch.checkpoint import model_state_sha256, save_model
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
@@ -117,7 +116,7 @@ def train(
     keep_epochs = resume_point(last, model_config) - 1 if resume else None
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(train_config.seed, verbose=False)
-    datamodule = _EpochSeededData(
+    datamodule = PtychoDataModule(
         data, model_config.gridsize, data_config, intensity_scale=model_config.intensity_scale
     )
     validated = len(datamodule.val_samples) > 0
@@ -130,6 +129,34 @@ def train(
         schedule_monitor="val_loss" if validated else "train_loss",
         run_record=record,
     )
+    trainer = _trainer(out, train_config, validated, keep_epochs, trainer_options)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+    result = _write_results(trainer, module, out, time.perf_counter() - start)
+    if trainer.world_size > 1:  # DDP keeps the ranks' weights equal; this line shows it
+        logger.info(
+            "rank %d of %d: weights %s",
+            trainer.global_rank, trainer.world_size, model_state_sha256(module.model),
+        )  # fmt: skip
+    if not trainer.is_global_zero:
+        return result
+    best = result.best_checkpoint
+    logger.info(
+        "trained %d epochs in %.1f s (train_loss=%s, val_loss=%s, %s); wrote %s, %s%s",
+        result.epochs, result.seconds, result.train_loss, result.val_loss,
+        f"threads {record['threads']}", last, result.model_file, f" and {best}" if best else "",
+    )  # fmt: skip
+    return result
+
+
+def _trainer(
+    out: Path,
+    train_config: TrainConfig,
+    validated: bool,
+    keep_epochs: int | None,
+    trainer_options: dict[str, object] | None,
+) -> L.Trainer:
+    """The Lightning trainer: the run's logger and callbacks, then ``trainer_options``."""
     options: dict[str, object] = {
         "max_epochs": train_config.epochs,
         "logger": RunCSVLogger(out, keep_epochs),
@@ -145,44 +172,33 @@ def train(
         *_callbacks(out, train_config, validated, progress),
         *list(options.get("callbacks") or []),  # type: ignore[call-overload]
     ]
-    trainer = L.Trainer(**options)  # type: ignore[arg-type]
-    start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
-    seconds = time.perf_counter() - start
-    model_file = out / "model.pt"
+    return L.Trainer(**options)  # type: ignore[arg-type]
+
+
+def _write_results(
+    trainer: L.Trainer, module: PtychoLightning, out: Path, seconds: float
+) -> TrainResult:
+    """``last.ckpt`` (full state, for ``--resume``), ``model.pt`` and the loss curve; what the
+    run produced."""
+    last, model_file, metrics_file = out / "last.ckpt", out / "model.pt", out / "metrics.csv"
     # full state for --resume (a save: Lightning only asks to say so); also when max_steps ended
     # the fit inside an epoch
     trainer.save_checkpoint(last, weights_only=False)
-    best = _best_path(trainer)
-    metrics_file = out / "metrics.csv"
     if trainer.is_global_zero:
         save_model(module.model.cpu().float(), model_file)
         if metrics_file.is_file():
             plot_loss_curve(metrics_file, out / "loss_curve.png")
     metrics = trainer.callback_metrics
-    result = TrainResult(
+    return TrainResult(
         checkpoint=last,
         model_file=model_file,
         seconds=seconds,
         train_loss=_value(metrics.get("train_loss")),
         val_loss=_value(metrics.get("val_loss")),
-        best_checkpoint=best,
+        best_checkpoint=_best_path(trainer),
         epochs=trainer.current_epoch,
         metrics_file=metrics_file if metrics_file.is_file() else None,
     )
-    if trainer.world_size > 1:  # DDP keeps the ranks' weights equal; this line shows it
-        logger.info(
-            "rank %d of %d: weights %s",
-            trainer.global_rank, trainer.world_size, model_state_sha256(module.model),
-        )  # fmt: skip
-    if not trainer.is_global_zero:
-        return result
-    logger.info(
-        "trained %d epochs in %.1f s (train_loss=%s, val_loss=%s, %s); wrote %s, %s%s",
-        result.epochs, seconds, result.train_loss, result.val_loss,
-        f"threads {record['threads']}", last, model_file, f" and {best}" if best else "",
-    )  # fmt: skip
-    return result
 
 
 def run_record(seed: int, threads: ThreadChoice | None = None) -> dict[str, Any]:
@@ -266,35 +282,6 @@ def _best_path(trainer: L.Trainer) -> Path | None:
     callback = trainer.checkpoint_callback
     path = getattr(callback, "best_model_path", "") if callback else ""
     return Path(path) if path else None
-
-
-class EpochShuffle(Sampler[int]):
-    """A permutation per epoch drawn from ``(seed, epoch)``: a resumed run sees the same orders.
-
-    Lightning calls :meth:`set_epoch` before every epoch (as for ``DistributedSampler``).
-    """
-
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __iter__(self) -> Iterator[int]:
-        state = int(np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0])
-        yield from torch.randperm(self.n, generator=torch.Generator().manual_seed(state)).tolist()
-
-
-class _EpochSeededData(PtychoDataModule):
-    """:class:`PtychoDataModule` shuffling with :class:`EpochShuffle`."""
-
-    def train_dataloader(self) -> DataLoader:
-        dataset = super().train_dataloader().dataset
-        sampler = EpochShuffle(len(dataset), self.config.seed)  # type: ignore[arg-type]
-        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler)
 
 
 def _value(t: torch.Tensor | None) -> float | None:
