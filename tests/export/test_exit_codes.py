@@ -66,6 +66,14 @@ def _nan_files(built: BuildResult, tmp: Path) -> tuple[str, str]:
     return str(tmp / "nan_feed.npz"), str(tmp / "nan_model.pt")
 
 
+def _pickled_feed(tmp: Path) -> str:
+    """A feed whose diffraction is a pickled object array."""
+    import numpy as np
+
+    np.savez(tmp / "pickled.npz", diffraction=np.array([object()], dtype=object))
+    return str(tmp / "pickled.npz")
+
+
 def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str]]:
     missing = str(tmp / "missing.pt")
     bomb = str(_bomb_checkpoint(tmp / "bomb.pt"))
@@ -80,6 +88,20 @@ def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str
                 ["train", "--preset", "demo", "--out", str(tmp / "g"), "--accelerator", "gpu"],
                 3,
                 "no CUDA device",
+            ),
+            (
+                "export",
+                [
+                    "check",
+                    "--artifacts",
+                    str(d["intact"]),
+                    "--device",
+                    "cuda",
+                    "--report-dir",
+                    str(tmp / "c"),
+                ],
+                3,
+                "--device cuda",
             ),
         ]
     )
@@ -97,7 +119,7 @@ def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str
         ("export", ["verify", str(tmp / "nowhere")], 2, "no manifest.json"),
         ("export", ["triton", "--artifacts", str(d["corrupt"]), "--out", str(tmp / "r")], 2, "JSON"),
         ("export", ["triton", "--artifacts", str(d["changed"]), "--out", str(tmp / "r")], 4, "changed"),
-        ("export", ["build", "--checkpoint", missing, "--out", str(tmp / "b")], 2, "missing.pt"),
+        ("export", ["build", "--checkpoint", missing, "--out", str(tmp / "b")], 2, f"checkpoint {missing} does not exist"),
         ("export", ["check", "--artifacts", str(d["corrupt"])], 2, "manifest.json as JSON"),
         ("export", ["check", "--artifacts", str(d["layout"])], 2, "not a build manifest"),
         ("export", ["check", "--artifacts", str(d["changed"])], 4, "changed since the build"),
@@ -107,7 +129,7 @@ def _cases(d: dict[str, Path], tmp: Path) -> list[tuple[str, list[str], int, str
         ("export", ["train", "--preset", "demo", "--out", str(tmp / "t"), "--batch-size", "0"], 2, "batch_size"),
         ("export", ["train", "--preset", "demo", "--out", str(tmp / "t"), "--n-filters-scale", "0"], 2, "n_filters_scale"),
         ("export", ["train", "--data", str(tmp / "none.npz"), "--out", str(tmp / "t")], 2, "none.npz"),
-        ("export", ["infer", "--checkpoint", missing, "--data", missing, "--out", str(tmp / "i")], 2, "missing"),
+        ("export", ["infer", "--checkpoint", missing, "--data", missing, "--out", str(tmp / "i")], 2, f"checkpoint {missing} does not exist"),
         ("export", ["import-tf", "--archive", str(tmp / "none.zip"), "--out", str(tmp / "m.pt")], 2, "none.zip"),
     ]  # fmt: skip
 
@@ -124,6 +146,7 @@ def test_every_cli_maps_faults_to_the_documented_code(
     extra = [
         ("export", ["build", "--checkpoint", ckpt, "--inputs", nan_feed, "--out", str(tmp_path / "n")], 2, "NaN/Inf value"),
         ("export", ["build", "--checkpoint", nan_model, "--out", str(tmp_path / "n")], 2, "NaN/Inf weights"),
+        ("export", ["build", "--checkpoint", ckpt, "--inputs", _pickled_feed(tmp_path), "--out", str(tmp_path / "a")], 2, "pickle"),
     ]  # fmt: skip
     for cli, argv, code, words in _cases(folders, tmp_path) + extra:
         got = _main(argv)

@@ -238,14 +238,10 @@ def _original_diff3d(path: Path) -> Path:
 
 
 def _command(name: str) -> Callable[[list[str]], int]:
-    """``python -m ptycho_torch.NAME``'s ``main(argv)``, in-process, wherever the CLI tree has it."""
-    import importlib
+    """``python -m export NAME``'s ``main(argv)``, in-process."""
+    from tests.conftest import command_main
 
-    try:
-        from tests.conftest import command_main  # type: ignore[attr-defined]
-    except ImportError:  # the tree before the one-CLI-tree move (issue 21)
-        return importlib.import_module(f"ptycho_torch.commands.{name}").main  # type: ignore[no-any-return]
-    return command_main(name)  # type: ignore[no-any-return]
+    return command_main(name)
 
 
 @pytest.mark.slow  # trains an epoch, infers, builds and predicts per file kind (~5 s CPU each)

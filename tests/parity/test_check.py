@@ -131,9 +131,7 @@ def test_asking_for_cuda_without_it_is_an_environment_failure(artifacts: Path) -
         pytest.skip("this machine has CUDA")
     with pytest.raises(EnvironmentUnavailable, match="cuda"):
         run_check(CheckOptions(artifacts=artifacts, device="cuda"))
-    proc = _parity("check", "--artifacts", str(artifacts), "--device", "cuda")
-    assert proc.returncode == 3, proc.stderr
-    assert "Traceback" not in proc.stderr
+    # the command line's exit 3: a row of tests/export/test_exit_codes.py
 
 
 def test_reference_from_other_weights_is_stale(artifacts: Path) -> None:

@@ -70,14 +70,6 @@ def test_train_rejects_bad_npz_with_exit_2(
     _assert_user_error(_run("train", "--data", str(bad), "--out", str(tmp_path / "o")), needle)
 
 
-def test_infer_rejects_missing_checkpoint_with_exit_2(scan_npz: Path, tmp_path: Path) -> None:
-    proc = _run(
-        "infer", "--checkpoint", str(tmp_path / "none.ckpt"),
-        "--data", str(scan_npz), "--out", str(tmp_path / "o"),
-    )  # fmt: skip
-    _assert_user_error(proc, "does not exist")
-
-
 def test_simulate_rejects_bad_option_with_exit_2(tmp_path: Path) -> None:
     proc = _subprocess("simulate", "--out", str(tmp_path / "x.npz"), "--n-images", "0")
     _assert_user_error(proc, "n_images")
