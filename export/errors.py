@@ -16,6 +16,9 @@ __all__ = [
     "ManifestError",
     "OutputMismatchError",
     "ReferenceFormatError",
+    "RequestError",
+    "ServeEnvironmentError",
+    "ServerError",
     "SignatureError",
     "StaleReferenceError",
 ]
@@ -69,3 +72,20 @@ class OutputMismatchError(ExportError):
     the wrong dtype or shape, or NaN/Inf (exit code 1, a parity failure)."""
 
     exit_code = ExitCode.PARITY_FAILURE
+
+
+class ServeEnvironmentError(ExportError):
+    """This Python cannot start the Triton server (not 3.12, no shared libpython, PyTriton
+    missing) (exit code 3, an environment gap)."""
+
+    exit_code = ExitCode.ENVIRONMENT
+
+
+class ServerError(ExportError):
+    """The Triton server did not start, stopped, or answered a request with an error; or a
+    client could not reach it (exit code 3 when it is not there, else 2)."""
+
+
+class RequestError(SignatureError):
+    """One request to the served model is bad (its NaN/Inf, its size): the error response
+    names the problem; the server serves on (exit code 2 where a command meets it)."""

@@ -28,24 +28,26 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from export.errors import ManifestError
+from export.errors import ArtifactsChangedError, ManifestError
+from export.fixed_batch import run_in_fixed_batches
 from export.host import DEVICES, OnnxHost
 from export.manifest import read_manifest
 from export.session import SessionSettings
-from export.signature import AMPLITUDE, PHASE
+from export.signature import AMPLITUDE, PHASE, Signature
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.errors import DataError
 from ptycho_torch.scan import factor_from_counts, group_scan_points, network_input
 from ptycho_torch.stitch import StitchAccumulator, StitchedObject, object_shape
 
 __all__ = [
+    "BatchRunner",
     "PredictOptions",
     "Prediction",
     "PredictionStats",
@@ -73,6 +75,21 @@ class ScanSource(Protocol):
     def pattern_counts(self) -> np.ndarray: ...
 
     def take(self, indices: np.ndarray) -> np.ndarray: ...
+
+
+class BatchRunner(Protocol):
+    """What :class:`Predictor` runs the network with, on exactly the artifact's batch:
+    :class:`export.host.OnnxHost` (this process), or a served model
+    (:class:`export.serving.client.TritonRunner`, the same requests over HTTP or gRPC)."""
+
+    signature: Signature
+    device: str  # for the summary line: ``cpu``, ``cuda``, ``triton``
+    providers: list[str]  # what runs it: ONNX Runtime's providers, or the server's URL
+
+    @property
+    def io_bound(self) -> bool: ...
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -137,23 +154,42 @@ class Predictor:
     Args:
         artifacts: folder written by ``python -m export build``.
         device: ``cpu`` or ``cuda`` (ONNX Runtime's CUDA provider; exit 3 if it does not start).
+        runner: run the network there instead of in an ONNX Runtime session of this process
+            (a served model); its signature must be the artifacts'.
 
     Raises:
         ManifestError: (exit 2) no readable manifest, or a model config that does not validate.
-        ArtifactsChangedError: (exit 4) a file changed or missing, or the manifest does not
-            describe ``model.onnx``.
+        ArtifactsChangedError: (exit 4) a file changed or missing, the manifest does not
+            describe ``model.onnx``, or ``runner`` runs a model of another signature.
         HostError: (exit 3) CUDA requested but not running; (exit 2) ONNX Runtime cannot load.
     """
 
-    def __init__(self, artifacts: str | Path, device: str = "cpu") -> None:
+    def __init__(
+        self, artifacts: str | Path, device: str = "cpu", runner: BatchRunner | None = None
+    ) -> None:
         self.directory = Path(artifacts)
         self.manifest = read_manifest(self.directory)
-        self.host = OnnxHost(  # with the session settings the manifest records, if any
-            self.directory / "model.onnx",
-            device=device,
-            session=SessionSettings.from_manifest(self.manifest),
-        )
-        self.host.check_manifest(self.manifest)
+        self.host: BatchRunner
+        if runner is None:
+            host = OnnxHost(  # with the session settings the manifest records, if any
+                self.directory / "model.onnx",
+                device=device,
+                session=SessionSettings.from_manifest(self.manifest),
+            )
+            host.check_manifest(self.manifest)
+            if device == "cuda" and "CUDAExecutionProvider" in host.providers:
+                host.bind_io()  # one copy each way per batch, no allocation per run
+            self.host = host
+        else:
+            described = Signature.from_dict(self.manifest.signature)
+            if runner.signature != described:
+                raise ArtifactsChangedError(
+                    f"{runner.providers} runs a model of another signature than the artifacts "
+                    f"in {self.directory} ({runner.signature.input_names} -> "
+                    f"{runner.signature.output_names}, not {described.input_names} -> "
+                    f"{described.output_names}): pass the artifacts it serves"
+                )
+            self.host = runner
         try:
             self.config = ModelConfig.from_dict(dict(self.manifest.model_config))
         except (TypeError, ValueError) as exc:
@@ -162,8 +198,6 @@ class Predictor:
             ) from None
         spec = self.host.signature.inputs[0]  # diffraction (B, C, N, N)
         self.batch, self.channels, self.N = spec.shape[0], spec.shape[1], spec.shape[-1]
-        if device == "cuda" and "CUDAExecutionProvider" in self.host.providers:
-            self.host.bind_io()  # one copy each way per batch, no allocation per run
 
     def predict(self, scan: ScanSource, progress: Progress | None = None) -> Prediction:
         """Reconstruct ``scan``: every pattern predicted once per group it belongs to, the
@@ -216,7 +250,7 @@ class Predictor:
         for start in range(0, len(indices), self.batch):
             idx = indices[start : start + self.batch]  # (b, C)
             feed = {"diffraction": network_input(scan.take(idx), factor, scale)}  # (b, C, N, N)
-            if "positions" in self.host.input_names:
+            if "positions" in self.host.signature.input_names:
                 feed["positions"] = positions[start : start + self.batch]  # (b, C, 2)
             out = self.run_batch(feed)
             amplitude, phase = out[AMPLITUDE], out[PHASE]  # (b, C_out, N, N)
@@ -229,15 +263,6 @@ class Predictor:
 
     def run_batch(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Outputs for ``b <= B`` samples: padded to ``B`` (repeating the last sample), checked
-        against the signature, run, and cut back to ``b``."""
-        b = len(next(iter(feed.values())))
-        padded = {
-            name: np.ascontiguousarray(
-                value
-                if b == self.batch
-                else np.concatenate([value, np.repeat(value[-1:], self.batch - b, axis=0)])
-            )
-            for name, value in feed.items()
-        }
-        outputs = self.host.run(padded)
-        return {name: value[:b] for name, value in outputs.items()}
+        against the signature, run, and cut back to ``b``
+        (:func:`export.fixed_batch.run_in_fixed_batches`, what the served model does too)."""
+        return run_in_fixed_batches(self.host.run, feed, self.batch)

@@ -79,9 +79,16 @@ INSTALL_HINTS: dict[str, str] = {
     "-e '.[tf]'",
     "ptychodus": "Ptychodus is not installed; install the 'ptychodus' extra: pip install -c "
     "constraints.txt -e '.[ptychodus]' (on a host: pip install ptychodus==1.7.0)",
-    "pytriton": "PyTriton is not installed; it needs Python 3.12 and numpy<2: pip install "
-    "nvidia-pytriton==0.7.0 'numpy<2' in a Python 3.12 environment",
-    "tritonclient": "the Triton client is not installed; pip install 'tritonclient[all]'",
+    "pytriton": "PyTriton is not installed; serving needs a Python 3.12 environment with the "
+    "'serve' packages (PyTriton 0.7.0 needs numpy<2): python3.12 -m venv serve-env && "
+    "serve-env/bin/pip install -r serve-requirements.txt && serve-env/bin/pip install --no-deps "
+    ". (docs/serving.md)",
+    "tritonclient": "the Triton client is not installed; pip install 'tritonclient[http,grpc]' "
+    "(in the serving environment: pip install -r serve-requirements.txt, docs/serving.md)",
+    "grpc": "the Triton client's gRPC part (grpcio) is not installed; pip install "
+    "'tritonclient[http,grpc]' (the 'serve' extra)",
+    "geventhttpclient": "the Triton client's HTTP part is not installed; pip install "
+    "'tritonclient[http,grpc]' (the 'serve' extra)",
 }
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -30,7 +31,7 @@ from ptycho_torch.scan import ScanReader
 from ptychopinn.command import CommandLine
 from ptychopinn.options import ConfigOptions
 
-__all__ = ["PACK", "PREDICT", "VERIFY"]
+__all__ = ["PACK", "PREDICT", "VERIFY", "reconstruct"]
 
 PREDICTION_JSON = "prediction.json"
 OUTPUT_FILES = (*RECONSTRUCTION_FILES, PREDICTION_JSON)
@@ -79,10 +80,22 @@ def _predict(args: argparse.Namespace) -> None:
             f"--out {args.out}: a Ptychodus product is written only with --product PRODUCT.h5 "
             "(its positions and object geometry); without it --out is a folder"
         )
+    reconstruct(
+        args, lambda directory: Predictor(directory, device=options.device), options.progress_every
+    )
+
+
+def reconstruct(
+    args: argparse.Namespace,
+    predictor_for: Callable[[Path], Predictor],
+    progress_every: float,
+) -> None:
+    """``--data`` through the predictor of ``--artifacts``, written to ``--out`` as ``predict``
+    writes it (``client`` runs it with a served model as the predictor's runner)."""
     check_out_folder(args.out, OUTPUT_FILES)  # before the model runs, not after
     with open_artifacts(args.artifacts) as directory:  # an archive: unpacked until the end
-        predictor = Predictor(directory, device=options.device)
-        progress = _Progress(options.progress_every)
+        predictor = predictor_for(directory)
+        progress = _Progress(progress_every)
         with ScanReader(args.data) as scan:
             prediction = predictor.predict(scan, progress)
         progress.close()

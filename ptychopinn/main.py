@@ -66,6 +66,25 @@ COMMANDS: tuple[Command, ...] = (
         torch_free=True,
     ),
     Command(
+        "serve",
+        "serve the ONNX model through a Triton server (PyTriton; the 'serve' extra, Python "
+        "3.12) until SIGTERM or Ctrl-C",
+        "ptychopinn.serve:SERVE",
+        torch_free=True,
+    ),
+    Command(
+        "client",
+        "reconstruct a scan through a running Triton server, as predict does",
+        "ptychopinn.serve:CLIENT",
+        torch_free=True,
+    ),
+    Command(
+        "serve-bench",
+        "load test of serve: concurrent clients, every answer checked, next to bare ONNX Runtime",
+        "ptychopinn.serve:SERVE_BENCH",
+        torch_free=True,
+    ),
+    Command(
         "check",
         "compare every backend against the reference and write reports",
         "ptychopinn.parity:CHECK",

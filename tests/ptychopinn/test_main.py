@@ -50,9 +50,9 @@ def test_names_are_todays_commands_each_listed_once() -> None:
     assert sorted(NAMES) == sorted(
         ["build", "triton", "bench", "predict", "verify", "pack", "check", "reference",
          "import-keras", "import-reference", "trace", "bisect", "train", "infer", "simulate",
-         "import-tf"]
+         "import-tf", "serve", "client", "serve-bench"]
     )  # fmt: skip
-    assert HOST == ["predict", "verify", "pack"]
+    assert HOST == ["predict", "verify", "pack", "serve", "client", "serve-bench"]
 
 
 def test_help_lists_every_command() -> None:
