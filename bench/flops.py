@@ -61,7 +61,7 @@ def conv_shapes(model: PtychoPINN) -> list[ConvShape]:
                 (int(module.kernel_size[0]), int(module.kernel_size[1])),
                 int(out.shape[-2]),
                 int(out.shape[-1]),
-                (int(module.padding[0]), int(module.padding[1])),  # type: ignore[index]
+                (int(module.padding[0]), int(module.padding[1])),
             )
         )
 

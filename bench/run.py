@@ -27,6 +27,7 @@ from bench.batch_timing import BatchTimer, read_feed
 from bench.eager_tuning import EagerMode
 from bench.machine_load import check_idle, read_load, settings_to_record
 from bench.report import BenchReport
+from core.tolerances import DEVICES, Device
 from export.manifest import Manifest
 from export.session import SessionSettings
 from ptycho_torch.thread_option import parse_threads
@@ -71,7 +72,7 @@ class BenchOptions:
             "built into a temporary folder"
         },
     )
-    device: str = field(default="cpu", metadata={"help": "device", "choices": ("cpu", "cuda")})
+    device: Device = field(default="cpu", metadata={"help": "device", "choices": DEVICES})
     seconds: float = field(
         default=10.0,
         metadata={"help": "timed seconds per batch size (and per tuning step and layer view)"},

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Literal
 
 from core.json_codec import FLOAT_NAMES, encode_float
 from core.tolerances import Tolerance
 
-__all__ = ["OutputComparison"]
+__all__ = ["OutputComparison", "Status"]
+
+Status = Literal["pass", "fail"]  # one output of one pair, as reports write it
 
 
 @dataclass
@@ -70,7 +72,7 @@ class OutputComparison:
     left: str
     right: str
     tolerance: Tolerance
-    status: str
+    status: Status
     pair_class: str = ""
     device: str = ""
     failures: list[str] = field(default_factory=list)

@@ -52,10 +52,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "DEVICES",
+    "Device",
     "LOAD_BACK",
     "OUTPUTS",
     "PAIR_CLASSES",
@@ -69,7 +70,8 @@ __all__ = [
 # the outputs of any head (export.signature.OUTPUT_NAMES; a test keeps the table covering them)
 OUTPUTS = ("amplitude", "phase", "pred_amplitude")
 PAIR_CLASSES = ("torch-vs-artifact", "vs-reference")
-DEVICES = ("cpu", "cuda")
+Device = Literal["cpu", "cuda"]
+DEVICES: tuple[Device, ...] = ("cpu", "cuda")
 TOLERANCE_SCHEMA = 1
 _TOLERANCE_KEYS = ("atol", "rtol", "max_fraction_out", "rtol_peak")
 _FILE_KEYS = ("schema", "tolerances", "measured", "notes")

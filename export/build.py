@@ -188,7 +188,7 @@ def _export_all(
         name: file_entry(tmp / name) for name in ARTIFACT_FILES + reference if (tmp / name).exists()
     }
     return Manifest(
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         head=subject.signature.head,
         signature=subject.signature.to_dict(),
         files=files,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from export.errors import ArtifactsChangedError, ManifestError
+from export.signature import Head
 from ptycho_torch.jsonio import read_json
 
 __all__ = [
@@ -83,7 +84,7 @@ class Manifest:
     written back unchanged.
     """
 
-    head: str
+    head: Head
     signature: dict[str, Any]
     files: dict[str, FileEntry]
     checkpoint: CheckpointInfo

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from export.errors import ExportError
 from export.publish import DEFAULT_KEEP
-from export.signature import HEADS
+from export.signature import HEADS, Head
 
 __all__ = ["DEFAULT_OPSET", "DEMO_DIR", "MEMORY_FORMATS", "BuildOptions"]
 
@@ -44,7 +44,7 @@ class BuildOptions:
             "or 4 for a scan NPZ)"
         },
     )
-    head: str = field(
+    head: Head = field(
         default="object",
         metadata={
             "help": "object: diffraction -> amplitude, phase; "

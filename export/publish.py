@@ -142,7 +142,7 @@ def publish(tmp: Path, out: Path, keep: int = DEFAULT_KEEP, protect: Iterable[Pa
         protect: paths this build read (its checkpoint, inputs): a version holding one is kept.
     """
     versions = versions_dir(out)
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     version = versions / f"v{stamp}-{os.getpid()}"
     tmp.rename(version)
     link = out.parent / f".{out.name}.link-{_host_pid()}"

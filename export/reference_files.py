@@ -13,6 +13,7 @@ from pathlib import Path
 
 from export.errors import ExportError
 from export.options import DEMO_DIR, BuildOptions
+from export.signature import Head
 
 __all__ = ["REFERENCE_FILES", "ReferenceMaker", "place_reference"]
 
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 REFERENCE_FILES = ("reference.npz", "reference.json")
 
-ReferenceMaker = Callable[[Path, Path, Path, str], None]
+ReferenceMaker = Callable[[Path, Path, Path, Head], None]
 """(checkpoint, inputs.npz, out reference.npz, head) -> None; writes reference.npz + .json."""
 
 

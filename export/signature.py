@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from export.errors import SignatureError
 from ptycho_torch.config import ModelConfig
 
 __all__ = [
+    "Head",
     "AMPLITUDE",
     "HEADS",
     "OUTPUT_NAMES",
@@ -27,7 +28,8 @@ __all__ = [
     "make_signature",
 ]
 
-HEADS = ("object", "physics")
+Head = Literal["object", "physics"]
+HEADS: tuple[Head, ...] = ("object", "physics")
 # Output names, declared here once; what each output means is in its TensorSpec (make_signature).
 AMPLITUDE = "amplitude"
 PHASE = "phase"
@@ -110,7 +112,7 @@ def _shape_fix(found: tuple[int, ...], expected: tuple[int, ...], layout: str) -
 class Signature:
     """Inputs and outputs of one exported head."""
 
-    head: str
+    head: Head
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
@@ -181,7 +183,7 @@ class Signature:
         )
 
 
-def make_signature(config: ModelConfig, batch: int, head: str = "object") -> Signature:
+def make_signature(config: ModelConfig, batch: int, head: Head = "object") -> Signature:
     """The signature of ``head`` for a model config and a fixed batch size.
 
     Object head: ``diffraction`` -> ``amplitude``, ``phase``. Physics head: also ``positions``

@@ -27,7 +27,7 @@ import numpy as np
 
 from core.compare import ComparedOutput, compare_arrays
 from core.output_comparison import OutputComparison
-from core.tolerances import Tolerance, ToleranceTable
+from core.tolerances import Device, Tolerance, ToleranceTable
 from export.errors import OutputMismatchError, ReferenceFormatError, StaleReferenceError
 from export.host import DEVICES, OnnxHost
 from export.manifest import Manifest, read_manifest
@@ -47,7 +47,9 @@ REFERENCE = "reference"  # the reference side's name in comparisons and lines
 class VerifyOptions:
     """How :func:`verify_artifacts` runs the parity batch."""
 
-    device: str = field(default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES})
+    device: Device = field(
+        default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES}
+    )
     atol: float | None = field(
         default=None,
         metadata={

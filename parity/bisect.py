@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.tolerances import DEVICES, Device
 from export.manifest import Manifest, read_manifest
 from export.signature import Signature
 from parity.boundaries import Boundary, boundaries
@@ -61,7 +62,7 @@ class BisectOptions:
             "help": "bisect the artifact-sized batch holding this sample (a report's worst sample)"
         },
     )
-    device: str = field(default="cpu", metadata={"help": "device", "choices": ("cpu", "cuda")})
+    device: Device = field(default="cpu", metadata={"help": "device", "choices": DEVICES})
     json: Path | None = field(
         default=None, metadata={"help": "also write the per-boundary errors as JSON"}
     )
@@ -126,7 +127,7 @@ def bisect(
     *,
     inputs: Path | None = None,
     sample: int = 0,
-    device: str = "cpu",
+    device: Device = "cpu",
     sides: tuple[Runner, Runner] | None = None,
 ) -> BisectResult:
     """Run both sides of ``pair`` on the batch holding ``sample`` and compare every boundary.

@@ -194,7 +194,7 @@ def _run_check(options: CheckOptions, threads: dict[str, Any] | None) -> ParityR
         log.info("%s", comparison.log_line())
     failed = any(c.status != "pass" for c in comparisons)
     report = ParityReport(
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         head=signature.head,
         artifacts_dir=str(options.artifacts),
         verdict="fail" if failed or unavailable else "pass",

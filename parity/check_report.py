@@ -43,7 +43,7 @@ def write_error_report(
         )
         return
     report = ParityReport(
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         head=_head_of(artifacts),
         artifacts_dir=str(artifacts),
         verdict="error",

@@ -28,7 +28,15 @@ import numpy as np
 from core.tolerances import PAIR_CLASSES
 from export.errors import ReferenceFormatError
 from export.manifest import sha256_file
-from export.signature import AMPLITUDE, HEADS, PHASE, PRED_AMPLITUDE, Signature, make_signature
+from export.signature import (
+    AMPLITUDE,
+    HEADS,
+    PHASE,
+    PRED_AMPLITUDE,
+    Head,
+    Signature,
+    make_signature,
+)
 from parity.errors import ParityError
 from parity.original_case import OriginalCase, read_original_case
 from parity.reference import Reference, save_reference
@@ -101,7 +109,7 @@ class ImportReferenceOptions:
     out: Path = field(
         metadata={"help": "reference.npz to write (provenance goes beside it as .json)"}
     )
-    head: str = field(
+    head: Head = field(
         default="object",
         metadata={"help": "head the reference is for (one reference per head)", "choices": HEADS},
     )
@@ -128,7 +136,7 @@ class ImportReferenceOptions:
 def import_reference(
     source: str | Path,
     out: str | Path,
-    head: str = "object",
+    head: Head = "object",
     checkpoint: str | Path | None = None,
     inputs_out: str | Path | None = None,
 ) -> tuple[Reference, Path]:
@@ -245,7 +253,7 @@ def _provenance(
             for name in ("config.json", "inputs.npz", "outputs.npz")
         },
         "created": runtime.get("date"),
-        "imported": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "imported": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "tensorflow_version": runtime.get("tensorflow"),
         "keras_version": runtime.get("keras"),
         "python_version": runtime.get("python"),

@@ -104,7 +104,7 @@ def write_repro(
         "right": _outputs(pair.right, feed, start, stop),
     }
     case = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "artifacts": str(artifacts),
         "pair": {
             "left": pair.left.name,

@@ -11,14 +11,23 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.json_codec import decode_float, decode_tree, encode_float, encode_tree
 from core.output_comparison import OutputComparison
 from parity.errors import ParityError
 from ptycho_torch.atomic import atomic_write
 
-__all__ = ["REPORT_SCHEMA", "ErrorMap", "ParityReport", "ReportFormatError", "RunnerInfo"]
+__all__ = [
+    "REPORT_SCHEMA",
+    "ErrorMap",
+    "ParityReport",
+    "ReportFormatError",
+    "RunnerInfo",
+    "Verdict",
+]
+
+Verdict = Literal["pass", "fail", "error"]  # a parity run, as reports write it
 
 REPORT_SCHEMA = 1
 
@@ -112,7 +121,7 @@ class ParityReport:
     created: str
     head: str
     artifacts_dir: str
-    verdict: str
+    verdict: Verdict
     exit_code: int
     environment: dict[str, Any] = field(default_factory=dict)
     precision: dict[str, Any] = field(default_factory=dict)

@@ -54,7 +54,7 @@ def arrays_sha256(arrays: Mapping[str, object]) -> str:
     for name in sorted(arrays):
         value = arrays[name]
         if hasattr(value, "detach"):
-            value = value.detach().cpu().numpy()  # type: ignore[attr-defined]
+            value = value.detach().cpu().numpy()
         a = np.ascontiguousarray(np.asarray(value))  # 0-d becomes (1,): part of the layout
         digest.begin(name, a.dtype, a.shape)
         digest.update(a)

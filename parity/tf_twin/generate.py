@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from export.signature import HEADS, Signature
+from export.signature import HEADS, Head, Signature
 from parity.reference import Reference, save_reference
 from parity.tf_twin.errors import TwinError
 from ptycho_torch.config import ModelConfig
@@ -99,7 +99,7 @@ def twin_predict(
     model_config: ModelConfig,
     state_dict: Mapping[str, Any],
     feed: Mapping[str, np.ndarray],
-    head: str = "object",
+    head: Head = "object",
 ) -> dict[str, np.ndarray]:
     """Outputs of the TensorFlow twin for a feed in the signature layout (NCHW float32).
 
@@ -178,7 +178,7 @@ class ReferenceOptions:
     out: Path = field(
         metadata={"help": "reference.npz to write (provenance goes beside it as .json)"}
     )
-    head: str = field(default="object", metadata={"help": "head to run", "choices": HEADS})
+    head: Head = field(default="object", metadata={"help": "head to run", "choices": HEADS})
 
 
 _HEAD_INPUTS = ("diffraction", "positions")  # inputs some head reads; other keys stay errors
@@ -188,7 +188,7 @@ def generate_reference(
     checkpoint: str | Path,
     inputs_npz: str | Path,
     out_npz: str | Path,
-    head: str = "object",
+    head: Head = "object",
 ) -> Reference:
     """Run the twin with a checkpoint's weights on a feed and write ``out_npz`` + provenance.
 
@@ -228,7 +228,7 @@ def generate_reference(
         "keras_version": keras.__version__,
         "device": f"tensorflow {DEVICE}",
         **policy,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     reference = save_reference(out_npz, outputs, provenance)
     log.info("wrote TensorFlow twin reference %s (%s head, batch %d)", out_npz, head, batch)
