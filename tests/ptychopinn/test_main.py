@@ -7,10 +7,10 @@ import importlib
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from ptychopinn.command import CommandLine
 from ptychopinn.main import COMMANDS, Command, main
