@@ -377,6 +377,7 @@ def test_torch_artifacts_store_channels_last_weights_by_default(built: BuildResu
         built.signature.check_outputs(outputs)  # float32, the signature's shapes
 
 
+@pytest.mark.slow  # a second real export (TorchScript, torch.export, ONNX), ~4 s CPU
 def test_contiguous_memory_format_gives_artifacts_bit_identical_to_eager(
     model_file: Path, feed_file: Path, tmp_path: Path
 ) -> None:
