@@ -114,29 +114,44 @@ def restore_threads() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-_THREAD_TIMINGS: dict[tuple[tuple[int, ...], int], dict[int, float]] = {}
+_REAL_MEASURE: list[Callable[..., dict[int, float]]] = []  # ptycho_torch.threads._measure
 
 
-@pytest.fixture(autouse=True)
-def _threads_measured_once(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="session", autouse=True)
+def _threads_measured_once() -> Iterator[None]:
     """``--threads auto``, every command's default, times a convolution at each thread count:
     about 1 s of CPU per command run, a hundred runs in the default test run. The session
-    measures once, for real, and later commands get the same timings (so the same choice) and
-    run the rest of ``set_threads`` as they would. ``tests/ptycho_torch/test_threads.py`` tests
-    the measurement itself and always measures."""
-    if request.node.path.name == "test_threads.py":
+    measures once, for real, and later commands (the session's builds too) get the same timings,
+    so the same choice, and run the rest of ``set_threads`` as they would."""
+    if importlib.util.find_spec("torch") is None:  # nothing measures threads without torch
+        yield
         return
     import ptycho_torch.threads
 
     measure = ptycho_torch.threads._measure
+    _REAL_MEASURE[:] = [measure]
+    timings: dict[tuple[tuple[int, ...], int], dict[int, float]] = {}
 
     def measured_once(counts: range, rounds: int = 5) -> dict[int, float]:
         key = (tuple(counts), rounds)
-        if key not in _THREAD_TIMINGS:
-            _THREAD_TIMINGS[key] = measure(counts, rounds)
-        return dict(_THREAD_TIMINGS[key])
+        if key not in timings:
+            timings[key] = measure(counts, rounds)
+        return dict(timings[key])
 
-    monkeypatch.setattr(ptycho_torch.threads, "_measure", measured_once)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ptycho_torch.threads, "_measure", measured_once)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _threads_measured_for_real(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tests/ptycho_torch/test_threads.py`` tests the measurement itself: it always measures."""
+    if request.node.path.name == "test_threads.py":
+        import ptycho_torch.threads
+
+        monkeypatch.setattr(ptycho_torch.threads, "_measure", _REAL_MEASURE[0])
 
 
 # --- small model and feed files ---------------------------------------------------------------
@@ -318,16 +333,8 @@ def _placeholder_png() -> bytes:
     )
 
 
-@pytest.fixture(autouse=True)
-def _placeholder_error_maps(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A parity check draws one matplotlib figure per output and runner (about 1 s each on two
-    cores); tests that do not look at them get a 1x1 placeholder PNG at the same path.
-    Tests marked ``error_maps`` (and the renderer's own tests, which call it directly) draw
-    the real images."""
-    if request.node.get_closest_marker("error_maps"):
-        return
+def placeholder_error_maps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parity check's error maps become 1x1 placeholder PNGs at the same paths."""
     import parity.report
 
     def placeholder(
@@ -339,6 +346,19 @@ def _placeholder_error_maps(
         return path
 
     monkeypatch.setattr(parity.report, "render_error_map", placeholder)
+
+
+@pytest.fixture(autouse=True)
+def _placeholder_error_maps(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parity check draws one matplotlib figure per output and runner (about 1 s each on two
+    cores); tests that do not look at them get a 1x1 placeholder PNG at the same path
+    (:func:`placeholder_error_maps`; a module-scoped fixture that runs a check calls it itself).
+    Tests marked ``error_maps`` (and the renderer's own tests, which call it directly) draw
+    the real images."""
+    if not request.node.get_closest_marker("error_maps"):
+        placeholder_error_maps(monkeypatch)
 
 
 def conv_parameter_count(model: object) -> int:
