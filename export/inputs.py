@@ -117,12 +117,8 @@ def _checked_float32(path: Path, feed: dict[str, np.ndarray]) -> dict[str, np.nd
 def _feed_from_scan(
     path: Path, config: ModelConfig, batch: int, head: str
 ) -> dict[str, np.ndarray]:
-    from ptycho_torch.scan import (
-        group_scan_points,
-        load_npz,
-        network_input,
-        normalisation_factor,
-    )
+    from ptycho_torch.prepare import group_scan_points, network_input, normalisation_factor
+    from ptycho_torch.scan import load_npz
 
     data = load_npz(path)  # the data contract, float32 at this boundary
     if data.N != config.N:

@@ -11,7 +11,7 @@ times the model's ``intensity_scale``. The patches are stitched by the same code
 (:class:`ptycho_torch.stitch.StitchAccumulator`), batch by batch.
 
 **Memory is bounded by a few batches, not by the scan's length.** The scan is read with
-:class:`ptycho_torch.scan.ScanReader`, never whole, in two passes: one for the counts per pattern
+:class:`ptycho_torch.scan_reader.ScanReader`, never whole, in two passes: one for the counts per pattern
 that the normalisation needs (and the NaN/Inf/negative check), then ``B x C`` patterns per batch.
 Held at once: one batch (its patterns, network input, outputs and complex patches: about
 ``36 * B * C * N**2`` bytes, 1.2 MB for B=8, C=1, N=64), the object (about 60 bytes per object
@@ -43,7 +43,7 @@ from export.session import SessionSettings
 from export.signature import AMPLITUDE, PHASE, Signature
 from ptycho_torch.config import ModelConfig
 from ptycho_torch.errors import DataError
-from ptycho_torch.scan import factor_from_counts, group_scan_points, network_input
+from ptycho_torch.prepare import factor_from_counts, group_scan_points, network_input
 from ptycho_torch.stitch import StitchAccumulator, StitchedObject, object_shape
 
 __all__ = [
@@ -62,7 +62,7 @@ Progress = Callable[[int, int], None]  # (patterns done, patterns in all)
 
 
 class ScanSource(Protocol):
-    """What :meth:`Predictor.predict` reads of a scan: :class:`ptycho_torch.scan.ScanReader`
+    """What :meth:`Predictor.predict` reads of a scan: :class:`ptycho_torch.scan_reader.ScanReader`
     (an NPZ file), or a scan already in memory (:class:`export.ptychodus.adapter.PatternScan`)."""
 
     path: Any  # what the scan is, for messages

@@ -16,13 +16,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ptycho_torch.config import DataConfig
 from ptycho_torch.errors import DataError
-from ptycho_torch.scan import (
-    Groups,
-    PtychoData,
-    group_scan_points,
-    network_input,
-    normalisation_factor,
-)
+from ptycho_torch.prepare import Groups, group_scan_points, network_input, normalisation_factor
+from ptycho_torch.scan import PtychoData
 
 __all__ = ["EpochShuffle", "PtychoDataModule", "PtychoDataset"]
 

@@ -19,13 +19,9 @@ import torch
 from ptycho_torch.errors import DataError
 from ptycho_torch.metrics import ReconstructionMetrics, compare_objects
 from ptycho_torch.model import PtychoPINN
+from ptycho_torch.prepare import group_scan_points, network_input, normalisation_factor
 from ptycho_torch.recon_files import write_reconstruction
-from ptycho_torch.scan import (
-    PtychoData,
-    group_scan_points,
-    network_input,
-    normalisation_factor,
-)
+from ptycho_torch.scan import PtychoData
 from ptycho_torch.stitch import StitchedObject, stitch_patches
 
 __all__ = [

@@ -27,7 +27,7 @@ from ptycho_torch.recon_files import (
     write_folder_atomically,
     write_reconstruction,
 )
-from ptycho_torch.scan import ScanReader
+from ptycho_torch.scan_reader import ScanReader
 from ptychopinn.command import CommandLine
 from ptychopinn.options import ConfigOptions
 

@@ -119,7 +119,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from ptycho_torch.devices import check_devices, parse_devices, parse_num_nodes
-    from ptycho_torch.scan import intensity_scale, load_npz
+    from ptycho_torch.prepare import intensity_scale
+    from ptycho_torch.scan import load_npz
     from ptycho_torch.threads import set_threads
     from ptycho_torch.train import demo_data, train
 

@@ -54,7 +54,7 @@ def _build(checkpoint: Path, scan: Path, batch: int, out: Path) -> Path:
 
 def _time_predict(artifacts: Path, scan: Path) -> float:
     from export.predict import Predictor
-    from ptycho_torch.scan import ScanReader
+    from ptycho_torch.scan_reader import ScanReader
 
     start = time.perf_counter()
     predictor = Predictor(artifacts)
@@ -76,7 +76,7 @@ def _time_infer(checkpoint: Path, scan: Path) -> float:
 def _memory(artifacts: Path, scan: Path) -> dict[str, float]:
     """In this (fresh) process: predict ``scan``; peak RSS and tracemalloc peak, MiB."""
     from export.predict import Predictor
-    from ptycho_torch.scan import ScanReader
+    from ptycho_torch.scan_reader import ScanReader
 
     predictor = Predictor(artifacts)
     tracemalloc.start()

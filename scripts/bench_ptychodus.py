@@ -107,7 +107,7 @@ def _time(way: str, paths: dict[str, Path]) -> float:
     """Seconds for one run of ``way`` (in this process; the caller started it fresh)."""
     if way == "predict":
         from export.predict import Predictor
-        from ptycho_torch.scan import ScanReader
+        from ptycho_torch.scan_reader import ScanReader
 
         def run() -> None:
             with ScanReader(paths["scan"]) as reader:

@@ -25,7 +25,7 @@ from ptychodus.api.product import Product
 from ptychodus.api.reconstruct import ReconstructInput
 
 from ptycho_torch.errors import DataError
-from ptycho_torch.scan import pattern_counts
+from ptycho_torch.prepare import pattern_counts
 from ptycho_torch.stitch import StitchedObject
 
 __all__ = ["PatternScan", "PtychodusInputError", "product_from", "scan_from_input"]

@@ -13,7 +13,7 @@ import pytest
 
 from export.predict import Predictor
 from ptycho_torch.errors import ExitCode
-from ptycho_torch.scan import ScanReader
+from ptycho_torch.scan_reader import ScanReader
 from ptycho_torch.simulate import SimulationConfig, simulate_scan, write_npz
 from ptycho_torch.stitch import StitchedObject
 from ptychopinn.main import main

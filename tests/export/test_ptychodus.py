@@ -43,7 +43,8 @@ from export.ptychodus.adapter import PtychodusInputError  # noqa: E402
 from export.ptychodus.library import PtychoPINNOnnxLibrary  # noqa: E402
 from export.ptychodus.model_file import PROGRESS_GOAL  # noqa: E402
 from export.ptychodus.reconstructor import OnnxReconstructor  # noqa: E402
-from ptycho_torch.scan import PtychoData, ScanReader  # noqa: E402
+from ptycho_torch.scan import PtychoData
+from ptycho_torch.scan_reader import ScanReader  # noqa: E402
 from ptycho_torch.simulate import SimulationConfig, simulate_scan, write_npz  # noqa: E402
 from ptycho_torch.stitch import StitchedObject  # noqa: E402
 from tests.conftest import export_cli  # noqa: E402

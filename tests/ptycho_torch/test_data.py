@@ -10,13 +10,13 @@ import torch
 from ptycho_torch.config import DataConfig
 from ptycho_torch.data import PtychoDataModule, PtychoDataset
 from ptycho_torch.errors import DataError
-from ptycho_torch.scan import (
+from ptycho_torch.prepare import (
     group_scan_points,
     intensity_scale,
-    load_npz,
     network_input,
     normalisation_factor,
 )
+from ptycho_torch.scan import load_npz
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:

@@ -10,13 +10,9 @@ import pytest
 
 from ptycho_torch.errors import DataError
 from ptycho_torch.npz import NpzRowReader
-from ptycho_torch.scan import (
-    ScanReader,
-    factor_from_counts,
-    group_scan_points,
-    load_npz,
-    normalisation_factor,
-)
+from ptycho_torch.prepare import factor_from_counts, group_scan_points, normalisation_factor
+from ptycho_torch.scan import load_npz
+from ptycho_torch.scan_reader import ScanReader
 from ptycho_torch.stitch import StitchAccumulator, object_shape, stitch_patches
 
 

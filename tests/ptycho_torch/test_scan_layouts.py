@@ -13,15 +13,10 @@ import numpy as np
 import pytest
 
 from ptycho_torch.errors import DataError
-from ptycho_torch.scan import (
-    PtychoData,
-    ScanReader,
-    factor_from_counts,
-    load_npz,
-    network_input,
-    pattern_counts,
-)
+from ptycho_torch.prepare import factor_from_counts, network_input, pattern_counts
+from ptycho_torch.scan import PtychoData, load_npz
 from ptycho_torch.scan_layouts import CONTRACT, ORIGINAL, PTYCHODUS, ScanRows
+from ptycho_torch.scan_reader import ScanReader
 from ptycho_torch.simulate import SimulationConfig, simulate_scan, write_npz
 
 REPO = Path(__file__).resolve().parents[2]

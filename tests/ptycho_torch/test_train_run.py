@@ -13,7 +13,8 @@ import torch
 from ptycho_torch.checkpoint import load_model, model_state_sha256
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
 from ptycho_torch.errors import CheckpointError
-from ptycho_torch.scan import intensity_scale, load_npz
+from ptycho_torch.prepare import intensity_scale
+from ptycho_torch.scan import load_npz
 from ptycho_torch.train import TrainResult, train
 
 QUIET = {"enable_progress_bar": False}

@@ -10,7 +10,8 @@ from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
 from ptycho_torch.infer import evaluate, reconstruct
 from ptycho_torch.lightning_module import PtychoLightning
 from ptycho_torch.physics import probe_disk_mask
-from ptycho_torch.scan import intensity_scale, load_npz
+from ptycho_torch.prepare import intensity_scale
+from ptycho_torch.scan import load_npz
 from ptycho_torch.train import train
 
 
