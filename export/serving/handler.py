@@ -117,7 +117,7 @@ class ServeStats:
     errors: int = 0  # requests answered with an error by the callable
     in_flight: int = 0
     _window: list[float] = field(default_factory=list)  # latency per request since the last line
-    _window_start: float = field(default_factory=time.perf_counter)
+    _window_start: float = 0.0  # when the window's first call started
     _window_patterns: int = 0
     _last_activity: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -143,6 +143,8 @@ class ServeStats:
                 return
             self.requests += len(sizes)
             self.patterns += sum(sizes)
+            if not self._window:  # a window starts with its first request, not with idle time
+                self._window_start = time.perf_counter() - seconds
             self._window.extend([seconds] * len(sizes))
             self._window_patterns += sum(sizes)
             if self.log_every and len(self._window) >= self.log_every:
@@ -160,7 +162,7 @@ class ServeStats:
             f"{self._window_patterns / elapsed:.0f} patterns/s; latency in the model "
             f"{latency.describe()}; {self.requests} requests, {self.errors} errors since start"
         )
-        self._window, self._window_patterns, self._window_start = [], 0, now
+        self._window, self._window_patterns = [], 0
         return line
 
 

@@ -253,6 +253,7 @@ class _TritonServer:
             grpc_port=o.grpc_port,
             metrics_address=o.address,
             metrics_port=o.metrics_port,
+            allow_gpu_metrics=o.device == "cuda",  # else NVML's failure lands on stdout
             exit_timeout_secs=_SERVER_EXIT_TIMEOUT_S,
             log_verbose=0,
             log_file=self.log_file,
@@ -274,6 +275,10 @@ class _TritonServer:
             strict=True,
         )
         try:
+            self.triton._initialize_server()  # PyTriton 0.7.0 (pinned): what run() would do first
+            server = getattr(self.triton, "_triton_server", None)
+            if server is not None:  # it echoes tritonserver's stdout ("Signal (2) received.")
+                server._verbose = False  # onto ours; the log file holds tritonserver's lines
             self.triton.run()  # starts tritonserver, loads the model
             self._wait_until_ready()
         except BaseException:
