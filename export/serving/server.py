@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.tolerances import Device
 from export.errors import ServeEnvironmentError, ServerError
 from export.host import DEVICES, OnnxHost
 from export.manifest import read_manifest
@@ -77,7 +78,9 @@ class ServeOptions:
         default=1,
         metadata={"help": "model instances, each with its own ONNX Runtime session"},
     )
-    device: str = field(default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES})
+    device: Device = field(
+        default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES}
+    )
     log_every: int = field(
         default=1000,
         metadata={"help": "requests between two throughput and latency lines (0: none)"},
@@ -195,7 +198,7 @@ def serve_artifacts(
     directory = Path(directory)
     added = prepare_environment()
     _check_ports_free(options)
-    report = verify_artifacts(directory, VerifyOptions(device=options.device))  # type: ignore[arg-type]
+    report = verify_artifacts(directory, VerifyOptions(device=options.device))
     report.check()  # exit 1 before serving a model that computes differently here
     manifest = read_manifest(directory)
     settings = SessionSettings.from_manifest(manifest)
