@@ -173,6 +173,7 @@ def test_leftovers_of_killed_builds_are_removed(
     ]
 
 
+@pytest.mark.slow  # four builds; test_force_keeps_a_replaced_user_folder prunes too
 def test_publish_keeps_the_newest_versions(
     fast_export: None, model_file: Path, feed_file: Path, tmp_path: Path
 ) -> None:

@@ -121,7 +121,11 @@ def test_predict_equals_infer_at_gridsize_2_with_the_physics_head(
     _assert_same_object(got, _infer(Path(built_physics.manifest.checkpoint.path), scan))
 
 
-@pytest.mark.parametrize("module", ["export", "ptychopinn"])
+@pytest.mark.parametrize(
+    "module",
+    # the second spelling of the same main (tests/ptychopinn/test_main.py): two more interpreters
+    ["export", pytest.param("ptychopinn", marks=pytest.mark.slow)],
+)
 def test_predict_and_verify_run_where_torch_cannot_be_imported(
     module: str, artifacts: Path, scan: Path, tmp_path: Path
 ) -> None:
