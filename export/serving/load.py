@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -290,8 +290,26 @@ class LoadReport:
             "machine": self.machine,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LoadReport:
+        """The report :meth:`to_dict` wrote (derived figures recomputed, not read)."""
+        return cls(
+            data["url"],
+            data["artifacts"],
+            data["model"],
+            data["batch"],
+            [LoadLevel(**_fields_of(LoadLevel, lv)) for lv in data["levels"]],
+            [BareRate(**_fields_of(BareRate, b)) for b in data["bare"]],
+            dict(data.get("machine", {})),
+        )
+
     def write_json(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _fields_of(kind: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(kind)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def machine_now() -> dict[str, Any]:

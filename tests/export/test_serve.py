@@ -149,6 +149,18 @@ def test_predictor_refuses_a_runner_of_another_signature(built: BuildResult) -> 
         Predictor(built.out, runner=Other())
 
 
+def test_load_report_round_trips_through_json() -> None:
+    from export.serving.load import BareRate, LoadLevel, LoadReport
+
+    level = LoadLevel(16, 8, 1000, 47.8, 0, 0, 746.7, 1291.2)
+    report = LoadReport(
+        "grpc://127.0.0.1:8001", "a", "ptychopinn", 8, [level], [BareRate(8, 10, 0.5, 48.0)]
+    )
+    again = LoadReport.from_dict(json.loads(json.dumps(report.to_dict())))
+    assert again == report and again.table() == report.table()
+    assert abs(report.ratio(level) - level.patterns_per_s / 160.0) < 1e-12
+
+
 @pytest.mark.parametrize(
     ("url", "parsed"),
     [
