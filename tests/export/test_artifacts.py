@@ -138,6 +138,9 @@ def test_manifest_lists_sha256_of_every_file(built: BuildResult) -> None:
     assert manifest["signature"] == built.signature.to_dict()
 
 
+# slow: test_every_artifact_loads_back_and_matches_eager[physics] compares the same artifacts with
+# eager at the same bound in the default run; this one goes through the product's loaders
+@pytest.mark.slow
 def test_physics_head_with_overlap_constraint_exports_faithfully(
     built_physics: BuildResult,
 ) -> None:
