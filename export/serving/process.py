@@ -74,7 +74,12 @@ class ServerProcess:
         """
         err = open(self.log, "w") if self.log else subprocess.DEVNULL  # noqa: SIM115 - child's
         self.process = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=err, text=True, env=self.env
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=self.env,
+            preexec_fn=_terminate_with_parent,
         )
         ready = threading.Event()
 
@@ -120,3 +125,14 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM when the thread that started it ends, however this
+    process dies (Linux ``PR_SET_PDEATHSIG``; PyTriton does the same for tritonserver), so a
+    killed load test or test session leaves no server behind. Elsewhere: nothing."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
