@@ -11,13 +11,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from export.options import BuildOptions
 from ptychopinn.command import CommandLine
 from ptychopinn.options import ConfigOptions
 from ptychopinn.parity import add_check_arguments, check_options, run_check
+
+if TYPE_CHECKING:
+    from export.reference_files import ReferenceMaker
+    from export.signature import Head
 
 __all__ = ["BUILD", "TRITON"]
 
@@ -50,12 +54,12 @@ def _build(args: argparse.Namespace) -> int:
     return run_check(dataclasses.replace(checks, artifacts=result.out), threads=threads)
 
 
-def _reference_maker() -> Callable[[Path, Path, Path, str], None] | None:
+def _reference_maker() -> ReferenceMaker | None:
     """The TensorFlow twin as a reference generator, when TensorFlow is installed."""
     if importlib.util.find_spec("tensorflow") is None:
         return None
 
-    def make(checkpoint: Path, inputs: Path, out: Path, head: str) -> None:
+    def make(checkpoint: Path, inputs: Path, out: Path, head: Head) -> None:
         from parity.tf_twin.generate import generate_reference
 
         generate_reference(checkpoint, inputs, out, head=head)
