@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
     "AMP_ACTIVATIONS",
+    "PLAIN_SPEED",
+    "PRECISIONS",
     "SUPPORTED_N",
     "DataConfig",
     "ModelConfig",
@@ -18,6 +21,12 @@ __all__ = [
 SUPPORTED_N = (64, 128, 256)
 MAX_FILTERS_SCALE = 32  # a checkpoint declaring more would allocate terabytes
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
+PRECISIONS = ("32-true", "bf16-mixed")  # TrainConfig.precision
+
+
+def _speed(help_text: str) -> dict[str, Any]:
+    """Metadata of a speed setting of TrainConfig (on/off; :data:`PLAIN_SPEED` turns all off)."""
+    return {"help": help_text, "speed": True}
 
 
 def _require(ok: bool, message: str) -> None:
@@ -212,9 +221,31 @@ class TrainConfig:
             "choices": ("train_loss", "val_loss"),
         },
     )
+    # Speed settings (ptycho_torch.fast_step; docs/training.md, "Speed settings"): each but
+    # precision changes float32 rounding only, never what a step computes.
+    channels_last: bool = field(default=True, metadata=_speed("weights, activations channels-last"))
+    narrow_convs: bool = field(default=True, metadata=_speed("1-channel convs as matrix products"))
+    fused_conv_relu: bool = field(default=True, metadata=_speed("conv + ReLU as one oneDNN op"))
+    fused_adam: bool = field(default=True, metadata=_speed("Adam's fused kernel"))
+    in_memory_data: bool = field(default=True, metadata=_speed("inputs made once; batch = gather"))
+    compile: bool = field(
+        default=False, metadata=_speed("torch.compile the loss (eager on failure)")
+    )
+    precision: str = field(
+        default="32-true",
+        metadata={
+            "help": "bf16-mixed: the network in bfloat16 (autocast), the physics, loss and "
+            "weights in float32; changes the results",
+            "choices": PRECISIONS,
+        },
+    )
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, f"TrainConfig.epochs must be >= 1, got {self.epochs}")
+        _require(
+            self.precision in PRECISIONS,
+            f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}",
+        )
         _require(
             0 < self.lr_factor <= 1,
             f"TrainConfig.lr_factor must be in (0, 1], got {self.lr_factor}",
@@ -250,3 +281,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# TrainConfig's speed settings all off: the step as first written, the reference that the tests
+# and `bench-train` compare the defaults with (precision stays as given)
+PLAIN_SPEED = MappingProxyType(
+    {f.name: False for f in dataclasses.fields(TrainConfig) if f.metadata.get("speed")}
+)

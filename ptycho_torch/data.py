@@ -18,6 +18,7 @@ from ptycho_torch.config import DataConfig
 from ptycho_torch.errors import DataError
 from ptycho_torch.prepare import Groups, group_scan_points, network_input, normalisation_factor
 from ptycho_torch.scan import PtychoData
+from ptycho_torch.tensor_data import TensorSamples, batch_loader, network_inputs
 
 __all__ = ["EpochShuffle", "PtychoDataModule", "PtychoDataset"]
 
@@ -49,14 +50,25 @@ class PtychoDataset(Dataset):
 
 
 class PtychoDataModule(L.LightningDataModule):
-    """Groups a scan for ``gridsize`` and splits the samples into train/val by ``config.seed``."""
+    """Groups a scan for ``gridsize`` and splits the samples into train/val by ``config.seed``.
+
+    ``in_memory``: batches are gathered from network inputs made once
+    (:mod:`ptycho_torch.tensor_data`; the same values) instead of made per sample.
+    """
 
     def __init__(
-        self, data: PtychoData, gridsize: int, config: DataConfig, intensity_scale: float = 1.0
+        self,
+        data: PtychoData,
+        gridsize: int,
+        config: DataConfig,
+        intensity_scale: float = 1.0,
+        *,
+        in_memory: bool = False,
     ) -> None:
         super().__init__()
         self.data = data
         self.config = config
+        self.in_memory = in_memory
         self.groups = group_scan_points(
             data.xcoords, data.ycoords, gridsize, config.neighbours, config.seed
         )
@@ -69,15 +81,23 @@ class PtychoDataModule(L.LightningDataModule):
             n_val = len(order) - 1
         self.val_samples = np.sort(order[:n_val])
         self.train_samples = np.sort(order[n_val:])
+        self._inputs: torch.Tensor | None = None  # in_memory: every pattern's network input
 
     def train_dataloader(self) -> DataLoader:
-        dataset = PtychoDataset(self.data, self.groups, self.train_samples, self.input_scale)
-        sampler = EpochShuffle(len(dataset), self.config.seed)
-        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler)
+        sampler = EpochShuffle(len(self.train_samples), self.config.seed)
+        return self._loader(self.train_samples, sampler)
 
     def val_dataloader(self) -> DataLoader:
-        dataset = PtychoDataset(self.data, self.groups, self.val_samples, self.input_scale)
-        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=False)
+        return self._loader(self.val_samples)
+
+    def _loader(self, samples: np.ndarray, sampler: Sampler[int] | None = None) -> DataLoader:
+        if self.in_memory:
+            if self._inputs is None:
+                self._inputs = network_inputs(self.data, self.input_scale)
+            dataset = TensorSamples(self._inputs, self.groups, samples)
+            return batch_loader(dataset, self.config.batch_size, sampler)
+        plain = PtychoDataset(self.data, self.groups, samples, self.input_scale)
+        return DataLoader(plain, batch_size=self.config.batch_size, sampler=sampler)
 
 
 class EpochShuffle(Sampler[int]):

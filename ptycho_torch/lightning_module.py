@@ -1,5 +1,6 @@
 """LightningModule around the plain :class:`PtychoPINN`: Poisson NLL training, Adam, the original's
-ReduceLROnPlateau schedule.
+ReduceLROnPlateau schedule. The step's computation (loss, optimizer, memory layout) is
+:mod:`ptycho_torch.fast_step`'s, run as ``TrainConfig``'s speed settings say.
 
 Hyperparameters are saved as plain dicts only (``model_config``, ``data_config``,
 ``train_config``), so that the Lightning checkpoint loads with ``torch.load(weights_only=True)``
@@ -16,21 +17,10 @@ import torch
 from torch import Tensor
 
 from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
+from ptycho_torch.fast_step import TrainingLoss, make_adam, prepare_network, restore_layout
 from ptycho_torch.model import PtychoPINN
 
-__all__ = ["PtychoLightning", "poisson_nll"]
-
-
-def poisson_nll(pred_amplitude: Tensor, target_amplitude: Tensor) -> Tensor:
-    """Mean Poisson negative log-likelihood on intensities: ``pred_I - target_I * log(pred_I)``.
-
-    As the original computes it (``tf.nn.log_poisson_loss`` with ``compute_full_loss=False`` on
-    ``log(pred_I)``): no epsilon inside the log, so it reproduces the original's
-    ``negloglik`` to float32 round-off (a zero predicted intensity gives ``-inf``/NaN there too).
-    """
-    pred_i = pred_amplitude.square()
-    target_i = target_amplitude.square()
-    return (pred_i - target_i * torch.log(pred_i)).mean()
+__all__ = ["PtychoLightning"]
 
 
 class PtychoLightning(L.LightningModule):
@@ -65,6 +55,7 @@ class PtychoLightning(L.LightningModule):
         self.save_hyperparameters("model_config", "data_config", "train_config")
         self.train_config = TrainConfig(**train_config)
         self.model = PtychoPINN(ModelConfig.from_dict(model_config), probe=probe)
+        self.training_loss = TrainingLoss(self.model, self.train_config)
         self.schedule_monitor = schedule_monitor
         self.run_record = dict(run_record or {})
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
@@ -73,14 +64,20 @@ class PtychoLightning(L.LightningModule):
     def forward(self, diffraction: Tensor, positions: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.model(diffraction, positions)
 
+    def setup(self, stage: str) -> None:
+        # before Lightning restores a checkpoint and builds the optimizer, so that both see the
+        # weights in the layout they train in
+        prepare_network(self.model, self.train_config)
+
+    def on_fit_end(self) -> None:
+        restore_layout(self.model)
+
     def _loss(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         diffraction, positions = batch  # (B, C, N, N), (B, C, 2)
-        _, _, pred = self.model(diffraction, positions)
-        cfg = self.train_config
-        nll = poisson_nll(pred, diffraction)
-        loss = cfg.nll_weight * nll
-        if cfg.mae_weight > 0:
-            loss = loss + cfg.mae_weight * (pred - diffraction).abs().mean()
+        if stage == "train":
+            loss = self.training_loss(diffraction, positions)
+        else:  # never compiled: one graph for training is enough
+            loss = self.training_loss.eager(diffraction, positions)
         batch_size = diffraction.shape[0]
         # epoch means (the Keras "loss"/"val_loss"), averaged over DDP ranks so that the
         # schedule, early stop and best checkpoint decide alike; the bar shows the step loss
@@ -109,9 +106,7 @@ class PtychoLightning(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.train_config
-        optimizer = torch.optim.Adam(
-            (p for p in self.parameters() if p.requires_grad), lr=cfg.learning_rate
-        )
+        optimizer = make_adam((p for p in self.parameters() if p.requires_grad), cfg)
         self.plateau = None
         if cfg.lr_factor < 1:
             # Keras semantics: an improvement is a decrease by more than min_delta (absolute),

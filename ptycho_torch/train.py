@@ -116,8 +116,9 @@ def train(
     keep_epochs = resume_point(last, model_config) - 1 if resume else None
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(train_config.seed, verbose=False)
+    scale = model_config.intensity_scale
     datamodule = PtychoDataModule(
-        data, model_config.gridsize, data_config, intensity_scale=model_config.intensity_scale
+        data, model_config.gridsize, data_config, scale, in_memory=train_config.in_memory_data
     )
     validated = len(datamodule.val_samples) > 0
     record = run_record(train_config.seed, threads)
@@ -204,8 +205,9 @@ def _write_results(
 def run_record(seed: int, threads: ThreadChoice | None = None) -> dict[str, Any]:
     """What a training run is bit-reproducible over, as saved in its checkpoints.
 
-    Same data and options, and the same seed, thread count, torch version and CPU kind give the
-    same weights; a different thread count or CPU changes float rounding, hence the weights.
+    Same data and options (the speed settings of ``TrainConfig`` included), and the same seed,
+    thread count, torch version and CPU kind give the same weights; a different thread count,
+    memory layout or CPU changes float rounding, hence the weights.
     """
     return {
         "seed": seed,

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ptycho_torch.cli import UsageError
-from ptycho_torch.config import DataConfig, ModelConfig, TrainConfig
+from ptycho_torch.config import PLAIN_SPEED, DataConfig, ModelConfig, TrainConfig
 from ptycho_torch.simulate import SimulationConfig
+from ptycho_torch.thread_option import short_spin_wait
 from ptychopinn.command import CommandLine, add_threads_option, given_threads
 from ptychopinn.options import ConfigOptions
 
@@ -45,6 +46,8 @@ TRAINING_OPTIONS = ConfigOptions(
     flags={"learning_rate": "--lr"},
     helps={"seed": "initialisation, split and shuffle seed (TrainConfig and DataConfig)"},
 )
+# TrainConfig's speed settings (docs/training.md, "Speed settings"), a group of their own
+SPEED_OPTIONS = ConfigOptions(TrainConfig, fields=(*PLAIN_SPEED, "precision"))
 DATA_OPTIONS = ConfigOptions(DataConfig, fields=("batch_size", "val_fraction"))
 MODEL_OPTIONS = ConfigOptions(ModelConfig, fields=("gridsize", "n_filters_scale"))
 SIMULATION_OPTIONS = ConfigOptions(SimulationConfig)
@@ -79,6 +82,7 @@ SIMULATE = CommandLine(
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
+    short_spin_wait()  # before _presets() loads torch
     presets = _presets()
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help=_DATA_HELP)
@@ -97,6 +101,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_threads_option(p)
     TRAINING_OPTIONS.add_to(p.add_argument_group("training (TrainConfig)"), presets=presets)
+    SPEED_OPTIONS.add_to(p.add_argument_group("speed (TrainConfig; docs/training.md)"))
     DATA_OPTIONS.add_to(p.add_argument_group("data (DataConfig)"), presets=presets)
     MODEL_OPTIONS.add_to(p.add_argument_group("model (ModelConfig)"), presets=presets)
     lightning = p.add_argument_group("trainer (lightning.Trainer)")
@@ -126,7 +131,7 @@ def _train(args: argparse.Namespace) -> None:
 
     preset = _presets().get(args.preset, {})
     # options first: a bad value fails before any data is read or simulated
-    train_config = TRAINING_OPTIONS.build(args, preset=preset)
+    train_config = TRAINING_OPTIONS.build(args, preset=preset, **SPEED_OPTIONS.given(args))
     data_config = DATA_OPTIONS.build(args, preset=preset, seed=train_config.seed)
     MODEL_OPTIONS.build(args, preset=preset)
     try:

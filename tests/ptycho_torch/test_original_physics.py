@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ptycho_torch.config import ModelConfig
-from ptycho_torch.lightning_module import poisson_nll
+from ptycho_torch.fast_step import poisson_nll
 from ptycho_torch.model import PtychoPINN
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "ptychopinn-tf"
