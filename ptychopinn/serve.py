@@ -22,8 +22,10 @@ from types import FrameType
 
 from export.archive import open_artifacts
 from export.predict import PredictOptions, Predictor
-from export.serving.load import LoadLevel, LoadOptions
-from export.serving.server import ServedModel, ServeOptions
+from export.serving.load import LoadOptions
+from export.serving.load_report import LoadLevel
+from export.serving.options import ServeOptions
+from export.serving.server import ServedModel
 from export.triton_model import DEFAULT_MODEL_NAME
 from ptycho_torch.errors import ExitCode
 from ptychopinn.command import CommandLine

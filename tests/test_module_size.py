@@ -12,10 +12,7 @@ PACKAGES = ("core", "ptycho_torch", "export", "parity", "bench", "ptychopinn")
 MAX_MODULE_LINES = 300
 MAX_FUNCTION_LINES = 60
 # Over the limit today, each with its owner's split still to come; remove an entry once it fits.
-KNOWN_LONG_MODULES = {
-    "export/serving/load.py",
-    "export/serving/server.py",
-}
+KNOWN_LONG_MODULES: set[str] = set()
 
 
 def _modules() -> list[Path]:

@@ -150,7 +150,7 @@ def test_predictor_refuses_a_runner_of_another_signature(built: BuildResult) -> 
 
 
 def test_load_report_round_trips_through_json() -> None:
-    from export.serving.load import BareRate, LoadLevel, LoadReport
+    from export.serving.load_report import BareRate, LoadLevel, LoadReport
 
     level = LoadLevel(16, 8, 1000, 47.8, 0, 0, 746.7, 1291.2)
     report = LoadReport(
