@@ -23,6 +23,7 @@ from ptychodus.api.probe_positions import ProbePositionSequence
 from ptychodus.api.product import Product
 from ptychodus.api.reconstruct import ReconstructInput
 
+from core.tolerances import Device
 from export.predict import Prediction, Progress
 from export.ptychodus.adapter import PtychodusInputError, product_from
 from export.ptychodus.reconstructor import OnnxReconstructor
@@ -194,7 +195,7 @@ def predict_product(
     product_path: Path,
     data: Path,
     out: Path,
-    device: str = "cpu",
+    device: Device = "cpu",
     progress: Progress | None = None,
 ) -> ProductPrediction:
     """Reconstruct ``data`` on ``product_path``'s geometry and write ``out`` (Ptychodus HDF5).

@@ -37,6 +37,8 @@ from ptychodus.api.reconstruct import (
 from ptychodus.api.settings import SettingsRegistry
 from ptychodus.model.processing.subprocess_reconstructor import SubprocessReconstructor
 
+from core.device import as_device
+from core.tolerances import Device
 from export.archive import open_artifacts
 from export.errors import ManifestError
 from export.manifest import read_manifest
@@ -58,7 +60,6 @@ __all__ = [
 ]
 
 CHILD_ENTRY = "export.ptychodus.child:run_reconstruct"
-DEVICES = ("cpu", "cuda")  # export.host.DEVICES, without importing ONNX Runtime here
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class ReconstructPayload:
     """What the child needs: the artifacts (folder or archive), the device, the input."""
 
     artifacts: Path
-    device: str
+    device: Device
     reconstruct_input: ReconstructInput
 
 
@@ -75,10 +76,11 @@ class OnnxSubprocessReconstructor(SubprocessReconstructor):
 
     Args:
         name: the name Ptychodus lists.
-        device: ONNX Runtime device (``cpu``/``cuda``), or a function giving it at each call.
+        device: ONNX Runtime device (``cpu``/``cuda``), or a function giving it at each call
+            as a plain string (Ptychodus's ``Device`` setting), checked at each call.
     """
 
-    def __init__(self, name: str = "ONNX", device: str | Callable[[], str] = "cpu") -> None:
+    def __init__(self, name: str = "ONNX", device: Device | Callable[[], str] = "cpu") -> None:
         self._device = device if callable(device) else (lambda: device)
         super().__init__(
             name=name,
@@ -99,9 +101,10 @@ class OnnxSubprocessReconstructor(SubprocessReconstructor):
                 f"{self.name}: no PtychoPINN ONNX model is loaded: load an artifacts folder, its "
                 "manifest.json or a .tar.gz from `python -m export pack` first"
             )
-        device = self._device()
-        if device not in DEVICES:
-            raise ManifestError(f"{self.name}: device must be one of {DEVICES}, got {device!r}")
+        try:  # the one check of the setting's string: the payload's device is typed
+            device = as_device(self._device(), "the PtychoPINNOnnx Device setting")
+        except ValueError as exc:
+            raise ManifestError(f"{self.name}: {exc}") from None
         return ReconstructPayload(model, device, parameters)
 
     def load_model_from_file(self, file_path: Path) -> None:
@@ -128,7 +131,7 @@ class PtychoPINNOnnxLibrary(ReconstructorLibrary):
         is_developer_mode_enabled: bool = False,
     ) -> None:
         super().__init__("ptychopinn-onnx")
-        self.device = "cpu"
+        self.device: Device = "cpu"
         if settings_registry is not None:
             group = settings_registry.create_group("PtychoPINNOnnx")
             parameter = group.create_string_parameter("Device", "cpu")

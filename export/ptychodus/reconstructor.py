@@ -28,6 +28,7 @@ from ptychodus.api.reconstruct import (
     TrainOutput,
 )
 
+from core.tolerances import Device
 from export.archive import open_artifacts
 from export.errors import ManifestError
 from export.predict import Prediction, Predictor, Progress
@@ -56,7 +57,7 @@ class OnnxReconstructor(TrainableReconstructor):
         device: ONNX Runtime device, ``cpu`` or ``cuda``.
     """
 
-    def __init__(self, name: str = "ONNX", device: str = "cpu") -> None:
+    def __init__(self, name: str = "ONNX", device: Device = "cpu") -> None:
         self._name, self.device = name, device
         self._source: Path | None = None  # what was loaded, as given
         self._predictor: Predictor | None = None

@@ -38,6 +38,7 @@ from ptychodus.api.reconstruct import ReconstructInput, TrainableReconstructor  
 from ptychodus.api.settings import SettingsRegistry  # noqa: E402
 from ptychodus.plugins.npz_diffraction_file import NPZDiffractionFileIO  # noqa: E402
 
+from export.errors import ManifestError  # noqa: E402
 from export.predict import Predictor  # noqa: E402
 from export.ptychodus.adapter import PtychodusInputError  # noqa: E402
 from export.ptychodus.library import PtychoPINNOnnxLibrary  # noqa: E402
@@ -467,6 +468,18 @@ def test_the_library_registers_one_subprocess_reconstructor_with_a_device_settin
     assert not reconstructor.is_model_loaded()
     with pytest.raises(NotImplementedError, match="--data TRAINING.npz"):
         next(iter(reconstructor.train(Path("in"), Path("out"))))
+
+
+def test_a_bad_device_setting_is_one_error_naming_the_devices_before_a_child_starts(
+    small: PtychoData, built: BuildResult
+) -> None:
+    registry = SettingsRegistry()
+    (reconstructor,) = PtychoPINNOnnxLibrary(registry, False)
+    registry["PtychoPINNOnnx"].parameters()["Device"].set_value("gpu")
+    reconstructor.load_model_from_file(built.out)
+    expected = r"the PtychoPINNOnnx Device setting must be one of cpu, cuda, got 'gpu'"
+    with pytest.raises(ManifestError, match=expected):
+        next(iter(reconstructor.reconstruct(ptychodus_input(small))))
 
 
 # --- torch-free, and without ptychodus ---------------------------------------------------------
