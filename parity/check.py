@@ -22,7 +22,12 @@ from export.errors import ReferenceFormatError
 from export.manifest import Manifest, read_manifest
 from export.signature import Signature
 from parity.calibrate import calibrate
-from parity.check_report import failure_notes, write_check_report, write_error_report
+from parity.check_report import (
+    check_write_targets,
+    failure_notes,
+    write_check_report,
+    write_error_report,
+)
 from parity.errors import ParityError, ReportFolderError
 from parity.pairs import Pair, activate_runners, make_pairs, make_runners, tolerance_table
 from parity.precision import apply_precision_policy, environment_fingerprint
@@ -38,7 +43,6 @@ from parity.repro import write_repro
 from parity.results import ParityReport
 from parity.runners import Runner
 from parity.streaming import output_peaks, stream
-from parity.targets import check_write_targets
 from ptycho_torch.errors import ToolError
 from ptycho_torch.npz import NpzRowReader
 from ptycho_torch.thread_option import THREADS_HELP, parse_threads

@@ -7,12 +7,12 @@ imports them (:func:`ptycho_torch.import_tf.originals.import_command`).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from parity.errors import ParityError
 from ptycho_torch.config import ModelConfig
+from ptycho_torch.jsonio import read_json_object
 
 __all__ = ["ImportKerasOptions", "import_keras", "read_model_config"]
 
@@ -52,15 +52,7 @@ def import_keras(options: ImportKerasOptions) -> Path:
 
 def read_model_config(path: Path) -> ModelConfig:
     """A JSON object of ModelConfig fields (``ParityError``, exit 2, otherwise)."""
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ParityError(f"--config {path} is not a readable JSON file: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ParityError(
-            f"--config {path} holds a {type(doc).__name__}; expected a JSON object of "
-            "ModelConfig fields"
-        )
+    doc = read_json_object(path, ParityError, "--config takes a JSON object of ModelConfig fields")
     try:
         return ModelConfig.from_dict(doc)
     except (TypeError, ValueError) as exc:

@@ -121,7 +121,6 @@ def compare_at_boundaries(
     signature: Signature,
 ) -> list[BoundaryError]:
     """Per-boundary errors and the jump rule (module docstring)."""
-    rel_of: dict[str, float] = {}
     reach: dict[str, float] = {}  # worst rel at or upstream of each boundary
     rows = []
     for b in bounds:
@@ -142,7 +141,6 @@ def compare_at_boundaries(
         rel = max_abs / peak if finite and peak > 0 else max_abs
         upstream = max((reach[u] for u in b.upstream if u in reach), default=0.0)
         allowed = max(FLOOR, JUMP * upstream)
-        rel_of[b.name] = rel
         reach[b.name] = max(rel, upstream)
         rows.append(
             BoundaryError(

@@ -17,7 +17,6 @@ Only ``np.load(allow_pickle=False)`` and JSON are read; the folder's ``.dill`` p
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ import numpy as np
 from export.errors import ReferenceFormatError
 from export.signature import AMPLITUDE, PHASE, PRED_AMPLITUDE
 from ptycho_torch.config import ModelConfig
+from ptycho_torch.errors import DataError
 from ptycho_torch.jsonio import read_json
+from ptycho_torch.npz import read_npz
 
 __all__ = ["OriginalCase", "read_original_case"]
 
@@ -97,13 +98,17 @@ def read_original_case(folder: str | Path) -> OriginalCase:
     return OriginalCase(folder, str(config.get("case") or folder.name), config, feed, converted)
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def _require(path: Path) -> Path:
     if not path.is_file():
         raise ReferenceFormatError(
             f"{path} does not exist; a case folder of the original holds config.json, "
             "inputs.npz and outputs.npz"
         )
-    config = read_json(path, ReferenceFormatError)
+    return path
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    config = read_json(_require(path), ReferenceFormatError)
     net = config.get("network_and_physics") if isinstance(config, dict) else None
     if not isinstance(net, dict):
         raise ReferenceFormatError(
@@ -127,17 +132,9 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise ReferenceFormatError(
-            f"{path} does not exist; a case folder of the original holds config.json, "
-            "inputs.npz and outputs.npz"
-        )
-    if not zipfile.is_zipfile(path):
-        raise ReferenceFormatError(f"{path} is not an NPZ file (a zip written by np.savez)")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        return read_npz(_require(path), "case file")
+    except DataError as exc:
         raise ReferenceFormatError(
             f"cannot read {path} without pickles ({exc}); every array must be a plain "
             "numeric array saved with np.savez"

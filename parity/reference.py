@@ -22,6 +22,7 @@ import numpy as np
 from export.errors import ReferenceFormatError
 from ptycho_torch.atomic import atomic_write
 from ptycho_torch.errors import DataError
+from ptycho_torch.jsonio import read_json_object
 from ptycho_torch.npz import NpzRowReader
 
 __all__ = [
@@ -112,12 +113,9 @@ def load_reference(path: str | Path) -> ReferenceFile:
             f"reference {path} has no provenance file {side.name} beside it; "
             "regenerate it with `python -m export reference`"
         )
-    try:
-        prov = json.loads(side.read_text())
-    except (OSError, ValueError) as exc:
-        raise ReferenceFormatError(f"cannot read reference provenance {side}: {exc}") from None
-    if not isinstance(prov, dict):
-        raise ReferenceFormatError(f"{side} must hold a JSON object, found {type(prov).__name__}")
+    prov = read_json_object(
+        side, ReferenceFormatError, "regenerate it with `python -m export reference`"
+    )
     missing = [k for k in REQUIRED_PROVENANCE if k not in prov]
     if missing:
         raise ReferenceFormatError(f"reference provenance {side} lacks {missing}")

@@ -17,6 +17,7 @@ from core.json_codec import decode_float, decode_tree, encode_float, encode_tree
 from core.output_comparison import OutputComparison
 from parity.errors import ParityError
 from ptycho_torch.atomic import atomic_write
+from ptycho_torch.jsonio import read_json_object
 
 __all__ = [
     "REPORT_SCHEMA",
@@ -211,11 +212,4 @@ class ParityReport:
         Raises:
             ReportFormatError: If the file is missing, not JSON, or another schema.
         """
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ReportFormatError(f"cannot read parity report {path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ReportFormatError(f"{path} must hold a JSON object")
-        return cls.from_dict(data)
+        return cls.from_dict(read_json_object(Path(path), ReportFormatError))

@@ -1,16 +1,10 @@
 """Where the twin's patches go: the original PtychoPINN's canvas, in TensorFlow.
 
-Reassembly (object_big) puts the C patches of a group on the zero-padded ``padded_size`` canvas
-at their offsets (minus the mean offset of the whole batch), sums them and divides by the same
-reassembly of a centre mask plus :data:`CENTRE_MASK_FLOOR`; without object_big the one patch is
-only zero-padded onto the canvas. Extraction cuts the patches back out, each canvas moved by
-minus the patch's offset.
-
 A translation by ``s`` moves image content by ``+s`` (bilinear, zero fill; what leaves the canvas
 is lost), so reassembly translates a patch by ``+offset`` and extraction by ``-offset``.
 Translations are separable, so each one is a pair of ``(rows, columns)`` matrices
-(:func:`warp_matrix`) with the zero-padding or cropping folded in. Offsets are ours (see
-:mod:`parity.tf_twin.physics`). Complex fields travel as ``(re, im)`` pairs of float32 tensors.
+(:func:`warp_matrix`) with the zero-padding or cropping folded in. Complex fields travel as
+``(re, im)`` pairs of float32 tensors.
 """
 
 from __future__ import annotations
@@ -67,23 +61,15 @@ def centre_mask(n: int) -> np.ndarray:
 def warp_matrix(
     n_out: int, n_in: int, out_first: int, in_first: int, shift: tf.Tensor
 ) -> tf.Tensor:
-    """A bilinear translation with zero fill along one axis, as a matrix ``W[..., v, j]``.
+    """A bilinear translation with zero fill along one axis, as ``S + (n_out, n_in)`` float32
+    matrices ``W[..., v, j]`` for float32 ``shift`` of any shape ``S``.
 
     Output sample ``v`` sits at grid coordinate ``out_first + v`` and reads the input at the
-    float32 coordinate ``(out_first + v) - shift`` (so content moves by ``+shift``); input sample
-    ``j`` sits at ``in_first + j``. The weight is ``1 - f`` on the sample at ``floor(source)`` and
-    ``f = source - floor(source)`` on the next one; inputs outside ``[0, n_in)`` read as zero.
-    The weights are computed from the rounded source coordinate, as an image warp computes them,
-    not from the distance ``|u - j - shift|``: on a canvas of ~80 pixels the two differ by a few
-    1e-6, which the centre-mask normalisation (a division by as little as 0.001) magnifies.
-
-    Args:
-        n_out, n_in: lengths of the output and input axes.
-        out_first, in_first: grid coordinates of output and input sample 0.
-        shift: shifts in pixels, float32, any shape ``S``.
-
-    Returns:
-        ``S + (n_out, n_in)`` float32 matrices.
+    float32 coordinate ``(out_first + v) - shift``; input sample ``j`` sits at ``in_first + j``
+    (inputs outside ``[0, n_in)`` read as zero). The weights are computed from the rounded source
+    coordinate, as an image warp computes them, not from the distance ``|u - j - shift|``: on a
+    canvas of ~80 pixels the two differ by a few 1e-6, which the centre-mask normalisation (a
+    division by as little as 0.001) magnifies.
     """
     import tensorflow as tf
 
@@ -116,19 +102,12 @@ def _place(patches: tf.Tensor, columns: tf.Tensor, rows: tf.Tensor) -> tf.Tensor
 def reassemble(
     re: tf.Tensor, im: tf.Tensor, positions: tf.Tensor, canvas: int
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """The original's object_big reassembly onto a ``canvas x canvas`` field.
+    """The original's object_big reassembly of ``(B, C, N, N)`` patches at ``(B, C, 2)`` offsets
+    onto ``(B, canvas, canvas)`` fields.
 
     Each patch moves by its offset minus the mean of ALL ``B * C`` offsets; the sums of the real
     and imaginary parts are divided by the sum of the centre masks moved alike, plus 0.001 (so
     pixels outside every centre square are multiplied by 1000).
-
-    Args:
-        re, im: ``(B, C, N, N)`` patches.
-        positions: ``(B, C, 2)`` offsets ``(x, y)`` in pixels.
-        canvas: side of the canvas (``padded_size``).
-
-    Returns:
-        ``(re, im)``, each ``(B, canvas, canvas)``.
     """
     import tensorflow as tf
 

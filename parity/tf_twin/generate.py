@@ -1,9 +1,6 @@
 """Run the twin: the live TF runner (:func:`make_twin` and :func:`run_twin`, or both at once with
-:func:`twin_predict`) and the reference writer.
-
-The precision policy is set before TensorFlow computes anything: TF32 off, op determinism on,
-everything pinned to the CPU. ``TF_ENABLE_ONEDNN_OPTS`` is read by TensorFlow when it loads, so
-it can only be recorded here (set it in the environment before Python starts to change it).
+:func:`twin_predict`) and the reference writer. TF32 is off, ops deterministic and pinned to the
+CPU; ``TF_ENABLE_ONEDNN_OPTS`` is read when TensorFlow loads, so it is only recorded here.
 """
 
 from __future__ import annotations
@@ -22,6 +19,8 @@ from export.signature import HEADS, Head, Signature
 from parity.reference import Reference, save_reference
 from parity.tf_twin.errors import TwinError
 from ptycho_torch.config import ModelConfig
+from ptycho_torch.errors import DataError
+from ptycho_torch.npz import read_npz
 
 __all__ = [
     "GENERATOR",
@@ -79,7 +78,6 @@ def make_twin(config: ModelConfig, state_dict: Mapping[str, Any], head: str) -> 
 
 
 def _twin(config: ModelConfig, state_dict: Mapping[str, Any], head: str) -> Any:
-    """The twin (``head`` view) with these weights; rebuilt only when config or weights change."""
     from parity.tf_twin.model import object_head
     from ptycho_torch.digest import arrays_sha256
 
@@ -101,16 +99,9 @@ def twin_predict(
     feed: Mapping[str, np.ndarray],
     head: Head = "object",
 ) -> dict[str, np.ndarray]:
-    """Outputs of the TensorFlow twin for a feed in the signature layout (NCHW float32).
-
-    Args:
-        model_config: the weights' ModelConfig.
-        state_dict: a PyTorch ``PtychoPINN`` state dict (tensors or arrays).
-        feed: signature inputs (``diffraction``; plus ``positions`` for the physics head).
-        head: ``"object"`` or ``"physics"``.
-
-    Returns:
-        The signature's outputs, float32 NCHW, in signature order.
+    """The twin's outputs (signature order, float32 NCHW) for a PyTorch ``PtychoPINN`` state dict
+    of ``model_config`` and a feed in the signature layout; a twin is rebuilt only when the config
+    or the weights change.
 
     Raises:
         SignatureError: the feed does not match the signature.
@@ -156,17 +147,10 @@ def run_twin(
 
 
 def _read_feed(inputs_npz: Path) -> dict[str, np.ndarray]:
-    if not inputs_npz.is_file():
-        raise TwinError(
-            f"inputs {inputs_npz} do not exist; pass the feed NPZ (e.g. ARTIFACTS/inputs.npz)"
-        )
     try:
-        with np.load(inputs_npz, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise TwinError(
-            f"cannot read inputs {inputs_npz} as an NPZ of arrays (pickled or corrupt?): {exc}"
-        ) from None
+        return read_npz(inputs_npz, "inputs")
+    except DataError as exc:
+        raise TwinError(f"{exc}; pass the feed NPZ (e.g. ARTIFACTS/inputs.npz)") from None
 
 
 @dataclass(frozen=True)
@@ -190,17 +174,8 @@ def generate_reference(
     out_npz: str | Path,
     head: Head = "object",
 ) -> Reference:
-    """Run the twin with a checkpoint's weights on a feed and write ``out_npz`` + provenance.
-
-    Args:
-        checkpoint: Lightning ``.ckpt`` or model file (``ptycho_torch.checkpoint``).
-        inputs_npz: NPZ whose keys are the signature's input names (float32, NCHW).
-        out_npz: reference to write; ``.json`` provenance goes beside it.
-        head: ``"object"`` or ``"physics"``.
-
-    Returns:
-        The written reference (outputs NCHW float32, provenance).
-    """
+    """Run the twin with a checkpoint's weights on a feed NPZ (the signature's inputs, NCHW
+    float32) and write ``out_npz`` with its ``.json`` provenance beside it."""
     import keras
     import tensorflow as tf
 
@@ -216,7 +191,7 @@ def generate_reference(
     # a feed NPZ may serve both heads (diffraction + positions): keep this head's inputs
     feed = {k: v for k, v in feed.items() if k in signature.input_names or k not in _HEAD_INPUTS}
     signature.check_feed(feed)
-    outputs = twin_predict(model.config, model.state_dict(), feed, head)
+    outputs = run_twin(_twin(model.config, model.state_dict(), head), signature, feed)
     provenance = {
         "generator": GENERATOR,
         "head": head,

@@ -1,9 +1,6 @@
 """The twin's own Keras layers: the intensity scale, the phase activation, a channel slice, the
-border mask and the physics forward (``far_field``, :mod:`parity.tf_twin.physics`).
-
-Importing this module imports Keras on the TensorFlow backend (:func:`load_keras`) and
-TensorFlow; :mod:`parity.tf_twin.model` imports it when it builds a twin, so that importing the
-model module needs neither. Every layer is pinned to float32 (:data:`FLOAT`).
+border mask and the physics forward (``far_field``). Importing this module imports Keras on the
+TensorFlow backend (:func:`load_keras`); every layer is pinned to float32 (:data:`FLOAT`).
 """
 
 from __future__ import annotations

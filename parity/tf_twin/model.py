@@ -1,17 +1,11 @@
 """The PtychoPINN network in TensorFlow/Keras idioms (ARCHITECTURE.md, "The network").
 
-NHWC throughout: ``(B, N, N, C)`` with ``C = gridsize**2``. ``Conv2D(padding="same")``,
-``MaxPool2D``, ``UpSampling2D`` (nearest) and ``ZeroPadding2D``; every layer is pinned to float32
-so that a global mixed-precision policy cannot change the reference.
-
-Layer names are the PyTorch module paths (``encoder.0.convs.conv1``,
-``amplitude_decoder.head.centre_conv``, ...), so weights map between the frameworks by name
-(:mod:`parity.tf_twin.weights`). Two of the twin's own layers (:mod:`parity.tf_twin.layers`,
-imported when a twin is built, so that importing this module needs no TensorFlow) hold the
-non-convolution state: ``intensity_scale`` (variable ``log_scale``) and ``far_field`` (variables
-``probe_re``, ``probe_im``: the probe as the model holds it, already normalised), which runs the
-physics forward of :mod:`parity.tf_twin.physics`. :func:`intermediates` names every step of a
-forward.
+NHWC throughout: ``(B, N, N, C)`` with ``C = gridsize**2``; every layer is pinned to float32 so
+that a global mixed-precision policy cannot change the reference. Layer names are the PyTorch
+module paths (``encoder.0.convs.conv1``, ...), so weights map between the frameworks by name
+(:mod:`parity.tf_twin.weights`). The twin's own layers (:mod:`parity.tf_twin.layers`, imported
+when a twin is built, so that importing this module needs no TensorFlow) hold the
+non-convolution state: ``intensity_scale`` and ``far_field`` (the probe, and the physics forward).
 """
 
 from __future__ import annotations
@@ -115,11 +109,8 @@ class _Builder:
 
 def build_twin(config: ModelConfig) -> keras.Model:
     """The twin with the physics head: ``{diffraction, positions} -> {amplitude, phase,
-    pred_amplitude}``, all NHWC float32 except ``positions`` ``(B, C, 2)``.
-
-    Weights are Keras' initialisers; load real ones with
-    :func:`parity.tf_twin.weights.load_torch_state`.
-    """
+    pred_amplitude}``, all NHWC float32 except ``positions`` ``(B, C, 2)``; Keras' initial weights
+    (load real ones with :func:`parity.tf_twin.weights.load_torch_state`)."""
     b = _Builder(config)
     keras, n, c = b.keras, config.N, config.C
     diffraction = keras.Input((n, n, c), dtype=_FLOAT, name="diffraction")
@@ -145,21 +136,10 @@ def object_head(twin: keras.Model) -> keras.Model:
 
 
 def intermediates(twin: keras.Model, diffraction: Any, positions: Any) -> dict[str, tf.Tensor]:
-    """Every named step of the twin's physics forward, for locating a disagreement.
-
-    Runs the same layers as the physics head: the object head, then the ``far_field`` layer's
-    :func:`parity.tf_twin.physics.forward_steps`, then the intensity scale.
-
-    Args:
-        twin: from :func:`build_twin`, weights loaded.
-        diffraction: ``(B, N, N, C)`` float32 (NHWC, as the twin's input).
-        positions: ``(B, C, 2)`` float32 offsets ``(x, y)``: scan position minus group centre.
-
-    Returns:
-        ``amplitude``, ``phase`` ``(B, out, N, N)``; the steps of
-        :data:`parity.tf_twin.physics.STEP_NAMES` (patch-major, canvases ``(B, 1, M, M)``,
-        complex ones complex64); ``pred_amplitude`` ``(B, C, N, N)``.
-    """
+    """Every named step of the twin's physics forward, for locating a disagreement: the object
+    head on NHWC ``diffraction``, the ``far_field`` layer's steps
+    (:data:`parity.tf_twin.physics.STEP_NAMES`) at ``(B, C, 2)`` ``positions``, then the
+    intensity scale; ``amplitude`` and ``phase`` come back NCHW."""
     import tensorflow as tf
 
     heads = object_head(twin)({"diffraction": diffraction}, training=False)

@@ -1,26 +1,13 @@
 """Forward model of the twin in TensorFlow: the original PtychoPINN's physics, step by step.
 
-Follows the behaviour of the ORIGINAL TensorFlow PtychoPINN (ARCHITECTURE.md section 7, the
-fixture READMEs in ``../shared/reference/ptychopinn-tf``), written independently of both the
-original and ``ptycho_torch.physics`` so that the twin stays a second implementation:
-
-1. ``obj = amplitude * exp(i * phase)``, ``(B, out, N, N)`` with ``out`` = C (object_big) or 1;
-2. object_big: the C patches are zero-padded to the ``padded_size`` canvas, translated to their
-   offsets (minus the mean offset of the whole batch), summed, and divided (real and imaginary
-   parts alike) by the same reassembly of a centre mask plus 0.001; otherwise the single patch is
-   only zero-padded onto the canvas;
-3. ``trimmed_obj``: the centre ``N x N`` of the canvas (the original's inference output);
-4. extraction: the canvas moved back by each patch's offset, centre ``N x N`` kept;
-5. illumination: times the probe; with ``gaussian_smoothing_sigma > 0`` the illuminated patches
-   are smoothed (3x3 Gaussian, reflect padding) and with ``probe_mask`` multiplied by the disk;
-6. ``sqrt(fftshift(|fft2|^2 / (N*N)))``.
-
-Offsets are ours, ``(B, C, 2)`` ``(x, y)`` = scan position minus group centre in pixels, the
-negative of the original's ``positions`` input. Steps 2-4 (the canvas and the translations) are
-:mod:`parity.tf_twin.canvas`.
-
-Complex fields travel as ``(re, im)`` pairs of float32 tensors and are paired up with
-``tf.complex`` only for :func:`forward_steps`' record and for the FFT.
+Follows the ORIGINAL TensorFlow PtychoPINN (ARCHITECTURE.md section 7, the fixture READMEs in
+``../shared/reference/ptychopinn-tf``), written independently of both the original and
+``ptycho_torch.physics`` so that the twin stays a second implementation: the object
+``amplitude * exp(i * phase)`` goes onto the canvas and its patches are cut back out
+(:mod:`parity.tf_twin.canvas`), illuminated by the probe (smoothed and disk-masked as the
+original's ProbeIllumination), then ``sqrt(fftshift(|fft2|^2 / (N*N)))``. Offsets are ours,
+``(B, C, 2)`` ``(x, y)`` = scan position minus group centre in pixels, the negative of the
+original's ``positions``. Complex fields travel as ``(re, im)`` pairs of float32 tensors.
 """
 
 from __future__ import annotations
@@ -122,17 +109,9 @@ def forward_steps(
     probe_im: tf.Tensor,
     config: ModelConfig,
 ) -> dict[str, Any]:
-    """Decoder outputs -> every step of the physics forward, named as in :data:`STEP_NAMES`.
-
-    Args:
-        amplitude, phase: ``(B, N, N, out)`` decoder outputs (NHWC); ``out`` is C or 1.
-        positions: ``(B, C, 2)`` offsets ``(x, y)`` in pixels (ours, see the module docstring).
-        probe_re, probe_im: ``(N, N)`` probe as the model holds it (already normalised).
-        config: the model's configuration.
-
-    Returns:
-        ``{name: tensor}`` patch-major (``(B, C, N, N)``; canvases ``(B, 1, M, M)``).
-    """
+    """``(B, N, N, out)`` decoder outputs (NHWC; ``out`` is C or 1), ``(B, C, 2)`` offsets and
+    the ``(N, N)`` probe as the model holds it -> every step of the physics forward, named as in
+    :data:`STEP_NAMES`, patch-major (``(B, C, N, N)``; canvases ``(B, 1, M, M)``)."""
     import tensorflow as tf
 
     n, canvas = config.N, config.N + 2 * canvas_margin(config)

@@ -41,9 +41,8 @@ _STATE_LAYERS = {"intensity_scale": ("log_scale",), "far_field": ("probe_re", "p
 
 @dataclass(frozen=True)
 class _Slot:
-    """One twin variable and the PyTorch state-dict entry it corresponds to."""
+    """One twin variable, in the layout of the PyTorch state-dict entry it corresponds to."""
 
-    torch_name: str
     variable: Any  # keras.Variable
     kernel: bool  # conv kernel: HWIO here, OIHW in PyTorch
 
@@ -68,11 +67,11 @@ def _slots(twin: keras.Model) -> dict[str, _Slot]:
     slots: dict[str, _Slot] = {}
     for layer in twin.layers:
         if isinstance(layer, keras.layers.Conv2D):
-            slots[f"{layer.name}.weight"] = _Slot(f"{layer.name}.weight", layer.kernel, True)
-            slots[f"{layer.name}.bias"] = _Slot(f"{layer.name}.bias", layer.bias, False)
+            slots[f"{layer.name}.weight"] = _Slot(layer.kernel, True)
+            slots[f"{layer.name}.bias"] = _Slot(layer.bias, False)
         elif layer.name in _STATE_LAYERS:
             for attr in _STATE_LAYERS[layer.name]:
-                slots[attr] = _Slot(attr, getattr(layer, attr), False)
+                slots[attr] = _Slot(getattr(layer, attr), False)
     return slots
 
 
@@ -82,36 +81,29 @@ def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _check(slots: Mapping[str, _Slot], state: Mapping[str, np.ndarray], source: str) -> None:
-    """Raise one :class:`WeightTransferError` listing every missing, unexpected or misshapen name."""
+def _mismatches(
+    expected: Mapping[str, tuple[int, ...]], state: Mapping[str, np.ndarray]
+) -> list[str]:
+    """Every name missing from or unexpected in ``state``, every misshapen or non-float32 entry."""
     problems = []
-    missing = sorted(set(slots) - set(state))
-    unexpected = sorted(set(state) - set(slots))
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
     if missing:
         problems.append(f"missing {missing}")
     if unexpected:
         problems.append(f"unexpected {unexpected}")
-    for name in sorted(set(slots) & set(state)):
-        want, got = slots[name].torch_shape, tuple(state[name].shape)
+    for name in sorted(set(expected) & set(state)):
+        want, got = expected[name], tuple(state[name].shape)
         if want != got:
             problems.append(f"{name}: expected shape {list(want)}, found {list(got)}")
         elif state[name].dtype != np.float32:
             problems.append(f"{name}: expected float32, found {state[name].dtype}")
-    if problems:
-        raise WeightTransferError(
-            f"{source} does not fit the twin ({len(slots)} tensors, PyTorch layout): "
-            + "; ".join(problems)
-            + ". Build the twin with the ModelConfig the weights were trained with "
-            "(N, gridsize, n_filters_scale, object_big, probe_big, pad_object)."
-        )
+    return problems
 
 
 def load_torch_state(twin: keras.Model, state_dict: Mapping[str, Any]) -> None:
-    """Copy a PyTorch ``PtychoPINN`` state dict into the twin (conv kernels OIHW -> HWIO).
-
-    Args:
-        twin: from :func:`parity.tf_twin.model.build_twin` with the weights' ModelConfig.
-        state_dict: torch tensors or numpy arrays, e.g. from ``read_checkpoint``.
+    """Copy a PyTorch ``PtychoPINN`` state dict (tensors or arrays) into a twin built with the
+    weights' ModelConfig (conv kernels OIHW -> HWIO).
 
     Raises:
         WeightTransferError: names missing or unexpected, shapes or dtypes that do not fit
@@ -119,7 +111,14 @@ def load_torch_state(twin: keras.Model, state_dict: Mapping[str, Any]) -> None:
     """
     slots = _slots(twin)
     state = {k: _as_numpy(v) for k, v in state_dict.items()}
-    _check(slots, state, "PyTorch state dict")
+    problems = _mismatches({k: s.torch_shape for k, s in slots.items()}, state)
+    if problems:
+        raise WeightTransferError(
+            f"PyTorch state dict does not fit the twin ({len(slots)} tensors, PyTorch layout): "
+            + "; ".join(problems)
+            + ". Build the twin with the ModelConfig the weights were trained with "
+            "(N, gridsize, n_filters_scale, object_big, probe_big, pad_object)."
+        )
     for name, slot in slots.items():
         slot.variable.assign(slot.from_torch(state[name]))
     log.debug("loaded %d PyTorch tensors into the twin", len(slots))
@@ -141,18 +140,12 @@ def twin_to_torch_model(twin: keras.Model, config: ModelConfig) -> Any:
     from ptycho_torch.model import PtychoPINN
 
     model = PtychoPINN(config)
-    expected = model.state_dict()
     state = twin_state_dict(twin)
-    problems = [
-        f"{k}: expected {list(expected[k].shape)}, found {list(state[k].shape)}"
-        for k in sorted(set(expected) & set(state))
-        if tuple(expected[k].shape) != state[k].shape
-    ]
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if problems or missing or unexpected:
+    problems = _mismatches({k: tuple(v.shape) for k, v in model.state_dict().items()}, state)
+    if problems:
         raise WeightTransferError(
-            f"twin weights do not fit PtychoPINN({config}): missing {missing}, unexpected "
-            f"{unexpected}, shapes {problems}; build the twin with the same ModelConfig"
+            f"twin weights do not fit PtychoPINN({config}): {'; '.join(problems)}; build the "
+            "twin with the same ModelConfig"
         )
     tensors: dict[str, torch.Tensor] = {k: torch.from_numpy(v.copy()) for k, v in state.items()}
     model.load_state_dict(tensors, strict=True)
@@ -162,11 +155,8 @@ def twin_to_torch_model(twin: keras.Model, config: ModelConfig) -> Any:
 def keras_weights_to_model_file(
     keras_weights_path: str | Path, config: ModelConfig, out_path: str | Path
 ) -> Path:
-    """Convert a Keras ``.weights.h5`` of the twin layout into a ``ptycho_torch`` model file.
-
-    The file must have been written by ``save_weights`` of a model with this architecture and
-    layer order (:func:`parity.tf_twin.model.build_twin` with ``config``). The result loads with
-    ``ptycho_torch.checkpoint.load_model`` and serves as ``--checkpoint`` of ``export build``.
+    """Convert a Keras ``.weights.h5`` written by ``save_weights`` of the twin built with
+    ``config`` into a ``ptycho_torch`` model file (``--checkpoint`` of ``export build``).
 
     Raises:
         WeightTransferError: the file is missing or its weights do not fit ``config``.
