@@ -4,10 +4,13 @@ The steps are ``record_function`` ranges named :data:`STEP` (:class:`bench.train
 marks them), the network and the physics forward ranges :data:`NETWORK` and :data:`PHYSICS`
 (:func:`bench.train_profile.label_regions`). :func:`classify` sorts the events inside the steps:
 
-- forward ops by the range they ran in; convolutions (``aten::convolution``) apart; the loss
+- forward ops by the range they ran in; convolutions (:data:`CONV_FORWARD`: torch's, and the
+  training step's own paths, :mod:`ptycho_torch.fused_conv` and :mod:`ptycho_torch.narrow_conv`,
+  which ReLU fused into the conv counts with) apart; the loss
   and anything else outside both ranges as other operators;
 - backward ops by the forward op that made their autograd node (its sequence number), so that
-  the physics' backward is told from the network's; ``ConvolutionBackward`` apart;
+  the physics' backward is told from the network's; convolutions' backward
+  (:data:`CONV_BACKWARD`) apart;
 - the optimizer (``Optimizer.step`` and ``zero_grad``; Lightning runs the forward and backward
   inside ``Optimizer.step``, its closure, and those are told apart), data loading
   (``enumerate(DataLoader)``);
@@ -35,6 +38,16 @@ __all__ = [
 
 STEP, NETWORK, PHYSICS = "ptycho:step", "ptycho:network", "ptycho:physics"  # the range names
 _REGIONS = {NETWORK: "network", PHYSICS: "physics"}
+
+# Convolutions' forward events (outermost first) and backward nodes: torch's, and the autograd
+# Functions of ptycho_torch.fused_conv (conv + ReLU) and ptycho_torch.narrow_conv, named by class.
+CONV_FORWARD = ("aten::convolution", "_ConvReLU", "_OneOutput", "_OneInput")
+CONV_BACKWARD = (
+    "ConvolutionBackward",
+    "_ConvReLUBackward",
+    "_OneOutputBackward",
+    "_OneInputBackward",
+)
 
 _OTHER = "loss and other operators (forward and backward)"
 _OPTIMIZER = "optimizer (Adam step, zero_grad)"
@@ -165,7 +178,7 @@ def _convolutions(events: list[Any], steps: int) -> dict[str, tuple[float, float
     """Forward and backward ms per step of every convolution shape (needs ``record_shapes``)."""
     found: dict[str, list[float]] = {}
     for e in events:
-        if e.name == "aten::convolution":
+        if e.name in ("aten::convolution", "mkldnn::_convolution_pointwise"):
             x, w = e.input_shapes[0], e.input_shapes[1]
             at = 0
         elif e.name == "aten::convolution_backward":
@@ -241,7 +254,7 @@ def _parts_of(
 def _forward_parts(event: Any) -> list[tuple[str, float]]:
     region, total = _REGIONS[event.name], event.cpu_time_total
     if region == "network":
-        conv = _descendants_named(event, ("aten::convolution",))
+        conv = _descendants_named(event, CONV_FORWARD)
         return [
             ("network forward: convolutions", conv),
             ("network forward: other ops", total - conv),
@@ -259,7 +272,7 @@ def _backward_parts(event: Any, regions: dict[int, str]) -> list[tuple[str, floa
     if region == "physics":
         return [("physics backward (FFT included)", total)]
     if region == "network":
-        if node_name.startswith("ConvolutionBackward"):
+        if node_name.startswith(CONV_BACKWARD):
             return [("network backward: convolutions", total)]
         return [("network backward: other ops", total)]
     return [(_OTHER, total)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -285,6 +286,6 @@ class TrainConfig:
 
 # TrainConfig's speed settings all off: the step as first written, the reference that the tests
 # and `bench-train` compare the defaults with (precision stays as given)
-PLAIN_SPEED = MappingProxyType(
+PLAIN_SPEED: Mapping[str, Any] = MappingProxyType(
     {f.name: False for f in dataclasses.fields(TrainConfig) if f.metadata.get("speed")}
 )

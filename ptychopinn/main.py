@@ -132,6 +132,11 @@ COMMANDS: tuple[Command, ...] = (
         "throughput, latency and fraction of the GEMM ceiling per backend and batch size",
         "ptychopinn.bench:BENCH",
     ),
+    Command(
+        "bench-train",
+        "training steps per second, ours against the same step in Keras, with where the time goes",
+        "ptychopinn.bench_train:BENCH_TRAIN",
+    ),
 )
 
 _BY_NAME = {command.name: command for command in COMMANDS}

@@ -37,7 +37,7 @@ def test_names_are_todays_commands_each_listed_once() -> None:
     assert sorted(NAMES) == sorted(
         ["build", "triton", "bench", "predict", "verify", "pack", "check", "reference",
          "import-keras", "import-reference", "trace", "bisect", "train", "infer", "simulate",
-         "import-tf", "serve", "client", "serve-bench"]
+         "import-tf", "serve", "client", "serve-bench", "bench-train"]
     )  # fmt: skip
     assert HOST == ["predict", "verify", "pack", "serve", "client", "serve-bench"]
 
