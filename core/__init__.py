@@ -10,7 +10,9 @@ It holds the comparison kernel, the one definition of "pass" that ``parity check
   positions) as float64 running statistics over chunks;
 - :mod:`core.compare`: dtype and shape before values, and the verdict of one output;
 - :mod:`core.output_comparison`: that verdict as a record with a JSON round trip;
-- :mod:`core.json_codec`: strict JSON for non-finite floats.
+- :mod:`core.json_codec`: strict JSON for non-finite floats;
+- :mod:`core.device`: a device named by a string, checked once where it comes in (not part of
+  the kernel a reproducer carries).
 
 The kernel's modules import nothing but numpy, the standard library and each other, and this
 file imports nothing, so that a reproducer folder can carry them (:data:`KERNEL_MODULES`).
