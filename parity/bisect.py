@@ -1,22 +1,12 @@
 """Where do two backends part? Layer-by-layer bisection of one batch across backends.
 
 ``python -m export bisect --artifacts DIR --pair eager:onnxruntime`` runs both sides of a pair
-on the same batch up to every named boundary of the network and compares them there:
-
-- a **boundary** (:mod:`parity.boundaries`) is the output of one convolution layer, after the
-  activation that the original (and the TensorFlow twin) fuses into that layer, then the head
-  outputs themselves (``amplitude``, ``phase``, ``pred_amplitude``), named by PyTorch module path;
-- each boundary has a **block** and its **upstream** boundaries (dataflow, not file order), and
-  the first boundary whose error jumps above what its upstream carried is where the sides part
-  (:mod:`parity.jump_rule`); a healthy pair names nothing.
-
-Each side is a runner (:mod:`parity.runners`) asked for its values at the boundaries with
-``infer(feed, intermediates)``: ``eager`` (forward hooks on the checkpoint's model),
-``exported-program`` or ``pt2`` (``model.pt2`` run node by node, convs found by the exporter's
-``nn_module_stack``), ``onnxruntime`` (a copy of ``model.onnx`` with the boundary values added as
-graph outputs) and ``tf-twin`` (the TensorFlow twin with the checkpoint's weights, Keras layer
-outputs; NHWC is turned into NCHW). TorchScript is compiled whole (a loaded script module takes no
-hooks): compare it end to end with ``parity check``, and bisect eager against the others.
+(runners, :mod:`parity.runners`, asked for intermediates) on the same batch up to every
+boundary of the network (:mod:`parity.boundaries`: each conv layer after its fused activation,
+the head outputs, the physics steps) and compares them there; the first boundary whose error
+jumps above what its upstream carried is where the sides part (:mod:`parity.jump_rule`).
+TorchScript is compiled whole (a loaded script module takes no hooks): compare it end to end
+with ``parity check``.
 """
 
 from __future__ import annotations
@@ -130,10 +120,8 @@ def bisect(
     device: Device = "cpu",
     sides: tuple[Runner, Runner] | None = None,
 ) -> BisectResult:
-    """Run both sides of ``pair`` on the batch holding ``sample`` and compare every boundary.
-
-    ``sides`` replaces the runners ``pair`` names (already built, e.g. a deliberately broken twin
-    in a test); they are activated here if they are not yet.
+    """Run both sides of ``pair`` on the batch holding ``sample`` and compare every boundary;
+    ``sides``, when given, replaces the runners ``pair`` names (e.g. a broken twin in a test).
 
     Raises:
         BisectError: bad sample (exit 2).
@@ -151,7 +139,7 @@ def bisect(
             make_runner(pair[0], artifacts, manifest, device),
             make_runner(pair[1], artifacts, manifest, device),
         )
-    bounds, values = _run_to_boundaries(sides, artifacts, manifest, feed)
+    bounds, values = _run_to_boundaries(sides, artifacts, manifest, signature, feed)
     # named by backend, as bisect always has (a check report calls the exported program pt2[cpu])
     left, right = (f"{s.backend}[{s.requested_device}]" for s in sides)
     result = BisectResult(
@@ -176,12 +164,12 @@ def _run_to_boundaries(
     sides: tuple[Runner, Runner],
     artifacts: Path,
     manifest: Manifest,
+    signature: Signature,
     feed: dict[str, np.ndarray],
 ) -> tuple[list[Boundary], list[dict[str, np.ndarray]]]:
     """The boundaries of the artifacts' network, and each side's values at them."""
     from ptycho_torch.checkpoint import load_model
 
-    signature = Signature.from_dict(manifest.signature)
     steps = signature.head == "physics" and all(s.physics_steps for s in sides)
     values = []
     with ExitStack() as stack:

@@ -1,10 +1,7 @@
 """The boundaries bisect stops both sides of a pair at: every conv layer of a ``PtychoPINN``
 (after the activation the original fuses into it), the head outputs and, on the physics head,
-every step of the physics forward; each with its block and its dataflow upstream.
-
-Names are the PyTorch module paths, which are also the twin's Keras layer names and (with the
-wrapper's ``model.`` prefix) the ONNX initializer names of each Conv's weights, so one name finds
-the same place in every backend (:mod:`parity.bisect`).
+every step of the physics forward; each with its block and its dataflow upstream. Names are the
+PyTorch module paths, which find the same place in every backend (:class:`parity.runners.Intermediate`).
 """
 
 from __future__ import annotations
@@ -23,17 +20,10 @@ _DECODER_OUTPUT = {"amplitude_decoder": AMPLITUDE, "phase_decoder": PHASE}
 
 @dataclass(frozen=True)
 class Boundary(Intermediate):
-    """One place both sides are stopped at and compared: a runner's intermediate (``name`` a
-    conv module path, a physics step or an output name; ``post`` ``output`` for a head output)
-    with its place in the network.
+    """One place both sides are stopped at and compared (``post`` ``output`` for a head output)."""
 
-    Attributes:
-        block: The block it belongs to, as a person names it.
-        upstream: Boundaries whose values feed this one directly.
-    """
-
-    block: str
-    upstream: tuple[str, ...]
+    block: str  # the block it belongs to, as a person names it
+    upstream: tuple[str, ...]  # boundaries whose values feed this one directly
 
 
 def boundaries(model: Any, signature: Signature, physics_steps: bool = False) -> list[Boundary]:

@@ -1,9 +1,5 @@
-"""Calibration: measured noise floors of a real run turned into a tolerance table.
-
-The table, its defaults and its files: :mod:`core.tolerances`. :func:`calibrate` turns the
-comparisons of a run into a table (``margin`` times the noise), and
-:meth:`core.tolerances.ToleranceTable.save` writes the figures behind every value into the
-file's ``measured`` section (``python -m export check --calibrate FILE``).
+"""Calibration: the measured noise floors of a real run turned into a tolerance table
+(``python -m export check --calibrate FILE``; the table and its files: :mod:`core.tolerances`).
 """
 
 from __future__ import annotations
@@ -26,22 +22,13 @@ MIN_CALIBRATED_SCALE = 0.01
 def calibrate(
     comparisons: Iterable[OutputComparison], margin: float = 10.0
 ) -> tuple[ToleranceTable, list[str]]:
-    """Turn measured noise floors into a tolerance table.
+    """Turn measured noise floors into a tolerance table, and one note per decision.
 
-    For every (output, pair class, device) the comparisons of a passing-shape, finite run are
-    pooled; the new tolerance is the tolerance they were measured with, scaled by
-    ``margin * max_ratio`` (``max_ratio`` = the largest ``|a-b| / (atol + rtol*|ref|)``), so an
-    absolute tolerance becomes ``margin * max_abs`` and a relative one keeps its shape. The
-    scale never drops below ``MIN_CALIBRATED_SCALE``. Groups without measurements keep their
-    defaults. The figures (max abs, max rel, max ratio, pairs, the tolerance measured with)
-    go into ``table.measured``, so :meth:`ToleranceTable.save` writes them beside each value.
-
-    Args:
-        comparisons: Finished comparisons with ``pair_class`` and ``device`` set.
-        margin: Safety factor over the measured noise.
-
-    Returns:
-        The calibrated table and human-readable notes (one line per decision).
+    Per (output, pair class, device), the tolerance the comparisons were measured with is scaled
+    by ``margin * max_ratio`` (the largest ``|a-b| / (atol + rtol*|ref|)``), never below
+    ``MIN_CALIBRATED_SCALE``: an absolute tolerance becomes ``margin * max_abs``, a relative one
+    keeps its shape. Groups without measurements keep their defaults; the figures go into
+    ``table.measured``, written beside each value.
     """
     if not margin > 0:
         raise ValueError(f"margin must be > 0, got {margin}")

@@ -1,11 +1,9 @@
 """One parity run: every runner on the same batch, every output compared, reports written.
 
-The steps, each in its own module: the targets it will write (:func:`check_targets` and
-:mod:`parity.targets`, before anything is read), freshness of inputs, reference and checkpoint (:mod:`parity.provenance`),
-runners, pairs and tolerances (:mod:`parity.pairs`), the chunked pass over the inputs
-(:mod:`parity.streaming`), then the report, swapped in whole for the report folder
-(:mod:`parity.check_report`). Memory stays bounded by one chunk of the artifacts' fixed batch, however
-many samples the set holds.
+The steps: targets refused before anything is read (:func:`check_targets`), freshness
+(:mod:`parity.provenance`), runners, pairs and tolerances (:mod:`parity.pairs`), the chunked pass
+(:mod:`parity.streaming`: memory bounded by one chunk of the artifacts' fixed batch), then the
+report (:mod:`parity.check_report`).
 """
 
 from __future__ import annotations
@@ -117,20 +115,17 @@ class CheckOptions:
 
 
 def resolve_devices(device: str) -> list[str]:
-    """``auto`` -> cpu (+ cuda when torch and ONNX Runtime both have it); ``cuda`` -> cpu + cuda."""
-    if device == "cpu":
-        return ["cpu"]
-    if device == "cuda":
-        return ["cpu", "cuda"]
-    if device == "auto":
-        import onnxruntime as ort
-        import torch
+    """``auto`` -> cpu (+ cuda when torch and ONNX Runtime both have it); ``cuda`` -> cpu + cuda;
+    ``cpu`` -> cpu (any other value is refused by :func:`check_targets`)."""
+    if device != "auto":
+        return ["cpu", "cuda"] if device == "cuda" else ["cpu"]
+    import onnxruntime as ort
+    import torch
 
-        has_cuda = (
-            torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
-        )
-        return ["cpu", "cuda"] if has_cuda else ["cpu"]
-    raise ParityError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
+    has_cuda = (
+        torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+    )
+    return ["cpu", "cuda"] if has_cuda else ["cpu"]
 
 
 def report_dir_of(options: CheckOptions) -> Path:
@@ -139,34 +134,20 @@ def report_dir_of(options: CheckOptions) -> Path:
 
 
 def check_targets(options: CheckOptions) -> None:
-    """Refuse, before anything is read or written, what the check could not write to.
-
-    Raises:
-        ParityError: (exit 2) a ``--device`` that is not one of :data:`DEVICES`; a ``--repro``
-            folder that is not empty; a ``--repro`` or ``--calibrate`` path overlapping the
-            report folder (which each check replaces whole).
-        ReportFolderError: (exit 2) the report folder is a file, cannot be written, or holds
-            files this tool did not write.
-    """
+    """Refuse, before anything is read or written, a bad ``--device`` and what the check could
+    not write to (:func:`parity.check_report.check_write_targets`); exit 2."""
     if options.device not in DEVICES:
         raise ParityError(f"--device must be one of {', '.join(DEVICES)}, got {options.device!r}")
     check_write_targets(report_dir_of(options), options.repro, options.calibrate)
 
 
 def run_check(options: CheckOptions, threads: dict[str, Any] | None = None) -> ParityReport:
-    """Run the parity check and write the reports.
+    """Run the parity check and write the reports, the report folder replaced whole once the new
+    report is complete. ``threads`` (how torch's thread count was chosen, applied by the caller)
+    is recorded in the report's environment.
 
-    ``threads``: how torch's thread count was chosen (:meth:`ptycho_torch.threads.ThreadChoice.to_dict`),
-    recorded in the report's environment; the caller applies ``options.threads`` (once per
-    process, before any work: ``ptychopinn.parity``), this function does not change it.
-
-    The report folder is replaced whole, only once the new report is complete
-    (:mod:`parity.report.folder`). Nothing is written before :func:`check_targets` passes: a
-    refused option leaves every file as it was. A run that stops later, before comparing, writes
-    an ERROR report (``report.json``, ``report.md``, ``report.html``, ``junit.xml``) stating the
-    error, so a CI job that exits 2, 3 or 4 shows why; but exit 2 (the user's input) never
-    replaces an earlier report: it writes one only where there was none. Then the error is
-    raised.
+    A run that stops after :func:`check_targets`, before comparing, writes an ERROR report
+    saying why, except that exit 2 (the user's input) never replaces an earlier report.
 
     Raises:
         ParityError: exit 2 (bad input), 3 (``EnvironmentUnavailable``) or 4
@@ -214,7 +195,9 @@ def _run_check(options: CheckOptions, threads: dict[str, Any] | None) -> ParityR
     )
     write_check_report(report, report_dir_of(options), pairs, signature)
     if options.calibrate is not None:
-        _calibrate(comparisons, options.calibrate)
+        calibrated, calibration_notes = calibrate(comparisons)
+        calibrated.save(options.calibrate)
+        log.info("calibrated tolerances written to %s (%s)", options.calibrate, calibration_notes)
     return report
 
 
@@ -227,8 +210,8 @@ def _compare(
     unavailable: list[str],
     threads: dict[str, Any] | None,
 ) -> tuple[list[Runner], list[Pair], list[OutputComparison]]:
-    """Every runner on every chunk of the inputs, every pair compared; while the runners are
-    still active, the notes of failing pairs and the reproducer (``--repro``)."""
+    """Every pair compared on every chunk; then, while the runners are active, the notes of
+    failing pairs and the ``--repro`` reproducer."""
     artifacts = options.artifacts
     inputs_path = options.inputs or artifacts / "inputs.npz"
     checkpoint = options.checkpoint or manifest.weights_path(artifacts)
@@ -271,8 +254,7 @@ def _fresh_samples(
     manifest: Manifest,
     checkpoint: Path,
 ) -> int:
-    """The number of input samples, once the inputs fit the signature and the reference and
-    the checkpoint belong to the artifacts (:mod:`parity.provenance`)."""
+    """The number of input samples, once inputs, reference and checkpoint are fresh."""
     n = check_inputs(inputs, signature)
     if reference is not None:
         check_reference_layout(reference, signature, n)
@@ -290,9 +272,3 @@ def _find_reference(options: CheckOptions) -> ReferenceFile | None:
     if options.reference is not None:
         raise ReferenceFormatError(f"reference {path} does not exist")
     return None
-
-
-def _calibrate(comparisons: list[OutputComparison], out: Path) -> None:
-    calibrated, notes = calibrate(comparisons)
-    calibrated.save(out)
-    log.info("calibrated tolerances written to %s (%s)", out, notes)

@@ -38,8 +38,7 @@ def write_error_report(
     artifacts: Path, report_dir: Path, exc: ToolError, threads: dict[str, Any] | None
 ) -> None:
     """The ERROR report of a check that stopped (exit 2, 3 or 4), so that CI shows why; exit 2
-    (the user's input) never replaces an earlier report. A report folder that cannot take it is
-    logged: the error line is what the user sees."""
+    (the user's input) never replaces an earlier report."""
     from parity.report import holds_report, replace_report_folder, write_all
 
     if not artifacts.is_dir():
@@ -147,15 +146,9 @@ def _write_report_files(
 
 
 def check_write_targets(report_dir: Path, repro: Path | None, calibrate: Path | None) -> None:
-    """Refuse what the check could not write to.
-
-    Raises:
-        ParityError: (exit 2) a ``--repro`` folder that is not empty; a ``--repro`` or
-            ``--calibrate`` path overlapping the report folder; a ``--calibrate`` file that
-            cannot be written.
-        ReportFolderError: (exit 2) the report folder is a file, cannot be written, or holds
-            files this tool did not write.
-    """
+    """Refuse (exit 2) a report folder that cannot take a report, a ``--repro`` folder that is
+    not empty, a ``--calibrate`` file that cannot be written, and a ``--repro`` or
+    ``--calibrate`` path overlapping the report folder."""
     from parity.report.folder import check_report_folder
 
     check_report_folder(report_dir)

@@ -1,18 +1,10 @@
 """Import arrays written by the original TensorFlow PtychoPINN as a reference and a feed.
 
-:func:`import_reference` reads a case folder of the original (:mod:`parity.original_case`:
-its layout and the conversions to ours) and writes:
-
-- a *feed* NPZ in our signature: ``diffraction`` ``float32[B, C, N, N]`` and ``positions``
-  ``float32[B, C, 2]``;
-- a *reference* (:func:`parity.reference.save_reference`) for one head: the head's outputs
-  (:func:`export.signature.make_signature`) as ``float32[B, C, N, N]``, with the provenance the
-  stale check needs and the tolerances the original's scale calls for.
-
-One reference per head: the stale check compares the reference's ``head`` and its
-``inputs_sha256`` (digest of the head's inputs only) with the artifacts', so an object-head
-reference cannot serve a physics build or the reverse. The feed holds both inputs and serves
-both heads (the object build reads only ``diffraction``).
+:func:`import_reference` reads a case folder of the original (:mod:`parity.original_case`) and
+writes a feed NPZ in our signature (``diffraction``, ``positions``: it serves both heads) and a
+reference for one head (:func:`parity.reference.save_reference`), with the provenance the stale
+check needs and the tolerances the original's scale calls for. One reference per head: its
+``head`` and ``inputs_sha256`` (of that head's inputs only) must match the artifacts'.
 """
 
 from __future__ import annotations
@@ -140,19 +132,10 @@ def import_reference(
     checkpoint: str | Path | None = None,
     inputs_out: str | Path | None = None,
 ) -> tuple[Reference, Path]:
-    """Write the reference of ``head`` (``out`` + its ``.json``) and the feed NPZ.
-
-    Args:
-        source: Case folder written by the original.
-        out: ``reference.npz`` to write; the provenance goes beside it as ``.json``.
-        head: ``object`` or ``physics``.
-        checkpoint: The model imported from the same case (``python -m export import-tf``);
-            its weights digest goes into the provenance. Without it the reference records
-            ``weights_sha256: null`` and every parity check of it stops as stale (exit 4).
-        inputs_out: Feed NPZ to write (default: ``inputs.npz`` beside ``out``).
-
-    Returns:
-        The reference written and the feed path.
+    """Write the reference of ``head`` (``out`` + its ``.json``) from the case folder ``source``,
+    and the feed NPZ (default: ``inputs.npz`` beside ``out``); return both. Without the model
+    imported from the same case (``checkpoint``) the reference records ``weights_sha256: null``
+    and every parity check of it stops as stale (exit 4).
     """
     if head not in HEADS:
         raise ReferenceFormatError(f"--head must be one of {list(HEADS)}, got {head!r}")

@@ -1,18 +1,11 @@
 """Read a *case folder* written by the original TensorFlow PtychoPINN, in our layouts.
 
-A case folder (layout of ``../shared/reference/ptychopinn-tf/n64-gs1``) holds ``config.json``
-(the original's parameters, source commit, versions), ``inputs.npz`` (the model inputs, NHWC)
-and ``outputs.npz`` (the model outputs, NHWC). :func:`read_original_case` checks every array
-and converts it:
-
-- images NHWC ``(B, N, N, C)`` -> NCHW by ``transpose(0, 3, 1, 2)``;
-- the original's ``positions`` ``(B, 1, 2, C)`` hold ``[:, 0, 0, c] = x``, ``[:, 0, 1, c] = y``
-  with the value ``-(scan position - group mean)``; ours are ``scan position - group centroid``
-  (:attr:`ptycho_torch.data.Groups.offsets`), so ``ours[b, c] = -original[b, 0, :, c]``.
-
-Only ``np.load(allow_pickle=False)`` and JSON are read; the folder's ``.dill`` pickles and its
-``wts.h5.zip`` archive are never opened. Writing a reference from a case:
-:mod:`parity.import_reference`.
+A case folder (``../shared/reference/ptychopinn-tf/n64-gs1``) holds ``config.json`` (the
+original's parameters, source commit, versions), ``inputs.npz`` and ``outputs.npz`` (NHWC).
+Images become NCHW by ``transpose(0, 3, 1, 2)``; the original's ``positions`` ``(B, 1, 2, C)``
+hold ``-(scan position - group mean)`` as ``(x, y)``, ours are ``scan position - group centroid``
+(:attr:`ptycho_torch.data.Groups.offsets`), so ``ours[b, c] = -original[b, 0, :, c]``. Only
+JSON and pickle-free NPZ are read; the folder's ``.dill`` and ``wts.h5.zip`` are never opened.
 """
 
 from __future__ import annotations
@@ -35,22 +28,13 @@ __all__ = ["OriginalCase", "read_original_case"]
 
 @dataclass(frozen=True)
 class OriginalCase:
-    """One case folder of the original, converted to our layouts (NCHW, our position sign).
-
-    Attributes:
-        folder: The case folder.
-        name: Case name (``config.json`` ``case``, else the folder name).
-        config: The whole ``config.json``.
-        feed: ``diffraction`` (B, C, N, N) and, when present, ``positions`` (B, C, 2), float32.
-        outputs: ``amplitude``, ``phase`` (B, C_out, N, N) and, when present,
-            ``pred_amplitude`` (B, C, N, N), float32.
-    """
+    """One case folder of the original, converted to our layouts (NCHW, our position sign)."""
 
     folder: Path
-    name: str
-    config: dict[str, Any]
-    feed: dict[str, np.ndarray]
-    outputs: dict[str, np.ndarray]
+    name: str  # config.json's "case", else the folder name
+    config: dict[str, Any]  # the whole config.json
+    feed: dict[str, np.ndarray]  # diffraction (B, C, N, N), positions (B, C, 2) when present
+    outputs: dict[str, np.ndarray]  # amplitude, phase (B, C_out, N, N), pred_amplitude if present
 
     @property
     def network(self) -> dict[str, Any]:
@@ -67,9 +51,8 @@ def read_original_case(folder: str | Path) -> OriginalCase:
     """Read and validate a case folder; every array comes back in our layout.
 
     Raises:
-        ReferenceFormatError: A file is missing, not JSON / not a pickle-free NPZ, or an array
-            has the wrong key, dtype, shape or non-finite values (the message names what was
-            expected, what was found and how to fix it).
+        ReferenceFormatError: a file is missing or unreadable, or an array has the wrong key,
+            dtype, shape or non-finite values.
     """
     folder = Path(folder)
     if not folder.is_dir():

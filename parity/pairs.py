@@ -1,9 +1,7 @@
 """Who is compared with whom, and how strictly: runners, their activation, pairs, tolerances.
 
-Pairs, per output: each runner vs the TensorFlow reference, and on each device the eager model
-vs each artifact (TorchScript, torch.export, ONNX Runtime). Each pair gets one
-:class:`core.compare.ComparisonAccumulator` per output, with the tolerance its class and
-device look up in the table.
+Per output: each runner vs the TensorFlow reference, and on each device the eager model vs each
+artifact, each pair with one :class:`core.compare.ComparisonAccumulator` per output.
 """
 
 from __future__ import annotations
@@ -103,15 +101,12 @@ def activate_runners(
     notes: list[str],
     unavailable: list[str] | None = None,
 ) -> list[Runner]:
-    """Activate every runner inside ``stack`` (each is deactivated when the stack closes) and
-    return the active ones.
+    """Activate every runner inside ``stack`` (deactivated when it closes); the active ones.
 
-    Under ``--device auto`` a CUDA runner that cannot come up (e.g. ONNX Runtime's CUDA
-    provider missing its libraries) drops the CUDA runners with a note in ``notes``. Under
-    ``--device cuda`` a CUDA runner that cannot come up while torch's CUDA runners did (ONNX
-    Runtime without its CUDA provider) is left out and named in ``unavailable``: the rest is
-    still compared and the run ends with exit 3, never a pass. Anything else that cannot come
-    up is an environment failure at once (exit 3).
+    A CUDA runner that cannot come up drops the CUDA runners under ``--device auto`` (a note in
+    ``notes``); under ``--device cuda`` an ONNX Runtime one is left out while torch's CUDA runners
+    came up (named in ``unavailable``: the run ends with exit 3, never a pass). Anything else
+    that cannot come up is an environment failure at once (exit 3).
     """
     active: list[Runner] = []
     cuda_dropped = False
@@ -180,8 +175,8 @@ def make_pairs(
 
 
 def tolerance_table(path: Path | None, reference: ReferenceFile | None) -> ToleranceTable:
-    """Defaults, then the reference's own entries (provenance ``tolerances``, a partial
-    tolerance file: how its maker says it should be judged), then the ``--tolerances`` file.
+    """Defaults, then the reference's own entries (its provenance's ``tolerances``), then the
+    ``--tolerances`` file.
 
     Raises:
         ReferenceFormatError: (exit 2) the reference's entries are invalid.

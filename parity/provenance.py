@@ -1,8 +1,5 @@
-"""Freshness: the inputs, the reference and the checkpoint all belong to the artifacts.
-
-Checked before anything runs: the inputs must fit the signature, a reference must record the
-artifacts' weights digest, inputs digest and head (else exit 4, stale), and the checkpoint the
-eager model runs from must hold the weights the artifacts were built from (else exit 4).
+"""Freshness, checked before anything runs: the inputs fit the signature (else exit 2), and the
+reference and the checkpoint belong to the artifacts (else exit 4, stale).
 """
 
 from __future__ import annotations
@@ -26,8 +23,8 @@ _DIGEST_ROWS = 256  # rows per read while hashing the inputs
 
 
 def check_inputs(inputs: NpzRowReader, signature: Signature) -> int:
-    """The number of samples in ``inputs``: every signature input present, float32, with the
-    signature's per-sample shape, and all with the same sample count.
+    """The number of samples in ``inputs`` once every signature input is there, float32, of the
+    signature's per-sample shape and the same sample count.
 
     Raises:
         ParityError: (exit 2) naming the array and what was expected.

@@ -1,12 +1,8 @@
-"""The stored reference: float32 output arrays (NPZ) plus provenance (JSON sidecar).
+"""The stored reference: float32 output arrays (NPZ, signature layout) plus provenance (JSON).
 
-``reference.npz`` holds one float32 array per signature output, in the signature layout
-(NCHW). ``reference.json`` beside it holds the provenance: schema version, generator, head,
-signature, ``weights_sha256`` (:func:`ptycho_torch.checkpoint.model_state_sha256` of the weights
-the reference was computed with), ``inputs_sha256`` (:func:`ptycho_torch.digest.arrays_sha256`
-of the input feed), and the environment that produced it (framework versions, device, TF32 and
-oneDNN settings). :func:`load_reference` reads the provenance and the arrays' headers only; the
-rows are read chunk by chunk when the reference replays like a runner (``parity.runners``).
+``reference.json`` beside ``reference.npz`` holds the schema version, generator, head, signature,
+``weights_sha256`` (:func:`ptycho_torch.checkpoint.model_state_sha256`), ``inputs_sha256``
+(:func:`ptycho_torch.digest.arrays_sha256` of the feed) and the environment that produced it.
 """
 
 from __future__ import annotations
@@ -57,8 +53,8 @@ class Reference:
 
 @dataclass(frozen=True)
 class ReferenceFile:
-    """A stored reference as the check reads it: provenance and array shapes, never the arrays
-    (``NpzRowReader(path)`` reads their rows, so memory stays bounded whatever the length)."""
+    """A stored reference as the check reads it: provenance and array headers, never the arrays
+    (their rows are read chunk by chunk)."""
 
     path: Path
     provenance: dict[str, Any]
@@ -99,8 +95,7 @@ def save_reference(
 
 
 def load_reference(path: str | Path) -> ReferenceFile:
-    """Check a reference's provenance and array headers (object arrays refused; no array is
-    loaded); clear errors for every malformed part."""
+    """Check a reference's provenance and array headers (no array is loaded)."""
     path = Path(path)
     side = provenance_path(path)
     if not path.is_file():

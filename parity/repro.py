@@ -1,22 +1,12 @@
 """A reproducer folder for a failing parity check: ``python -m export check ... --repro DIR``.
 
-For the first failing pair it writes, under ``DIR``:
-
-- ``inputs.npz``: the artifact-sized batch holding the pair's worst sample, exactly as fed
-  (a short last batch padded as the check pads it);
-- ``left_<output>.npy`` and ``right_<output>.npy``: both sides' outputs for the batch's real rows;
-- ``model.onnx`` and ``manifest.json`` from the artifacts, and the failing torch side's own file
-  (``model.ts``, ``model.pt2`` or ``weights.pt``);
-- ``case.json``: the pair, the batch, each failed output's tolerance (``atol``, ``rtol``,
-  ``rtol_peak`` and the peak it scaled), wrap/weighting, the measured errors, the environment
-  fingerprint, and the bisect command;
-- ``rerun.py`` (:mod:`parity.rerun`), with the comparison kernel's own files in ``core/``
-  beside it (:data:`core.KERNEL_MODULES`): numpy and onnxruntime only, not this project. It
-  judges the stored outputs again by the very rule and tolerances the check used, runs
-  ``model.onnx`` on ``inputs.npz`` with ONNX Runtime's CPU provider and says which side it
-  agrees with, and exits 1 when the failure reproduces, 0 when it does not.
-
-The folder is written beside ``DIR`` and renamed into place, so a failed write leaves nothing.
+For the first failing pair: the artifact-sized batch holding its worst sample as fed
+(``inputs.npz``), both sides' outputs (``left_<output>.npy``, ``right_<output>.npy``), the
+artifacts' ``model.onnx`` and ``manifest.json`` and the failing torch side's own file,
+``case.json`` (pair, batch, tolerances with their peak, measured errors, environment, bisect
+command), and ``rerun.py`` (:mod:`parity.rerun`) with the comparison kernel's files in
+``core/``: numpy and onnxruntime only, exit 1 when the failure reproduces. The folder is written
+beside ``DIR`` and renamed into place, so a failed write leaves nothing.
 """
 
 from __future__ import annotations
@@ -85,10 +75,8 @@ def write_repro(
     comparisons: Sequence[OutputComparison],
     environment: Mapping[str, Any],
 ) -> Path | None:
-    """Write the reproducer of the first failing pair (module docstring); None if none failed.
-
-    The pair's runners must still be active (the check calls this inside its runner stack).
-    """
+    """Write the reproducer of the first failing pair (its runners still active); None if none
+    failed."""
     failed = [c for c in comparisons if c.status != "pass"]
     if not failed:
         return None
@@ -146,7 +134,8 @@ def _write_folder(
             for name, value in values.items():
                 np.save(staging / f"{side}_{name}.npy", value, allow_pickle=False)
         copied = []
-        for name in ("model.onnx", "manifest.json", *_torch_files(pair)):
+        torch_files = [_TORCH_FILES.get(r.backend) for r in (pair.left, pair.right)]
+        for name in ("model.onnx", "manifest.json", *filter(None, torch_files)):
             if (artifacts / name).is_file() and name not in copied:
                 shutil.copy2(artifacts / name, staging / name)
                 copied.append(name)
@@ -179,10 +168,6 @@ def _copy_rerun(into: Path) -> None:
     source = Path(core.__file__).parent
     for name in ("__init__", *core.KERNEL_MODULES):
         shutil.copy2(source / f"{name}.py", kernel / f"{name}.py")
-
-
-def _torch_files(pair: Pair) -> list[str]:
-    return [_TORCH_FILES[r.backend] for r in (pair.left, pair.right) if r.backend in _TORCH_FILES]
 
 
 def _failure(c: OutputComparison) -> dict[str, Any]:

@@ -1,8 +1,5 @@
-"""Parity results as plain dataclasses with an exact JSON round trip.
-
-Reports (Markdown, JUnit, HTML) are views of a :class:`ParityReport`; the JSON file is the
-record (strict JSON: :mod:`core.json_codec`). One compared output is a
-:class:`core.output_comparison.OutputComparison`, the comparison kernel's result.
+"""Parity results as plain dataclasses with an exact (strict) JSON round trip; reports are views
+of a :class:`ParityReport`, one compared output a :class:`core.output_comparison.OutputComparison`.
 """
 
 from __future__ import annotations
@@ -39,26 +36,15 @@ class ReportFormatError(ParityError):
 
 @dataclass
 class RunnerInfo:
-    """What one runner was and where it actually ran.
+    """What one runner was and where it actually ran."""
 
-    Attributes:
-        name: Unique name used in comparisons (``onnxruntime[cuda]``).
-        kind: ``eager``, ``torchscript``, ``exported-program``, ``onnxruntime``,
-            ``tf-reference`` or ``tf-live``.
-        requested_device: Device asked for.
-        actual_device: Device it ran on (a mismatch is an environment failure).
-        providers: ONNX Runtime execution providers in effect (empty for others).
-        detail: Anything else worth recording (versions, session options).
-        seconds: Wall time of its inference.
-    """
-
-    name: str
-    kind: str
+    name: str  # unique in comparisons: onnxruntime[cuda]
+    kind: str  # eager, torchscript, exported-program, onnxruntime, tf-reference or tf-live
     requested_device: str = "cpu"
-    actual_device: str = "cpu"
-    providers: list[str] = field(default_factory=list)
-    detail: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
+    actual_device: str = "cpu"  # a mismatch is an environment failure
+    providers: list[str] = field(default_factory=list)  # ONNX Runtime's providers in effect
+    detail: dict[str, Any] = field(default_factory=dict)  # versions, session options, ...
+    seconds: float = 0.0  # wall time of its inference
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -98,40 +84,23 @@ class ErrorMap:
 
 @dataclass
 class ParityReport:
-    """Everything one parity run found; the JSON file is the record, other reports are views.
+    """Everything one parity run found; the JSON file is the record, other reports are views."""
 
-    Attributes:
-        created: ISO 8601 time of the run.
-        head: Exported head (``object`` or ``physics``).
-        artifacts_dir: Folder of the artifacts checked.
-        verdict: ``pass``, ``fail``, or ``error`` (stopped before comparing; see ``error``).
-        exit_code: Exit code of the run (0 pass, 1 parity, 2 usage, 3 environment, 4 stale).
-        environment: Versions, host, devices.
-        precision: Precision policy in effect (TF32, determinism).
-        reference_provenance: Provenance of the TensorFlow reference.
-        runners: The runners that took part.
-        comparisons: Every comparison made.
-        notes: What a reader should know about the run that is not a comparison (no
-            reference, CUDA runners skipped under ``--device auto``). Never a failure.
-        error_maps: Rendered error maps.
-        error: Set when the run stopped before comparing (``verdict`` ``error``): the one
-            ``error:`` line the command printed, so CI shows why it exited 2, 3 or 4.
-        schema: Report schema version.
-    """
-
-    created: str
-    head: str
+    created: str  # ISO 8601 time of the run
+    head: str  # object or physics
     artifacts_dir: str
-    verdict: Verdict
-    exit_code: int
-    environment: dict[str, Any] = field(default_factory=dict)
-    precision: dict[str, Any] = field(default_factory=dict)
+    verdict: Verdict  # error: stopped before comparing (see error)
+    exit_code: int  # 0 pass, 1 parity, 2 usage, 3 environment, 4 stale
+    environment: dict[str, Any] = field(default_factory=dict)  # versions, host, devices
+    precision: dict[str, Any] = field(default_factory=dict)  # TF32, determinism
     reference_provenance: dict[str, Any] = field(default_factory=dict)
     runners: list[RunnerInfo] = field(default_factory=list)
     comparisons: list[OutputComparison] = field(default_factory=list)
+    # what a reader should know that is not a comparison (no reference, CUDA runners skipped
+    # under --device auto); never a failure
     notes: list[str] = field(default_factory=list)
     error_maps: list[ErrorMap | dict[str, Any]] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # the error line of a run that stopped before comparing
     schema: int = REPORT_SCHEMA
 
     def __post_init__(self) -> None:
@@ -207,9 +176,5 @@ class ParityReport:
 
     @classmethod
     def load_json(cls, path: str | Path) -> ParityReport:
-        """Read a report written by :meth:`save_json`.
-
-        Raises:
-            ReportFormatError: If the file is missing, not JSON, or another schema.
-        """
+        """Read a report written by :meth:`save_json` (``ReportFormatError`` if it cannot)."""
         return cls.from_dict(read_json_object(Path(path), ReportFormatError))

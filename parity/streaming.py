@@ -1,9 +1,6 @@
 """Chunk streaming: the inputs (and the reference) go through the runners one fixed batch at a
-time, so memory stays bounded by a chunk however many samples the set holds.
-
-The last chunk is padded up to the artifacts' batch by repeating its last row; the padded rows'
-outputs are dropped before comparison. Metrics accumulate across chunks with global sample
-positions, and each pair keeps its worst sample per output for the error maps.
+time, so memory stays bounded by a chunk however many samples the set holds. The last chunk is
+padded by repeating its last row, the padded rows' outputs dropped before comparison.
 """
 
 from __future__ import annotations

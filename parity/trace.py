@@ -1,16 +1,11 @@
 """Where did the wrong dtype come from? A trace of every module call of an eager model.
 
-``with dtype_trace(model) as trace: my_inference()`` records, for every module call, the
-dtype, device, shape, min/max and NaN/Inf counts of each tensor going in and out, and the file
-and line of the user code that made the outermost call (the first frame outside this project
-and outside torch). :meth:`DtypeTrace.first_violation` is the first call where a tensor of a dtype
-other than the contract's (float32) appears; :meth:`DtypeTrace.table` prints a compact table
-marking it, :meth:`DtypeTrace.to_dict` is the JSON form. The hooks are removed on exit, even if
-the inference raised (a float64 batch usually ends in a dtype error inside the first conv: the
-trace still holds the calls up to it).
-
-Cost: two hooks per module call and one reduction per tensor (min, max, NaN/Inf count), measured
-in ``tests/parity/test_trace.py`` against the untraced call.
+``with dtype_trace(model) as trace: my_inference()`` records, for every module call, the dtype,
+device, shape, min/max and NaN/Inf counts of each tensor in and out, and the file and line of the
+user code that made the outermost call (the first frame outside this project and torch). The
+hooks are removed on exit, even if the inference raised (a float64 batch usually ends in a dtype
+error inside the first conv: the trace still holds the calls up to it). Cost: two hooks per
+module call and one reduction per tensor (measured in ``tests/parity/test_trace.py``).
 """
 
 from __future__ import annotations
@@ -214,12 +209,9 @@ class TraceOptions:
 
 
 def trace_inference(checkpoint: Path, inputs: Path) -> tuple[DtypeTrace, str | None]:
-    """Run the eager model of ``checkpoint`` on ``inputs``' diffraction exactly as stored (no
-    cast: the point is to see what a pipeline feeding these arrays would send) under the trace.
-
-    Returns the trace and the error the model raised, if any (a float64 batch usually ends in a
-    dtype error inside the first convolution).
-    """
+    """The trace of the eager model of ``checkpoint`` on ``inputs``' diffraction exactly as
+    stored (no cast: it shows what a pipeline feeding these arrays sends), and the error the
+    model raised, if any."""
     from ptycho_torch.checkpoint import load_model
     from ptycho_torch.npz import read_npz
 

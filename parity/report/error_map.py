@@ -29,19 +29,9 @@ def error_map_filename(output: str, left: str, right: str, sample: int) -> str:
 def render_error_map(
     left: np.ndarray, right: np.ndarray, wrap_phase: bool, title: str, path: str | Path
 ) -> Path:
-    """Draw left, right and |error| for one sample's 2-D slice(s) with colorbars.
-
-    Args:
-        left: One sample of the compared output, ``(N, N)`` or ``(C, N, N)``.
-        right: The reference sample, same shape.
-        wrap_phase: Show the phase error wrapped into (-pi, pi] (and fixed +-pi colour limits
-            for the phase panels).
-        title: Figure title.
-        path: PNG file to write (folders are created).
-
-    Returns:
-        The PNG path.
-    """
+    """Draw left, right and |error| of one sample, ``(N, N)`` or ``(C, N, N)``, with colorbars
+    into the PNG ``path``; with ``wrap_phase`` the error is wrapped into (-pi, pi] and the phase
+    panels share fixed +-pi colour limits."""
     a, b = _as_slices(left), _as_slices(right)
     if a.shape != b.shape:
         raise ValueError(

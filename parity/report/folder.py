@@ -1,11 +1,9 @@
 """The report folder (``ARTIFACTS/report/`` or ``--report-dir``), replaced whole.
 
-A report is written into a temporary sibling folder and swapped in only once complete
-(:func:`ptycho_torch.atomic.replace_folder`): at every instant the folder holds the previous
-complete report or the new one, and no error map of an earlier run stays beside a new report.
-The swap deletes the previous folder, so a folder holding anything this tool did not write is
-refused (exit 2, naming the files), never emptied; :func:`check_report_folder` says so before
-a check does any work.
+A report is written into a temporary sibling folder and swapped in once complete
+(:func:`ptycho_torch.atomic.replace_folder`), so no error map of an earlier run stays beside a
+new report. The swap deletes the previous folder, so a folder holding anything this tool did not
+write is refused (exit 2, naming the files), never emptied.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
-"""``report.html``: one self-contained page (inline CSS, no scripts) with the verdict, the
-pair table, notes, failure details, error maps (PNG files referenced by relative path) and the
-run's context.
-
-The page is the Jinja2 template ``templates/report.html.j2`` rendered with autoescaping on, so
-every piece of text from the report (output and runner names, notes, provenance) is HTML-escaped
-there; this module only arranges the report's data for it.
+"""``report.html``: one self-contained page (inline CSS, no scripts), the Jinja2 template
+``templates/report.html.j2`` rendered with autoescaping on (every text from the report is
+HTML-escaped there); this module only arranges the report's data for it.
 """
 
 from __future__ import annotations

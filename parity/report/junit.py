@@ -1,10 +1,8 @@
 """``junit.xml``: one testsuite per report, one testcase per output per pair.
 
-Testcases are named ``phase[eager vs onnxruntime-cpu]`` (brackets inside runner names become
-dashes); a failing comparison carries ``<failure message=... type=...>`` with its metrics. The
-run's notes (``report.notes``) go to the suite's ``<system-out>``: they are never failures or
-errors, whatever the verdict. A run that stopped before comparing (``report.error``: exit 2, 3
-or 4) has one ``parity-check`` testcase carrying ``<error>`` with the message.
+Testcases are named ``phase[eager vs onnxruntime-cpu]``; a failing comparison carries a
+``<failure>`` with its metrics; the run's notes go to ``<system-out>`` (never failures); a run
+that stopped before comparing has one ``parity-check`` testcase carrying ``<error>``.
 """
 
 from __future__ import annotations

@@ -25,21 +25,9 @@ FAIL_MARK = "❌"
 class PairRow:
     """The comparisons of one pair (left vs right on a device), keyed by output."""
 
-    left: str
-    right: str
+    label: str  # eager vs tf-reference
     device: str
-    pair_class: str
     cells: dict[str, OutputComparison] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        """All outputs of the pair passed."""
-        return all(c.passed for c in self.cells.values())
-
-    @property
-    def label(self) -> str:
-        """``eager vs tf-reference``."""
-        return f"{self.left} vs {self.right}"
 
 
 def pair_rows(report: ParityReport) -> tuple[list[str], list[PairRow]]:
@@ -50,7 +38,7 @@ def pair_rows(report: ParityReport) -> tuple[list[str], list[PairRow]]:
         if c.output not in outputs:
             outputs.append(c.output)
         key = (c.left, c.right, c.device)
-        row = rows.setdefault(key, PairRow(c.left, c.right, c.device, c.pair_class))
+        row = rows.setdefault(key, PairRow(f"{c.left} vs {c.right}", c.device))
         row.cells[c.output] = c
     return outputs, list(rows.values())
 

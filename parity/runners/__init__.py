@@ -1,8 +1,4 @@
-"""Runners: one contract for every backend (Polygraphy style), see :mod:`parity.runners.base`.
-
-A new backend is one :class:`Backend` member and one :class:`Runner` subclass that sets
-``backend``, in a module of this package imported below.
-"""
+"""Runners: one contract for every backend (Polygraphy style), see :mod:`parity.runners.base`."""
 
 from parity.runners.base import (
     PHYSICS_STEPS,

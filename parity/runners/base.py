@@ -1,15 +1,10 @@
 """The runner contract and the one backend vocabulary (Polygraphy's runners).
 
-A runner is built cheaply, then ``activate()`` loads what it runs and sets ``is_active``;
-``deactivate()`` frees it again. Both are idempotent and a runner is a context manager, so
-``with runner:`` (or ``ExitStack.enter_context``) never leaves one loaded after an error.
-``infer(feed)`` checks the feed against the signature before the backend sees it and returns the
-outputs by name; ``infer(feed, intermediates)`` also returns values inside the network, as
-Polygraphy marks extra outputs on the same runner and torch.onnx's verifier records
-intermediates with ``compare_intermediates=True``. ``info()`` says which device it really used.
-
-Each backend is one :class:`Backend` member and one :class:`Runner` subclass that names it in
-``backend``; :func:`make_runner` finds the subclass of a backend.
+A runner is built cheaply; ``activate()`` loads what it runs, ``deactivate()`` frees it (both
+idempotent; ``with runner:`` does both). ``infer(feed)`` checks the feed against the signature
+and returns the outputs by name; ``infer(feed, intermediates)`` also values inside the network,
+as Polygraphy marks extra outputs on the same runner. Each backend is one :class:`Backend`
+member and one :class:`Runner` subclass naming it in ``backend``.
 """
 
 from __future__ import annotations
@@ -55,14 +50,12 @@ class Backend(StrEnum):
 
     @property
     def label(self) -> str:
-        """What a runner of this backend is called in reports: ``pt2`` for the exported
-        program, the value for the others."""
+        """What reports call a runner of this backend: ``pt2`` for the exported program."""
         return "pt2" if self is Backend.EXPORTED_PROGRAM else self.value
 
     @property
     def kind(self) -> str:
-        """The runner ``kind`` reports record (:class:`parity.results.RunnerInfo`): ``tf-live``
-        for the twin, as every report so far says, the value for the others."""
+        """The runner ``kind`` reports record: ``tf-live`` for the twin, as reports always did."""
         return "tf-live" if self is Backend.TF_TWIN else self.value
 
     def runner_name(self, device: str) -> str:
@@ -93,19 +86,12 @@ class Backend(StrEnum):
 
 @dataclass(frozen=True)
 class Intermediate:
-    """A value inside the network that a runner can return beside its outputs.
+    """A value inside the network that a runner can return beside its outputs."""
 
-    Attributes:
-        name: A conv layer's module path (``encoder.1.convs.conv2``), which is also the twin's
-            Keras layer name and, prefixed ``model.``, the ONNX initializer of the Conv's weights;
-            a physics forward step (``physics.obj``, :data:`PHYSICS_STEPS`); or an output's name
-            (then it is that output).
-        post: What the conv's value is taken after: ``relu`` or ``silu`` (the activation the
-            original fuses into that layer) or ``none``; ``step`` for a physics step.
-    """
-
+    # a conv layer's module path (also the twin's Keras layer name and, prefixed ``model.``, the
+    # ONNX initializer of the Conv's weights), a physics step (``physics.obj``) or an output name
     name: str
-    post: str
+    post: str  # "relu" or "silu" (the activation the original fuses into the conv), "none", "step"
 
 
 STEP_PREFIX = "physics."
@@ -131,13 +117,9 @@ def flat_step(value: Any) -> np.ndarray:
 
 
 class Runner(ABC):
-    """Base class: ``with runner: runner.infer(feed)``.
-
-    A subclass names its ``backend``, says whether it ``stops_at_layers`` (and at the physics
-    forward's steps), and implements ``_activate`` (load, set ``actual_device``), ``_deactivate``
-    (drop what ``_activate`` loaded), ``_infer``, ``_intermediates`` when it stops at layers, and
-    ``for_build`` when it runs from a build folder alone.
-    """
+    """Base class: ``with runner: runner.infer(feed)``. A subclass names its ``backend`` and
+    implements ``_activate`` (which sets ``actual_device``), ``_deactivate``, ``_infer``, and
+    ``_intermediates`` and ``for_build`` where it can."""
 
     backend: ClassVar[Backend]
     stops_at_layers: ClassVar[bool] = False  # infer(feed, intermediates) reaches conv layers
@@ -161,12 +143,8 @@ class Runner(ABC):
 
     @classmethod
     def for_build(cls, artifacts: Path, manifest: Manifest, device: str) -> Runner:
-        """This backend on a build folder's files, named as reports name it (not activated).
-
-        Raises:
-            ParityError: (exit 2) the backend does not run from a build folder alone, or not
-                on ``device``.
-        """
+        """This backend on a build folder's files, named as reports name it (not activated);
+        ``ParityError`` (exit 2) where it does not run from one alone, or not on ``device``."""
         raise ParityError(f"{cls.backend} does not run from a build folder alone")
 
     @property
@@ -182,13 +160,13 @@ class Runner(ABC):
         self.deactivate()
 
     def activate(self) -> None:
-        """Load; a call while active does nothing (so a runner changed by hand is kept)."""
+        """Load (a runner changed by hand while active is kept)."""
         if not self.is_active:
             self._activate()
             self.is_active = True
 
     def deactivate(self) -> None:
-        """Free; a call while inactive does nothing."""
+        """Free what :meth:`activate` loaded."""
         if self.is_active:
             self.is_active = False
             self._deactivate()
@@ -196,13 +174,8 @@ class Runner(ABC):
     def infer(
         self, feed: Mapping[str, np.ndarray], intermediates: Sequence[Intermediate] = ()
     ) -> dict[str, np.ndarray]:
-        """Check ``feed`` against the signature, then run.
-
-        Args:
-            feed: The signature's inputs by name.
-            intermediates: Values inside the network to return too, each under its name, NCHW
-                float32 (physics steps ``(B, elements)``); one named like an output is that
-                output.
+        """Check ``feed`` against the signature, then run; ``intermediates`` come back too, each
+        under its name, NCHW float32 (physics steps ``(B, elements)``).
 
         Raises:
             RunnerNotActiveError: the runner was not activated (a bug in the caller).
@@ -257,10 +230,5 @@ def runner_type(backend: Backend) -> type[Runner]:
 
 
 def make_runner(backend: Backend, artifacts: Path, manifest: Manifest, device: str) -> Runner:
-    """``backend`` on a build folder's files, named as reports name it (not yet activated).
-
-    Raises:
-        ParityError: (exit 2) the backend does not run from a build folder alone, or not on
-            ``device``.
-    """
+    """``backend`` on a build folder's files (:meth:`Runner.for_build`)."""
     return runner_type(backend).for_build(artifacts, manifest, device)

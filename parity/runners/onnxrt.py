@@ -102,12 +102,11 @@ class OnnxRuntimeRunner(Runner):
                     onnx.helper.make_tensor_value_info(value, onnx.TensorProto.FLOAT, None)
                 )
                 have.add(value)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
         settings = self.session
         if settings is not None:
             settings = replace(settings, io_binding=None, cuda_graph=None)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if settings is not None:
             settings.session_options(options)
         providers = provider_chain(self.requested_device, settings)  # TF32 off, as the host
         with cuda_attempt(self.requested_device) as attempt:  # the host's advice on CUDA

@@ -56,11 +56,8 @@ class ReferenceRunner(Runner):
 
     def rows(self, start: int, stop: int, names: list[str] | None = None) -> dict[str, np.ndarray]:
         """Rows ``start:stop`` (cut at the end of the reference) of the outputs ``names``
-        (default: all), without moving the replay position.
-
-        Raises:
-            ReferenceFormatError: ``start`` is past the samples the reference holds.
-        """
+        (default: all), without moving the replay position; ``ReferenceFormatError`` when
+        ``start`` is past the samples the reference holds."""
         if self._rows is None:
             raise RunnerNotActiveError(f"runner {self.name} is not active; activate it first")
         out = {}

@@ -45,26 +45,18 @@ def apply_tf_precision_policy() -> dict[str, Any]:
 
     tf.config.experimental.enable_tensor_float_32_execution(False)
     tf.config.experimental.enable_op_determinism()
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")  # as TensorFlow read it when it loaded
+    onednn = "unset (TensorFlow default: on)" if value is None else f"TF_ENABLE_ONEDNN_OPTS={value}"
     return {
         "tf32": bool(tf.config.experimental.tensor_float_32_execution_enabled()),
         "determinism": True,
-        "onednn": onednn_setting(),
+        "onednn": onednn,
     }
 
 
-def onednn_setting() -> str:
-    """``TF_ENABLE_ONEDNN_OPTS`` as TensorFlow saw it (on by default on x86 CPUs)."""
-    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    return "unset (TensorFlow default: on)" if value is None else f"TF_ENABLE_ONEDNN_OPTS={value}"
-
-
 def make_twin(config: ModelConfig, state_dict: Mapping[str, Any], head: str) -> Any:
-    """A twin (``head`` view: ``"object"`` or ``"physics"``) holding these weights, built on the
-    CPU with the precision policy applied; run it with :func:`run_twin`.
-
-    Raises:
-        WeightTransferError: the weights do not fit the config.
-    """
+    """A twin (``head`` view) holding these weights, built on the CPU with the precision policy
+    applied (``WeightTransferError`` if they do not fit the config); run it with :func:`run_twin`."""
     import tensorflow as tf
 
     from parity.tf_twin.model import build_twin, object_head
@@ -120,11 +112,7 @@ def run_twin(
     twin: Any, signature: Signature, feed: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Outputs of a twin from :func:`make_twin` for a feed already checked against ``signature``
-    (NCHW float32 in, NCHW float32 out).
-
-    Raises:
-        TwinError: an output is not float32.
-    """
+    (NCHW float32 in, NCHW float32 out; ``TwinError`` for an output of another dtype)."""
     import tensorflow as tf
 
     apply_tf_precision_policy()
