@@ -76,11 +76,7 @@ def failure_notes(
     """For each failing pair, the bisect command that finds the layer where its sides part."""
     notes = []
     for pair in pairs:
-        failed = [
-            c
-            for c in comparisons
-            if (c.left, c.right) == (pair.left.name, pair.right.name) and c.status != "pass"
-        ]
+        failed = _failed(pair, comparisons)
         if not failed:
             continue
         sample = failed[0].worst_sample or 0
@@ -97,6 +93,11 @@ def failure_notes(
         else:
             notes.append(f"{pair.left.name} vs {pair.right.name} failed; find where: `{command}`")
     return notes
+
+
+def _failed(pair: Pair, comparisons: list[OutputComparison]) -> list[OutputComparison]:
+    names = (pair.left.name, pair.right.name)
+    return [c for c in comparisons if (c.left, c.right) == names and c.status != "pass"]
 
 
 def write_check_report(
@@ -118,11 +119,7 @@ def _write_report_files(
     maps_dir = folder / "error_maps"
     maps_dir.mkdir(exist_ok=True)
     for pair in pairs:
-        if pair.pair_class != "vs-reference" and not any(
-            c.status != "pass"
-            for c in report.comparisons
-            if c.left == pair.left.name and c.right == pair.right.name
-        ):
+        if pair.pair_class != "vs-reference" and not _failed(pair, report.comparisons):
             continue  # maps for every runner vs the reference, and for failing pairs
         for name, (err, sample, left, right) in pair.worst.items():
             png = maps_dir / error_map_filename(name, pair.left.name, pair.right.name, sample)

@@ -48,17 +48,6 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def environment_fingerprint(threads: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Versions, CPU, GPU, CUDA/cuDNN and driver, as far as this machine tells, and torch's
     CPU threads: ``threads`` (how the count was chosen, ``ThreadChoice.to_dict()``) when given,
@@ -66,10 +55,12 @@ def environment_fingerprint(threads: Mapping[str, Any] | None = None) -> dict[st
     import onnxruntime as ort
     import torch
 
+    from ptycho_torch.threads import cpu_kind
+
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_kind(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "onnx": _version("onnx"),

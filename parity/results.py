@@ -136,11 +136,7 @@ class ParityReport:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ParityReport:
-        """Inverse of :meth:`to_dict`.
-
-        Raises:
-            ReportFormatError: On another schema version or missing fields.
-        """
+        """Inverse of :meth:`to_dict` (``ReportFormatError`` on another schema or missing fields)."""
         if data.get("schema") != REPORT_SCHEMA:
             raise ReportFormatError(
                 f"report schema {data.get('schema')!r}; this version reads {REPORT_SCHEMA}"

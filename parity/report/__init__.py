@@ -42,11 +42,8 @@ def write_json(report: ParityReport, directory: str | Path) -> Path:
 
 
 def write_all(report: ParityReport, directory: str | Path) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md``, ``junit.xml`` and ``report.html`` into ``directory``.
-
-    Returns:
-        Paths keyed ``json``, ``markdown``, ``junit``, ``html``.
-    """
+    """Write ``report.json``, ``report.md``, ``junit.xml`` and ``report.html`` into ``directory``;
+    their paths keyed ``json``, ``markdown``, ``junit``, ``html``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": write_json(report, directory)}

@@ -104,11 +104,8 @@ def render_markdown(report: ParityReport) -> str:
 
 
 def write_markdown(report: ParityReport, directory: str | Path) -> str:
-    """Write ``report.md`` into ``directory``; also append it to ``$GITHUB_STEP_SUMMARY`` if set.
-
-    Returns:
-        The Markdown text.
-    """
+    """Write ``report.md`` into ``directory``, and append it to ``$GITHUB_STEP_SUMMARY`` if set;
+    returns the text."""
     text = render_markdown(report)
     path = Path(directory) / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)

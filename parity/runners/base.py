@@ -64,11 +64,8 @@ class Backend(StrEnum):
 
     @classmethod
     def parse(cls, text: str) -> Backend:
-        """The backend named ``text`` (its value or its label, any case).
-
-        Raises:
-            ValueError: no backend has that name; the message lists the names.
-        """
+        """The backend named ``text`` (its value or its label, any case); ``ValueError`` listing
+        the names otherwise."""
         name = text.strip().lower()
         for backend in cls:
             if name in (backend.value, backend.label):

@@ -70,8 +70,9 @@ class TfTwinRunner(Runner):
         :func:`parity.tf_twin.model.intermediates`."""
         import tensorflow as tf
 
-        from parity.tf_twin.generate import DEVICE, apply_tf_precision_policy
+        from parity.tf_twin.generate import DEVICE, call_twin
         from parity.tf_twin.layers import load_keras
+        from parity.tf_twin.model import intermediates
 
         outputs = {name: self.twin.output[name] for name in self.signature.output_names}
         for i in wanted:
@@ -81,21 +82,11 @@ class TfTwinRunner(Runner):
                 outputs[i.name] = self.twin.get_layer(i.name).output
             except ValueError:
                 raise ParityError(f"the TensorFlow twin has no layer named {i.name}") from None
-        probe = load_keras().Model(self.twin.inputs, outputs)
-        apply_tf_precision_policy()
-        with tf.device(DEVICE):
-            inputs = {"diffraction": tf.constant(np.transpose(feed["diffraction"], (0, 2, 3, 1)))}
-            if self.signature.head == "physics":
-                inputs["positions"] = tf.constant(feed["positions"])
-            result = probe(inputs, training=False)
-            values = {
-                k: np.ascontiguousarray(np.transpose(v.numpy(), (0, 3, 1, 2)))
-                for k, v in result.items()
-            }
-            if any(i.post == "step" for i in wanted):
-                from parity.tf_twin.model import intermediates
-
-                steps = intermediates(self.twin, inputs["diffraction"], feed["positions"])
-                for step in PHYSICS_STEPS:
-                    values[STEP_PREFIX + step] = flat_step(steps[step].numpy())
+        values = call_twin(load_keras().Model(self.twin.inputs, outputs), self.signature.head, feed)
+        if any(i.post == "step" for i in wanted):
+            with tf.device(DEVICE):
+                diffraction = tf.constant(np.transpose(feed["diffraction"], (0, 2, 3, 1)))
+                steps = intermediates(self.twin, diffraction, feed["positions"])
+            for step in PHYSICS_STEPS:
+                values[STEP_PREFIX + step] = flat_step(steps[step].numpy())
         return values

@@ -26,6 +26,7 @@ __all__ = [
     "GENERATOR",
     "ReferenceOptions",
     "apply_tf_precision_policy",
+    "call_twin",
     "generate_reference",
     "make_twin",
     "run_twin",
@@ -108,28 +109,35 @@ def twin_predict(
     return run_twin(_twin(model_config, state_dict, head), signature, feed)
 
 
-def run_twin(
-    twin: Any, signature: Signature, feed: Mapping[str, np.ndarray]
-) -> dict[str, np.ndarray]:
-    """Outputs of a twin from :func:`make_twin` for a feed already checked against ``signature``
-    (NCHW float32 in, NCHW float32 out; ``TwinError`` for an output of another dtype)."""
+def call_twin(model: Any, head: str, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``model`` (a twin, or a probe over its layers) on an NCHW feed, on the CPU with the
+    precision policy applied; every output as it came out, NHWC turned into NCHW."""
     import tensorflow as tf
 
     apply_tf_precision_policy()
     with tf.device(DEVICE):
         inputs = {"diffraction": tf.constant(np.transpose(feed["diffraction"], (0, 2, 3, 1)))}
-        if signature.head == "physics":
+        if head == "physics":
             inputs["positions"] = tf.constant(feed["positions"])
-        result = twin(inputs, training=False)
-    outputs = {}
-    for name in signature.output_names:
-        value = result[name].numpy()
+        result = model(inputs, training=False)
+    return {
+        k: np.ascontiguousarray(np.transpose(v.numpy(), (0, 3, 1, 2))) for k, v in result.items()
+    }
+
+
+def run_twin(
+    twin: Any, signature: Signature, feed: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Outputs of a twin from :func:`make_twin` for a feed already checked against ``signature``
+    (NCHW float32 in, NCHW float32 out; ``TwinError`` for an output of another dtype)."""
+    result = call_twin(twin, signature.head, feed)
+    outputs = {name: result[name] for name in signature.output_names}
+    for name, value in outputs.items():
         if value.dtype != np.float32:
             raise TwinError(
                 f"twin output {name!r} came out {value.dtype}, expected float32; a Keras "
                 "dtype policy other than float32 is active (keras.config.set_dtype_policy)"
             )
-        outputs[name] = np.ascontiguousarray(np.transpose(value, (0, 3, 1, 2)))  # NHWC -> NCHW
     signature.check_outputs(outputs)
     return outputs
 

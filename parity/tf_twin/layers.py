@@ -30,11 +30,8 @@ FLOAT = "float32"
 
 
 def load_keras() -> Any:
-    """Keras on the TensorFlow backend (the twin's ops are TensorFlow ops).
-
-    Raises:
-        TwinError: Keras runs on another backend (``KERAS_BACKEND``).
-    """
+    """Keras on the TensorFlow backend, the twin's ops being TensorFlow ops (``TwinError`` if
+    ``KERAS_BACKEND`` names another)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import keras
 

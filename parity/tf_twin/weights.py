@@ -130,11 +130,8 @@ def twin_state_dict(twin: keras.Model) -> dict[str, np.ndarray]:
 
 
 def twin_to_torch_model(twin: keras.Model, config: ModelConfig) -> Any:
-    """A ``ptycho_torch`` ``PtychoPINN`` (eval, float32) holding the twin's weights.
-
-    Raises:
-        WeightTransferError: the twin's weights do not fit ``PtychoPINN(config)``.
-    """
+    """A ``PtychoPINN(config)`` (eval, float32) holding the twin's weights (else
+    ``WeightTransferError``)."""
     import torch
 
     from ptycho_torch.model import PtychoPINN
