@@ -2,12 +2,22 @@
 
 ``auto`` (measure, at most the physical cores), ``default`` (leave torch's own default, one
 thread per logical CPU: for comparison) or an integer >= 1. :mod:`ptycho_torch.threads` applies it.
-:func:`short_spin_wait` sets how idle threads wait, before torch loads.
+:func:`short_spin_wait` sets how idle threads wait, before torch loads;
+:func:`keep_freed_memory` keeps freed memory in the process (glibc). ``train`` and
+``bench-train`` call both (:func:`training_process`).
 """
 
 from __future__ import annotations
 
-__all__ = ["AUTO", "DEFAULT", "THREADS_HELP", "parse_threads", "short_spin_wait"]
+__all__ = [
+    "AUTO",
+    "DEFAULT",
+    "THREADS_HELP",
+    "keep_freed_memory",
+    "parse_threads",
+    "short_spin_wait",
+    "training_process",
+]
 
 AUTO = "auto"
 DEFAULT = "default"  # do not call torch.set_num_threads: torch's own default
@@ -51,3 +61,44 @@ def short_spin_wait() -> bool:
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     return "torch" not in sys.modules
+
+
+# glibc's mallopt parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 << 20
+_TRIM_THRESHOLD = 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc keep the memory a training step frees for the next step, instead of handing
+    it back to the kernel and taking it again (zeroed, one page fault per 4 KiB) a few
+    milliseconds later; unless the environment sets ``MALLOC_MMAP_THRESHOLD_`` or
+    ``MALLOC_TRIM_THRESHOLD_`` itself (glibc's own defaults: ``MALLOC_MMAP_THRESHOLD_=131072``).
+
+    torch's CPU tensors come from ``malloc``: an activation of a batch of 16 (16 MiB at N=64)
+    is above glibc's mmap threshold, so each step mapped and unmapped it and faulted about
+    16,000 pages back in (5-9% of a step at 2 threads; docs/benchmarks.md). With allocations up
+    to 32 MiB served from the heap and a free heap top kept up to 1 GiB, a step faults no
+    pages. It changes no result; the process keeps its peak heap until it ends. Returns
+    whether the settings were made (not on a C library other than glibc).
+    """
+    import ctypes
+    import os
+    import platform
+
+    if {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} & set(os.environ):
+        return False
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(
+        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+        and libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+    )
+
+
+def training_process() -> None:
+    """The process settings of a training run, before torch loads: :func:`short_spin_wait` and
+    :func:`keep_freed_memory` (``train``, ``bench-train``)."""
+    short_spin_wait()
+    keep_freed_memory()

@@ -2,7 +2,7 @@
 
 Options come from :class:`bench.train_options.TrainBenchOptions` fields (``--threads``: the one
 option of :mod:`ptychopinn.command`). Torch loads only once the options are read, after
-:func:`~ptycho_torch.thread_option.short_spin_wait` (as ``train``). Progress goes to stderr, the
+:func:`~ptycho_torch.thread_option.training_process` (as ``train``). Progress goes to stderr, the
 table to stdout.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.train_options import TrainBenchOptions
 from ptycho_torch.errors import ExitCode
-from ptycho_torch.thread_option import short_spin_wait
+from ptycho_torch.thread_option import training_process
 from ptychopinn.command import CommandLine, add_threads_option, given_threads
 from ptychopinn.options import ConfigOptions
 
@@ -27,7 +27,7 @@ TRAIN_BENCH_OPTIONS = ConfigOptions(
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    short_spin_wait()
+    training_process()
     TRAIN_BENCH_OPTIONS.add_to(parser)
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, help="also write the whole report as JSON")

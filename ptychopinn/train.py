@@ -21,7 +21,7 @@ from typing import Any
 from ptycho_torch.cli import UsageError
 from ptycho_torch.config import PLAIN_SPEED, DataConfig, ModelConfig, TrainConfig
 from ptycho_torch.simulate import SimulationConfig
-from ptycho_torch.thread_option import short_spin_wait
+from ptycho_torch.thread_option import training_process
 from ptychopinn.command import CommandLine, add_threads_option, given_threads
 from ptychopinn.options import ConfigOptions
 
@@ -82,7 +82,7 @@ SIMULATE = CommandLine(
 
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
-    short_spin_wait()  # before _presets() loads torch
+    training_process()  # before _presets() loads torch
     presets = _presets()
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help=_DATA_HELP)

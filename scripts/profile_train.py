@@ -21,9 +21,9 @@ import math
 import os
 import tempfile
 
-from ptycho_torch.thread_option import short_spin_wait
+from ptycho_torch.thread_option import training_process
 
-short_spin_wait()  # as `train` does, before torch loads
+training_process()  # as `train` does, before torch loads
 
 import torch  # noqa: E402
 
