@@ -12,6 +12,7 @@ from __future__ import annotations
 __all__ = [
     "AUTO",
     "DEFAULT",
+    "KEEP_FREED_MEMORY",
     "THREADS_HELP",
     "keep_freed_memory",
     "parse_threads",
@@ -67,25 +68,29 @@ def short_spin_wait() -> bool:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD = 32 << 20
 _TRIM_THRESHOLD = 1 << 30
+KEEP_FREED_MEMORY = "PTYCHOPINN_KEEP_FREED_MEMORY"  # "0": glibc's own behaviour
 
 
 def keep_freed_memory() -> bool:
     """Let glibc keep the memory a training step frees for the next step, instead of handing
     it back to the kernel and taking it again (zeroed, one page fault per 4 KiB) a few
-    milliseconds later; unless the environment sets ``MALLOC_MMAP_THRESHOLD_`` or
-    ``MALLOC_TRIM_THRESHOLD_`` itself (glibc's own defaults: ``MALLOC_MMAP_THRESHOLD_=131072``).
+    milliseconds later. Off with ``PTYCHOPINN_KEEP_FREED_MEMORY=0``; the environment's own
+    ``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` also leave glibc as it is set.
 
-    torch's CPU tensors come from ``malloc``: an activation of a batch of 16 (16 MiB at N=64)
-    is above glibc's mmap threshold, so each step mapped and unmapped it and faulted about
-    16,000 pages back in (5-9% of a step at 2 threads; docs/benchmarks.md). With allocations up
-    to 32 MiB served from the heap and a free heap top kept up to 1 GiB, a step faults no
-    pages. It changes no result; the process keeps its peak heap until it ends. Returns
-    whether the settings were made (not on a C library other than glibc).
+    torch's CPU tensors come from ``malloc``; glibc adapts its mmap threshold to the sizes it
+    sees, but still gives a freed heap top above twice that back to the kernel, and a step
+    frees hundreds of MiB at once: each step faulted 10,000-24,000 pages back in (a few
+    percent of a step at 2 threads; docs/benchmarks.md). With allocations up to 32 MiB served
+    from the heap and a free heap top kept up to 1 GiB, a step faults none. It changes no
+    result; the process keeps its peak heap until it ends. Returns whether the settings were
+    made (not with a C library other than glibc).
     """
     import ctypes
     import os
     import platform
 
+    if os.environ.get(KEEP_FREED_MEMORY, "1") == "0":
+        return False
     if {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"} & set(os.environ):
         return False
     if platform.libc_ver()[0] != "glibc":

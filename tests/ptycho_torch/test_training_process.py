@@ -32,7 +32,9 @@ print(made, (faults() - before) / 5)
 
 
 def _run(mode: str, **env: str) -> tuple[str, float]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "PTYCHOPINN_KEEP"))
+    }
     done = subprocess.run(
         [sys.executable, "-c", _ROUNDS, mode],
         capture_output=True, text=True, check=True, env={**clean, **env},
@@ -51,10 +53,11 @@ def test_freed_memory_is_reused_without_page_faults() -> None:
     assert faults_kept < 50, faults_kept
 
 
-def test_the_environment_keeps_glibcs_own_setting() -> None:
-    made, faults = _run("keep", MALLOC_MMAP_THRESHOLD_="131072")
+def test_it_is_off_with_its_variable_and_the_environment_keeps_glibcs_own_setting() -> None:
+    made, faults = _run("keep", PTYCHOPINN_KEEP_FREED_MEMORY="0")
+    assert (made, faults > 8000) == ("False", True), faults
+    made, _ = _run("keep", MALLOC_TRIM_THRESHOLD_="1073741824")
     assert made == "False"
-    assert faults > 8000, faults
 
 
 def test_training_sets_a_short_openmp_spin_unless_the_environment_says() -> None:
