@@ -100,3 +100,32 @@ def test_each_speed_setting_has_an_option_to_turn_it_off() -> None:
     config = train.TRAINING_OPTIONS.build(args, **train.SPEED_OPTIONS.given(args))
     plain: dict[str, Any] = dict(PLAIN_SPEED)
     assert config == dataclasses.replace(TrainConfig(), **plain, precision="bf16-mixed")
+
+
+def test_a_compiler_failure_trains_on_eagerly_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ptycho_torch.fast_step import TrainingLoss
+    from ptycho_torch.model import PtychoPINN
+
+    def failing_compile(fn: Any) -> Any:
+        def compiled(*args: Any) -> Any:
+            raise RuntimeError("backend compiler failed\nwith a long inductor log")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", failing_compile)
+    torch.manual_seed(0)
+    model = PtychoPINN(ModelConfig(N=64, n_filters_scale=1))
+    x = torch.rand(2, 1, 64, 64) + 0.1
+    positions = torch.zeros(2, 1, 2)
+    loss = TrainingLoss(model, TrainConfig(compile=True))
+    with caplog.at_level("WARNING"):
+        first, second = loss(x, positions), loss(x, positions)
+    eager = TrainingLoss(model, TrainConfig(compile=False))(x, positions)
+    assert torch.equal(first, eager) and torch.equal(second, eager)
+    warnings = [r.getMessage() for r in caplog.records if "torch.compile failed" in r.getMessage()]
+    assert warnings == [
+        "torch.compile failed (RuntimeError: backend compiler failed); training continues "
+        "without it (--no-compile turns it off)"
+    ]
