@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from core.tolerances import Device
 from export.errors import ArtifactsChangedError, ManifestError
 from export.fixed_batch import run_in_fixed_batches
 from export.host import DEVICES, OnnxHost
@@ -96,7 +97,9 @@ class BatchRunner(Protocol):
 class PredictOptions:
     """How ``predict`` runs the model."""
 
-    device: str = field(default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES})
+    device: Device = field(
+        default="cpu", metadata={"help": "ONNX Runtime device", "choices": DEVICES}
+    )
     progress_every: float = field(
         default=2.0,
         metadata={"help": "seconds between progress lines on stderr (0: none)"},

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from core.device import as_device
 from export.archive import open_artifacts, pack_artifacts
 from export.predict import Prediction, PredictOptions, Predictor
 from export.verify import VerifyOptions, verify_artifacts
@@ -121,9 +120,10 @@ def reconstruct(
 def _predict_product(args: argparse.Namespace, options: PredictOptions) -> None:
     from export.ptychodus.files import predict_product  # no ptychodus: exit 3, its install line
 
-    device = as_device(options.device, "--device")  # PredictOptions keeps it a plain str
     progress = _Progress(options.progress_every)
-    result = predict_product(args.artifacts, args.product, args.data, args.out, device, progress)
+    result = predict_product(
+        args.artifacts, args.product, args.data, args.out, options.device, progress
+    )
     progress.close()
     for line in result.lines():
         print(line)
