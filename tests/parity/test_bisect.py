@@ -152,6 +152,7 @@ def test_exported_program_side_maps_every_conv(artifacts: Path) -> None:
 
 
 @pytest.mark.tf
+@pytest.mark.slow  # TensorFlow's start and a twin reference: 6 s of the default run
 def test_tf_twin_healthy_names_nothing(artifacts: Path) -> None:
     result = bisect(artifacts, ("eager", "tf-twin"))
     assert result.first_jump is None, result.table()
@@ -175,6 +176,7 @@ def test_tf_twin_with_a_transposed_kernel_is_named(artifacts: Path) -> None:
 
 
 @pytest.mark.tf
+@pytest.mark.slow  # a physics-head build: 4.5 s of the default run
 def test_physics_steps_are_bisected_and_a_conjugated_twin_probe_is_named(
     built_physics, tmp_path: Path
 ) -> None:
