@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ptycho_torch.jsonio import write_json
 
 __all__ = ["BatchResult", "BenchReport", "BenchRow", "Trial"]
 
@@ -92,7 +93,7 @@ class BenchReport:
         return asdict(self)
 
     def write_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json(path, self.to_dict())
 
     def table(self) -> str:
         """The report as text: header, one line per backend and batch, the per-layer view."""

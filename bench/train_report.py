@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.step_parts import StepProfile
-from ptycho_torch.atomic import atomic_write
+from ptycho_torch.jsonio import write_json
 
 __all__ = ["StepTiming", "TrainBenchReport"]
 
@@ -93,9 +92,7 @@ class TrainBenchReport:
         return values
 
     def write_json(self, path: Path) -> None:
-        """Written whole or not at all (an earlier report stays if writing fails)."""
-        text = (json.dumps(self.to_dict(), indent=2) + "\n").encode()
-        atomic_write(path, lambda f: f.write(text))
+        write_json(path, self.to_dict())
 
 
 _TORCH_WAIT = "OpenMP waits as torch has it"

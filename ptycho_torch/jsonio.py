@@ -1,4 +1,5 @@
-"""Reading a JSON file that a user handed over or a tool wrote: one error, the caller's class.
+"""Reading a JSON file that a user handed over or a tool wrote (one error, the caller's class),
+and writing a report as JSON (whole or not at all).
 
 Torch-free (the inference host reads its manifest with it).
 """
@@ -9,9 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ptycho_torch.errors import ToolError
+from ptycho_torch.atomic import atomic_write
+from ptycho_torch.errors import ToolError, writing
 
-__all__ = ["read_json", "read_json_object"]
+__all__ = ["read_json", "read_json_object", "write_json"]
 
 
 def read_json(path: Path, error: type[ToolError], advice: str = "") -> Any:
@@ -38,3 +40,15 @@ def read_json_object(path: Path, error: type[ToolError], advice: str = "") -> di
             + (f"; {advice}" if advice else "")
         )
     return value
+
+
+def write_json(path: Path, value: Any) -> None:
+    """``value`` as indented JSON in ``path``, whole or not at all: an earlier file stays if the
+    write fails, and a refused write is one :class:`~ptycho_torch.errors.WriteError` naming
+    ``path`` (exit 2)."""
+    text = (json.dumps(value, indent=2) + "\n").encode()
+    with writing(path):
+        try:
+            atomic_write(Path(path), lambda f: f.write(text))
+        except OSError as exc:  # named by ``path``, not by the temporary file beside it
+            raise OSError(exc.errno, exc.strerror) from None

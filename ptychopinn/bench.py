@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.run import BenchOptions
 from ptycho_torch.errors import ExitCode
-from ptychopinn.command import CommandLine, add_threads_option
+from ptychopinn.command import CommandLine, add_json_option, add_threads_option
 from ptychopinn.options import ConfigOptions
 
 __all__ = ["BENCH"]
@@ -26,7 +26,7 @@ BENCH_OPTIONS = ConfigOptions(
 def _arguments(parser: argparse.ArgumentParser) -> None:
     BENCH_OPTIONS.add_to(parser)
     add_threads_option(parser)
-    parser.add_argument("--json", type=Path, help="also write the whole report as JSON")
+    add_json_option(parser)
     parser.add_argument("--plot", type=Path, help="also draw throughput vs batch as a PNG")
 
 

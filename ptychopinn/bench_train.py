@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 from bench.train_options import TrainBenchOptions
 from ptycho_torch.errors import ExitCode
 from ptycho_torch.thread_option import training_process
-from ptychopinn.command import CommandLine, add_threads_option, given_threads
+from ptychopinn.command import CommandLine, add_json_option, add_threads_option, given_threads
 from ptychopinn.options import ConfigOptions
 
 __all__ = ["BENCH_TRAIN"]
@@ -30,7 +29,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     training_process()
     TRAIN_BENCH_OPTIONS.add_to(parser)
     add_threads_option(parser)
-    parser.add_argument("--json", type=Path, help="also write the whole report as JSON")
+    add_json_option(parser)
 
 
 def _bench_train(args: argparse.Namespace) -> int:

@@ -10,12 +10,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.thread_option import AUTO, THREADS_HELP, parse_threads
 
 __all__ = [
     "CommandLine",
+    "add_json_option",
     "add_threads_option",
     "configure_logging",
     "given_threads",
@@ -47,6 +49,31 @@ def add_threads_option(parser: argparse.ArgumentParser) -> None:
     """The ``--threads`` option of every command that runs torch on the CPU."""
     group = parser.add_argument_group("threads")
     group.add_argument("--threads", default=AUTO, help=f"{THREADS_HELP} (default: {AUTO})")
+
+
+def json_target(value: str) -> Path:
+    """``--json FILE`` checked when the options are read, before minutes of measuring: a file
+    (not a folder) in a folder that exists and that this user may write (exit 2 otherwise)."""
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{value} is a folder; give a file, e.g. {path}/report.json"
+        )
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"the folder {path.parent} does not exist; create it or give a file in another folder"
+        )
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"the folder {path.parent} is not writable by this user")
+    return path
+
+
+def add_json_option(parser: argparse.ArgumentParser, what: str = "the whole report") -> None:
+    """The ``--json FILE`` option of the commands that measure (checked by :func:`json_target`;
+    the report is written with :func:`ptycho_torch.jsonio.write_json`)."""
+    parser.add_argument(
+        "--json", type=json_target, metavar="FILE", help=f"also write {what} as JSON"
+    )
 
 
 def given_threads(args: argparse.Namespace) -> str | int:

@@ -10,7 +10,6 @@ Every option comes from an option dataclass of the module that owns the behaviou
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from parity.bisect import BisectOptions
 from parity.check import CheckOptions
 from parity.tf_twin.generate import ReferenceOptions
 from ptycho_torch.errors import ExitCode
+from ptycho_torch.jsonio import write_json
 from ptychopinn.command import CommandLine, add_threads_option
 from ptychopinn.options import ConfigOptions
 
@@ -141,7 +141,7 @@ def _trace(args: argparse.Namespace) -> int:
     if error:
         print(f"the model raised: {error}")
     if options.json:
-        options.json.write_text(json.dumps({**trace.to_dict(), "error": error}, indent=2) + "\n")
+        write_json(options.json, {**trace.to_dict(), "error": error})
     return ExitCode.PARITY_FAILURE if trace.first_violation() is not None else ExitCode.PASS
 
 
@@ -168,7 +168,7 @@ def _bisect(args: argparse.Namespace) -> int:
     print(result.table())
     if options.json:
         options.json.parent.mkdir(parents=True, exist_ok=True)
-        options.json.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        write_json(options.json, result.to_dict())
     return ExitCode.PARITY_FAILURE if result.first_jump is not None else ExitCode.PASS
 
 

@@ -28,7 +28,7 @@ from export.serving.options import ServeOptions
 from export.serving.server import ServedModel
 from export.triton_model import DEFAULT_MODEL_NAME
 from ptycho_torch.errors import ExitCode
-from ptychopinn.command import CommandLine
+from ptychopinn.command import CommandLine, add_json_option
 from ptychopinn.host import reconstruct
 from ptychopinn.options import ConfigOptions
 
@@ -177,7 +177,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         help="patterns per request (default: 1 and the artifact's batch)",
     )
-    parser.add_argument("--json", type=Path, help="also write the report as JSON")
+    add_json_option(parser, "the report")
     parser.add_argument("--server-log", type=Path, help="where the started server's log lines go")
     LOAD_OPTIONS.add_to(parser)
     BENCH_SERVE_OPTIONS.add_to(parser.add_argument_group("the server it starts"))

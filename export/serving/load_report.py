@@ -6,13 +6,14 @@ the bare figures and the machine), with a Markdown table and a JSON round trip. 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ptycho_torch.jsonio import write_json
 
 __all__ = ["BareRate", "LoadLevel", "LoadReport"]
 
@@ -138,7 +139,7 @@ class LoadReport:
         )
 
     def write_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        write_json(path, self.to_dict())
 
 
 def _fields_of(kind: type, data: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""The one JSON reader: the caller's error class, the file named, the advice appended."""
+"""The one JSON reader (the caller's error class, the file named, the advice appended) and writer."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,19 @@ def test_unreadable_json_is_the_callers_error_with_advice(
 def test_a_missing_file_names_itself(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"cannot read .*nowhere\.json as JSON"):
         read_json(tmp_path / "nowhere.json", ManifestError)
+
+
+def test_write_json_replaces_whole_or_keeps_the_earlier_file(tmp_path: Path) -> None:
+    from ptycho_torch.errors import WriteError
+    from ptycho_torch.jsonio import write_json
+
+    report = tmp_path / "report.json"
+    write_json(report, {"run": 1})
+    assert json.loads(report.read_text()) == {"run": 1}
+    with pytest.raises(TypeError):  # not JSON: nothing written, the earlier report stays
+        write_json(report, {"run": object()})
+    assert json.loads(report.read_text()) == {"run": 1}
+    missing = tmp_path / "no-such-folder" / "report.json"
+    with pytest.raises(WriteError, match=r"cannot write .*no-such-folder/report.json: No such"):
+        write_json(missing, {"run": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]  # no temporary left
