@@ -51,5 +51,6 @@ def write_all(report: ParityReport, directory: str | Path) -> dict[str, Path]:
     paths["markdown"] = directory / "report.md"
     paths["junit"] = write_junit(report, directory)
     paths["html"] = write_html(report, directory)
-    logger.info("parity reports written to %s", directory)
+    # often a staging folder swapped in later: the caller's own line names the final one
+    logger.debug("parity reports written to %s", directory)
     return paths
