@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.machine_load import read_load
 from bench.step_parts import StepProfile
 from bench.train_options import VARIANTS, TrainBenchOptions
 from bench.train_profile import StepProfiler, label_regions
@@ -40,7 +41,7 @@ from ptycho_torch.fast_step import TrainingLoss, make_adam, prepare_network
 from ptycho_torch.model import PtychoPINN
 from ptycho_torch.prepare import intensity_scale
 from ptycho_torch.simulate import SimulationConfig, simulate_scan
-from ptycho_torch.threads import cpu_kind, interleave, set_threads
+from ptycho_torch.threads import Samples, cpu_kind, interleave, set_threads
 
 __all__ = ["TorchStep", "run_train_bench"]
 
@@ -82,7 +83,7 @@ def run_train_bench(options: TrainBenchOptions) -> TrainBenchReport:
     """Time the steps interleaved, then profile the first; see the module docstring."""
     threads = set_threads(options.threads).threads
     keras_missing = _start_tensorflow(threads) if options.keras else "not asked (--no-keras)"
-    load_before = _load()
+    load_before = read_load().averages
     model_config, probe, batch = _batch(options)
     torch.manual_seed(0)
     initial = PtychoPINN(model_config, probe=probe).state_dict()
@@ -101,8 +102,7 @@ def run_train_bench(options: TrainBenchOptions) -> TrainBenchReport:
     first = {name: step() for name, step in steps.items()}  # builds and compiles too
     samples = interleave(steps, options.seconds, options.rounds, what="bench-train")
     timings = tuple(
-        _timing(name, settings[name], s.seconds, options.batch, first[name])
-        for name, s in samples.items()
+        _timing(name, settings[name], s, options.batch, first[name]) for name, s in samples.items()
     )
     profile = _profile(steps[timings[0].name], options.profile_steps)  # type: ignore[arg-type]
     return TrainBenchReport(
@@ -113,7 +113,7 @@ def run_train_bench(options: TrainBenchOptions) -> TrainBenchReport:
         threads=threads,
         cpu=cpu_kind(),
         load_before=load_before,
-        load_after=_load(),
+        load_after=read_load().averages,
         uptime=_uptime(),
         timings=timings,
         keras_unavailable=keras_missing,
@@ -168,18 +168,15 @@ def _torch_step(
     return TorchStep(model, config, batch)
 
 
-def _timing(
-    name: str, setting: str, seconds: tuple[float, ...], batch: int, first: float
-) -> StepTiming:
-    ms = np.array(seconds) * 1e3
-    p50 = float(np.median(ms))
+def _timing(name: str, setting: str, samples: Samples, batch: int, first: float) -> StepTiming:
+    p50 = samples.p50 * 1e3
     return StepTiming(
         name=name,
         setting=setting,
-        rounds=len(ms),
+        rounds=len(samples),
         p50_ms=p50,
-        p10_ms=float(np.percentile(ms, 10)),
-        p90_ms=float(np.percentile(ms, 90)),
+        p10_ms=samples.quantile(0.1) * 1e3,
+        p90_ms=samples.quantile(0.9) * 1e3,
         patterns_per_s=batch / p50 * 1e3,
         first_loss=first,
     )
@@ -197,20 +194,13 @@ def _profile(step: TorchStep, steps: int) -> StepProfile | None:
         return profiler.stop()
 
 
-def _load() -> tuple[float, ...]:
-    try:
-        return tuple(round(v, 2) for v in os.getloadavg())
-    except OSError:
-        return ()
-
-
 def _uptime() -> str:
     try:
         return subprocess.run(
             ["uptime"], capture_output=True, text=True, check=False
         ).stdout.strip()
     except OSError:
-        return f"load average {_load()}"
+        return read_load().describe()
 
 
 def _omp_wait() -> str:
