@@ -30,9 +30,13 @@ _CANNOT_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
 def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write ``path`` through ``write(binary_file)`` into a temporary file beside it, then
     rename it over ``path``; on any failure the temporary file is removed and ``path`` is
-    untouched. The file is 0644: these are artifacts, references and reports meant to be read
+    untouched (a folder that cannot take the temporary file is the ``OSError``'s filename).
+    The file is 0644: these are artifacts, references and reports meant to be read
     by other users, CI and hosts (``mkstemp`` alone would leave 0600)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:  # named by the folder the user gave, not by a temporary file's name
+        raise OSError(exc.errno, exc.strerror, str(path.parent)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

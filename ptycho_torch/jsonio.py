@@ -48,7 +48,4 @@ def write_json(path: Path, value: Any) -> None:
     ``path`` (exit 2)."""
     text = (json.dumps(value, indent=2) + "\n").encode()
     with writing(path):
-        try:
-            atomic_write(Path(path), lambda f: f.write(text))
-        except OSError as exc:  # named by ``path``, not by the temporary file beside it
-            raise OSError(exc.errno, exc.strerror) from None
+        atomic_write(Path(path), lambda f: f.write(text))
