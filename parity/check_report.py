@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from parity.precision import environment_fingerprint
 from parity.repro import bisect_command, check_repro_target
 from parity.results import ParityReport
 from parity.runners import Backend
+from ptycho_torch.atomic import unwritable_file
 from ptycho_torch.errors import ExitCode, ToolError
 
 __all__ = [
@@ -164,14 +164,9 @@ def check_write_targets(report_dir: Path, repro: Path | None, calibrate: Path | 
 
 def _check_file_target(flag: str, path: Path) -> None:
     """A file the check will write at the end: refused now if it cannot be one."""
-    if path.is_dir():
-        raise ParityError(f"{flag} {path} is a folder; give the path of a JSON file to write")
-    parent = path.parent
-    if not parent.is_dir():
-        what = "is not a folder" if parent.exists() else "does not exist"
-        raise ParityError(f"{flag} {path}: its folder {parent} {what}; create it or choose another")
-    if not os.access(parent, os.W_OK):
-        raise ParityError(f"{flag} {path}: its folder {parent} is not writable; choose another")
+    problem = unwritable_file(path)
+    if problem is not None:
+        raise ParityError(f"{flag} {path}: {problem}")
 
 
 def _overlaps(path: Path, folder: Path, *, both_ways: bool) -> bool:

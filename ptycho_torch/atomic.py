@@ -17,7 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TypeVar
 
-__all__ = ["atomic_write", "process_alive", "rename_exchange", "replace_folder"]
+__all__ = [
+    "atomic_write",
+    "process_alive",
+    "rename_exchange",
+    "replace_folder",
+    "unwritable_file",
+]
 
 T = TypeVar("T")
 
@@ -45,6 +51,21 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def unwritable_file(path: Path) -> str | None:
+    """Why ``path`` cannot be a file that a command writes when its work is done (it is a
+    folder; its folder is missing, not a folder, or not writable by this user), or None: checked
+    before the work, so that minutes of it are not lost to a bad path."""
+    if path.is_dir():
+        return "is a folder; give the path of a file to write"
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        return f"its folder {parent} {what}; create it or choose another"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"its folder {parent} is not writable; choose another"
+    return None
 
 
 def replace_folder(out: Path, write: Callable[[Path], T]) -> T:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ptycho_torch.atomic import unwritable_file
 from ptycho_torch.cli import UsageError, run_cli
 from ptycho_torch.thread_option import AUTO, THREADS_HELP, parse_threads
 
@@ -55,16 +56,9 @@ def json_target(value: str) -> Path:
     """``--json FILE`` checked when the options are read, before minutes of measuring: a file
     (not a folder) in a folder that exists and that this user may write (exit 2 otherwise)."""
     path = Path(value)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(
-            f"{value} is a folder; give a file, e.g. {path}/report.json"
-        )
-    if not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(
-            f"the folder {path.parent} does not exist; create it or give a file in another folder"
-        )
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise argparse.ArgumentTypeError(f"the folder {path.parent} is not writable by this user")
+    problem = unwritable_file(path)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"{value}: {problem}")
     return path
 
 

@@ -51,8 +51,8 @@ def test_ours_and_plain_steps_start_from_the_same_loss_and_report_a_breakdown(
         (["--variants", "nope"], "TrainBenchOptions.variants must name some of"),
         (["--batch", "0"], "batch and rounds must be >= 1"),
         (["--N", "48"], "ModelConfig.N must be one of"),
-        (["--json", "/nonexistent-folder/bench.json"], "the folder /nonexistent-folder does not"),
-        (["--json", "/"], "/ is a folder; give a file"),
+        (["--json", "/nonexistent-folder/b.json"], "its folder /nonexistent-folder does not exist"),
+        (["--json", "/"], "/: is a folder; give the path of a file to write"),
     ],
 )
 def test_bad_options_are_usage_errors(argv: list[str], expected: str) -> None:
